@@ -1,0 +1,200 @@
+//! The gateway's own metrics (`sluice_*`), declared in one place.
+//!
+//! Every component gets an `Arc<SelfMetrics>` when it is built and updates the families below;
+//! the admin server renders the registry at `GET /metrics`. Names follow
+//! `sluice_<component>_<what>_<unit>`, and every drop or refusal carries a `reason` label.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::build_info;
+
+/// Latency buckets for request and export durations, in seconds (250 us to 10 s).
+const DURATION_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone)]
+pub struct SelfMetrics {
+    registry: Registry,
+    /// Records in requests that decoded, per receiver and signal.
+    pub receiver_received: IntCounterVec,
+    /// Records handed to pipelines.
+    pub receiver_accepted: IntCounterVec,
+    /// Records refused (backpressure, invalid records, shutdown), with a reason.
+    pub receiver_refused: IntCounterVec,
+    /// Requests by transport and outcome (HTTP status / gRPC code name).
+    pub receiver_requests: IntCounterVec,
+    /// Requests rejected before their records could be counted, with a reason.
+    pub receiver_bad_requests: IntCounterVec,
+    pub receiver_request_duration: HistogramVec,
+    pub pipeline_queue_depth: IntGaugeVec,
+    pub pipeline_queue_capacity: IntGaugeVec,
+    pub exporter_queue_depth: IntGaugeVec,
+    pub exporter_queue_capacity: IntGaugeVec,
+    pub exporter_sent: IntCounterVec,
+    pub exporter_send_failures: IntCounterVec,
+    pub exporter_send_duration: HistogramVec,
+    /// Records lost anywhere after a receiver accepted them, with component and reason.
+    pub dropped: IntCounterVec,
+}
+
+impl std::fmt::Debug for SelfMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SelfMetrics")
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+impl SelfMetrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "metric definitions are constants; a bad one is a bug caught by every test"
+    )]
+    pub fn new() -> SelfMetrics {
+        let r = Registry::new();
+        let info = gauge(
+            &r,
+            "sluice_build_info",
+            "Build information of the running gateway.",
+            &["version", "commit"],
+        );
+        info.with_label_values(&[build_info::VERSION, build_info::COMMIT])
+            .set(1);
+        SelfMetrics {
+            receiver_received: counter(
+                &r,
+                "sluice_receiver_received_records_total",
+                "Records in requests that decoded, per receiver, transport and signal.",
+                &["receiver", "transport", "signal"],
+            ),
+            receiver_accepted: counter(
+                &r,
+                "sluice_receiver_accepted_records_total",
+                "Records accepted into pipelines.",
+                &["receiver", "transport", "signal"],
+            ),
+            receiver_refused: counter(
+                &r,
+                "sluice_receiver_refused_records_total",
+                "Records refused by a receiver, by reason (queue_full, invalid, shutting_down, no_pipeline).",
+                &["receiver", "transport", "signal", "reason"],
+            ),
+            receiver_requests: counter(
+                &r,
+                "sluice_receiver_requests_total",
+                "Requests answered, by transport, signal and status (HTTP status or gRPC code).",
+                &["receiver", "transport", "signal", "status"],
+            ),
+            receiver_bad_requests: counter(
+                &r,
+                "sluice_receiver_bad_requests_total",
+                "Requests rejected before their records were counted, by reason.",
+                &["receiver", "transport", "reason"],
+            ),
+            receiver_request_duration: histogram(
+                &r,
+                "sluice_receiver_request_duration_seconds",
+                "Time from request start to response, per transport and signal.",
+                &["receiver", "transport", "signal"],
+            ),
+            pipeline_queue_depth: gauge(
+                &r,
+                "sluice_pipeline_queue_depth_batches",
+                "Batches waiting in a pipeline's input queue.",
+                &["pipeline"],
+            ),
+            pipeline_queue_capacity: gauge(
+                &r,
+                "sluice_pipeline_queue_capacity_batches",
+                "Capacity of a pipeline's input queue.",
+                &["pipeline"],
+            ),
+            exporter_queue_depth: gauge(
+                &r,
+                "sluice_exporter_queue_depth_batches",
+                "Batches waiting in an exporter's sending queue.",
+                &["exporter"],
+            ),
+            exporter_queue_capacity: gauge(
+                &r,
+                "sluice_exporter_queue_capacity_batches",
+                "Capacity of an exporter's sending queue.",
+                &["exporter"],
+            ),
+            exporter_sent: counter(
+                &r,
+                "sluice_exporter_sent_records_total",
+                "Records an exporter delivered.",
+                &["exporter", "signal"],
+            ),
+            exporter_send_failures: counter(
+                &r,
+                "sluice_exporter_send_failures_total",
+                "Failed send attempts (each retry counts), by whether they are retried.",
+                &["exporter", "signal", "retryable"],
+            ),
+            exporter_send_duration: histogram(
+                &r,
+                "sluice_exporter_send_duration_seconds",
+                "Duration of one send attempt.",
+                &["exporter", "signal"],
+            ),
+            dropped: counter(
+                &r,
+                "sluice_dropped_records_total",
+                "Records lost after a receiver accepted them, by component and reason.",
+                &["component", "signal", "reason"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The registry in the Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    pub fn drop_records(&self, component: &str, signal: &str, reason: &str, n: usize) {
+        self.dropped
+            .with_label_values(&[component, signal, reason])
+            .inc_by(n as u64);
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        SelfMetrics::new()
+    }
+}

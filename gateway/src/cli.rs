@@ -1,0 +1,81 @@
+//! The `sluice` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::build_info;
+use crate::config::{LogFormat, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version = build_info::long_version(),
+    about = "A telemetry gateway: OTLP in, sandboxed Wasm plugins over each batch, Prometheus and OTLP out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (on the embedded defaults when no config is given).
+    Run(RunArgs),
+    /// Check a config file and report every problem with its location; exit 0 or 64.
+    Validate(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The YAML config file.
+    #[arg(long, short = 'c', env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Overrides the `otlp` receiver's gRPC endpoint (host:port).
+    #[arg(long, env = "SLUICE_GRPC_ENDPOINT")]
+    pub grpc_endpoint: Option<String>,
+    /// Overrides the `otlp` receiver's HTTP endpoint (host:port).
+    #[arg(long, env = "SLUICE_HTTP_ENDPOINT")]
+    pub http_endpoint: Option<String>,
+    /// Overrides `service.admin.endpoint` (host:port).
+    #[arg(long, env = "SLUICE_ADMIN_ENDPOINT")]
+    pub admin_endpoint: Option<String>,
+    /// Log level or filter, e.g. `debug` or `sluice=debug,info`.
+    #[arg(long, env = "SLUICE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            grpc_endpoint: self.grpc_endpoint.clone(),
+            http_endpoint: self.http_endpoint.clone(),
+            admin_endpoint: self.admin_endpoint.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.map(|f| match f {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

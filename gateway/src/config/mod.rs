@@ -1,0 +1,790 @@
+//! Configuration: the YAML file (or the embedded defaults) in, a validated [`Config`] out.
+//!
+//! Loading happens in one step from raw text to validated config, and it collects *every*
+//! problem it finds, each with its path in the file (`service.pipelines.traces.exporters[1]`) and,
+//! for a misspelled name or key, the nearest valid one. Nothing here does I/O beyond reading the
+//! file; binding ports and connecting to backends happen when the gateway is built.
+
+pub mod duration;
+pub mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+pub use schema::*;
+
+use crate::pipeline::Signal;
+
+/// The embedded defaults `sluice run` uses with no `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where in the file, e.g. `service.pipelines.traces.exporters[1]`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} error{} in config",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The kinds of receiver this build knows.
+pub const RECEIVER_KINDS: &[&str] = &["otlp"];
+/// The kinds of exporter this build knows.
+pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug"];
+const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "service"];
+
+#[derive(Debug, Clone)]
+pub enum ReceiverKind {
+    Otlp(OtlpReceiverConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiverSpec {
+    /// The instance name as written, e.g. `otlp` or `otlp/internal`.
+    pub name: String,
+    pub kind: ReceiverKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExporterKind {
+    Otlp(OtlpExporterConfig),
+    Debug(DebugExporterConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExporterSpec {
+    pub name: String,
+    pub kind: ExporterKind,
+}
+
+impl ExporterSpec {
+    pub fn sending_queue(&self) -> &SendingQueueConfig {
+        match &self.kind {
+            ExporterKind::Otlp(c) => &c.sending_queue,
+            ExporterKind::Debug(c) => &c.sending_queue,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// e.g. `traces` or `traces/audit`.
+    pub name: String,
+    pub signal: Signal,
+    pub receivers: Vec<String>,
+    pub processors: Vec<String>,
+    pub exporters: Vec<String>,
+    pub queue_size: usize,
+}
+
+/// A validated configuration: every reference resolves, every value is in range.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub receivers: Vec<ReceiverSpec>,
+    pub exporters: Vec<ExporterSpec>,
+    pub pipelines: Vec<PipelineSpec>,
+    pub admin_endpoint: String,
+    pub logs: LogsConfig,
+    pub shutdown_timeout: Duration,
+}
+
+/// Values given on the command line or in `SLUICE_*` variables; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub grpc_endpoint: Option<String>,
+    pub http_endpoint: Option<String>,
+    pub admin_endpoint: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            source_name: source_name.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Config::from_yaml(&text, &source_name, overrides)
+    }
+
+    /// The embedded defaults, with overrides applied.
+    pub fn embedded(overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        Config::from_yaml(DEFAULT_CONFIG, "embedded defaults", overrides)
+    }
+
+    pub fn from_yaml(
+        text: &str,
+        source_name: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let config = parse(text, overrides, &mut errors);
+        match config {
+            Some(c) if errors.is_empty() => Ok(c),
+            _ => Err(ConfigErrors {
+                source_name: source_name.to_string(),
+                errors,
+            }),
+        }
+    }
+
+    pub fn pipelines_of(&self, signal: Signal) -> impl Iterator<Item = &PipelineSpec> {
+        self.pipelines.iter().filter(move |p| p.signal == signal)
+    }
+}
+
+fn err(errors: &mut Vec<ConfigError>, path: impl Into<String>, message: impl Into<String>) {
+    errors.push(ConfigError {
+        path: path.into(),
+        message: message.into(),
+    });
+}
+
+/// The closest candidate to `word`, if one is close enough to be a likely typo.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn suggestion(word: &str, candidates: &[&str]) -> String {
+    match nearest(word, candidates.iter().copied()) {
+        Some(n) => format!("; did you mean `{n}`?"),
+        None if candidates.is_empty() => String::new(),
+        None => format!(
+            "; expected one of {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Deserializes one block, turning serde's error into a path and, for unknown keys and
+/// variants, the nearest valid name.
+fn typed<T: DeserializeOwned>(
+    value: Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let value = if value.is_null() {
+        Value::Mapping(Default::default())
+    } else {
+        value
+    };
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match (path.is_empty(), inner.as_str()) {
+                (_, ".") => path.to_string(),
+                (true, _) => inner,
+                (false, _) => format!("{path}.{inner}"),
+            };
+            err(
+                errors,
+                full,
+                explain_serde_error(&e.into_inner().to_string()),
+            );
+            None
+        }
+    }
+}
+
+/// serde says "unknown field `endpont`, expected one of `endpoint`, `protocol`"; we say which
+/// one was probably meant.
+fn explain_serde_error(message: &str) -> String {
+    let unknown = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p));
+    let Some(rest) = unknown else {
+        return message.to_string();
+    };
+    let Some((word, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let candidates: Vec<&str> = expected
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    let what = if message.starts_with("unknown field") {
+        "unknown key"
+    } else {
+        "unknown value"
+    };
+    format!("{what} `{word}`{}", suggestion(word, &candidates))
+}
+
+fn kind_of(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(k, _)| k)
+}
+
+fn mapping_entries(
+    value: Option<Value>,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, Value)> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Mapping(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| match k {
+                Value::String(s) => Some((s, v)),
+                other => {
+                    err(
+                        errors,
+                        path,
+                        format!("component names must be strings, found {other:?}"),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        Some(_) => {
+            err(
+                errors,
+                path,
+                "expected a mapping of component names to settings",
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let root: Value = match serde_yaml_ng::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            err(errors, "", format!("invalid YAML: {e}"));
+            return None;
+        }
+    };
+    let mut top = match root {
+        Value::Mapping(m) => m,
+        Value::Null => Default::default(),
+        _ => {
+            err(errors, "", "the config must be a YAML mapping");
+            return None;
+        }
+    };
+    for key in top.keys() {
+        let name = key.as_str().unwrap_or("?");
+        if !TOP_LEVEL_KEYS.contains(&name) {
+            err(
+                errors,
+                name,
+                format!(
+                    "unknown top-level key `{name}`{}",
+                    suggestion(name, TOP_LEVEL_KEYS)
+                ),
+            );
+        }
+    }
+
+    // Receivers.
+    let mut receivers = Vec::new();
+    for (name, value) in mapping_entries(top.remove("receivers"), "receivers", errors) {
+        let path = format!("receivers.{name}");
+        match kind_of(&name) {
+            "otlp" => {
+                if let Some(mut c) = typed::<OtlpReceiverConfig>(value, &path, errors) {
+                    if c.protocols.grpc.is_none() && c.protocols.http.is_none() {
+                        err(
+                            errors,
+                            format!("{path}.protocols"),
+                            "enable at least one of `grpc` and `http`",
+                        );
+                    }
+                    if name == "otlp" {
+                        apply_receiver_overrides(&mut c, overrides);
+                    }
+                    receivers.push(ReceiverSpec {
+                        name,
+                        kind: ReceiverKind::Otlp(c),
+                    });
+                }
+            }
+            kind => err(
+                errors,
+                path,
+                format!(
+                    "unknown receiver type `{kind}`{}",
+                    suggestion(kind, RECEIVER_KINDS)
+                ),
+            ),
+        }
+    }
+
+    // Processors: the Wasm plugin runtime is not part of this build yet.
+    for (name, _) in mapping_entries(top.remove("processors"), "processors", errors) {
+        err(
+            errors,
+            format!("processors.{name}"),
+            "processors (Wasm plugins) are not supported by this build of sluice yet",
+        );
+    }
+
+    // Exporters.
+    let mut exporters = Vec::new();
+    for (name, value) in mapping_entries(top.remove("exporters"), "exporters", errors) {
+        let path = format!("exporters.{name}");
+        let kind = match kind_of(&name) {
+            "otlp" => typed::<OtlpExporterConfig>(value, &path, errors).map(|c| {
+                check_otlp_exporter(&c, &path, errors);
+                ExporterKind::Otlp(c)
+            }),
+            "debug" => typed::<DebugExporterConfig>(value, &path, errors).map(ExporterKind::Debug),
+            kind => {
+                err(
+                    errors,
+                    &path,
+                    format!(
+                        "unknown exporter type `{kind}`{}",
+                        suggestion(kind, EXPORTER_KINDS)
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            if kind_sending_queue(&kind).queue_size == 0 {
+                err(
+                    errors,
+                    format!("{path}.sending_queue.queue_size"),
+                    "must be at least 1",
+                );
+            }
+            if kind_sending_queue(&kind).num_consumers == 0 {
+                err(
+                    errors,
+                    format!("{path}.sending_queue.num_consumers"),
+                    "must be at least 1",
+                );
+            }
+            exporters.push(ExporterSpec { name, kind });
+        }
+    }
+
+    // Service.
+    let service = match top.remove("service") {
+        Some(v) => typed::<ServiceConfig>(v, "service", errors).unwrap_or_default(),
+        None => {
+            err(errors, "service", "missing `service` (with `pipelines`)");
+            ServiceConfig::default()
+        }
+    };
+
+    let receiver_names: Vec<&str> = receivers.iter().map(|r| r.name.as_str()).collect();
+    let exporter_names: Vec<&str> = exporters.iter().map(|e| e.name.as_str()).collect();
+    let mut pipelines = Vec::new();
+    if service.pipelines.is_empty() {
+        err(
+            errors,
+            "service.pipelines",
+            "define at least one pipeline (`traces`, `metrics` or `logs`)",
+        );
+    }
+    for (name, p) in &service.pipelines {
+        let path = format!("service.pipelines.{name}");
+        let signal_name = kind_of(name);
+        let Some(signal) = Signal::parse(signal_name) else {
+            err(
+                errors,
+                &path,
+                format!(
+                    "unknown pipeline signal `{signal_name}`{}",
+                    suggestion(signal_name, &["traces", "metrics", "logs"])
+                ),
+            );
+            continue;
+        };
+        check_refs(
+            &p.receivers,
+            &receiver_names,
+            "receiver",
+            &format!("{path}.receivers"),
+            errors,
+        );
+        check_refs(
+            &p.exporters,
+            &exporter_names,
+            "exporter",
+            &format!("{path}.exporters"),
+            errors,
+        );
+        for (i, proc_name) in p.processors.iter().enumerate() {
+            err(
+                errors,
+                format!("{path}.processors[{i}]"),
+                format!("unknown processor `{proc_name}`: no processors are defined"),
+            );
+        }
+        if p.queue_size == 0 {
+            err(errors, format!("{path}.queue_size"), "must be at least 1");
+        }
+        pipelines.push(PipelineSpec {
+            name: name.clone(),
+            signal,
+            receivers: p.receivers.clone(),
+            processors: p.processors.clone(),
+            exporters: p.exporters.clone(),
+            queue_size: p.queue_size,
+        });
+    }
+
+    let mut admin_endpoint = service.admin.endpoint.clone();
+    if let Some(a) = &overrides.admin_endpoint {
+        admin_endpoint = a.clone();
+    }
+    check_endpoint(&admin_endpoint, "service.admin.endpoint", errors);
+    check_listeners(&receivers, &admin_endpoint, errors);
+
+    let mut logs = service.telemetry.logs.clone();
+    if let Some(level) = &overrides.log_level {
+        logs.level = level.clone();
+    }
+    if let Some(format) = overrides.log_format {
+        logs.format = format;
+    }
+    if tracing_subscriber::EnvFilter::try_new(&logs.level).is_err() {
+        err(
+            errors,
+            "service.telemetry.logs.level",
+            format!(
+                "invalid log level `{}`: use error, warn, info, debug or trace (or a filter such as `sluice=debug,info`)",
+                logs.level
+            ),
+        );
+    }
+
+    Some(Config {
+        receivers,
+        exporters,
+        pipelines,
+        admin_endpoint,
+        logs,
+        shutdown_timeout: service.shutdown_timeout,
+    })
+}
+
+fn kind_sending_queue(kind: &ExporterKind) -> &SendingQueueConfig {
+    match kind {
+        ExporterKind::Otlp(c) => &c.sending_queue,
+        ExporterKind::Debug(c) => &c.sending_queue,
+    }
+}
+
+fn apply_receiver_overrides(c: &mut OtlpReceiverConfig, o: &Overrides) {
+    if let Some(e) = &o.grpc_endpoint {
+        c.protocols
+            .grpc
+            .get_or_insert_with(Default::default)
+            .endpoint = e.clone();
+    }
+    if let Some(e) = &o.http_endpoint {
+        c.protocols
+            .http
+            .get_or_insert_with(Default::default)
+            .endpoint = e.clone();
+    }
+}
+
+fn check_refs(
+    used: &[String],
+    defined: &[&str],
+    what: &str,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    if used.is_empty() {
+        err(
+            errors,
+            path,
+            format!("a pipeline needs at least one {what}"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, name) in used.iter().enumerate() {
+        if !defined.contains(&name.as_str()) {
+            let hint = match nearest(name, defined.iter().copied()) {
+                Some(n) => format!("; did you mean `{n}`?"),
+                None if defined.is_empty() => format!("; no {what}s are defined"),
+                None => format!("; defined {what}s: {}", defined.join(", ")),
+            };
+            err(
+                errors,
+                format!("{path}[{i}]"),
+                format!("unknown {what} `{name}`{hint}"),
+            );
+        } else if !seen.insert(name) {
+            err(
+                errors,
+                format!("{path}[{i}]"),
+                format!("{what} `{name}` is listed twice"),
+            );
+        }
+    }
+}
+
+fn check_endpoint(endpoint: &str, path: &str, errors: &mut Vec<ConfigError>) {
+    let valid = endpoint
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        err(
+            errors,
+            path,
+            format!("invalid endpoint `{endpoint}`: expected host:port, e.g. 127.0.0.1:4317"),
+        );
+    }
+}
+
+fn check_listeners(receivers: &[ReceiverSpec], admin: &str, errors: &mut Vec<ConfigError>) {
+    let mut bound: BTreeMap<String, String> = BTreeMap::new();
+    bound.insert(admin.to_string(), "service.admin.endpoint".into());
+    for r in receivers {
+        let ReceiverKind::Otlp(c) = &r.kind;
+        let mut check = |endpoint: &str, path: String| {
+            check_endpoint(endpoint, &path, errors);
+            if let Some(other) = bound.get(endpoint) {
+                err(
+                    errors,
+                    &path,
+                    format!("endpoint {endpoint} is already used by {other}"),
+                );
+            } else {
+                bound.insert(endpoint.to_string(), path);
+            }
+        };
+        if let Some(g) = &c.protocols.grpc {
+            check(
+                &g.endpoint,
+                format!("receivers.{}.protocols.grpc.endpoint", r.name),
+            );
+        }
+        if let Some(h) = &c.protocols.http {
+            check(
+                &h.endpoint,
+                format!("receivers.{}.protocols.http.endpoint", r.name),
+            );
+        }
+    }
+}
+
+fn check_otlp_exporter(c: &OtlpExporterConfig, path: &str, errors: &mut Vec<ConfigError>) {
+    let ok = c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://");
+    if !ok {
+        err(
+            errors,
+            format!("{path}.endpoint"),
+            format!(
+                "invalid endpoint `{}`: expected a URL such as http://127.0.0.1:4317",
+                c.endpoint
+            ),
+        );
+    } else if c.endpoint.starts_with("https://") {
+        err(
+            errors,
+            format!("{path}.endpoint"),
+            "TLS to exporters is not supported by this build yet; use http://",
+        );
+    }
+    if c.retry_on_failure.multiplier < 1.0 {
+        err(
+            errors,
+            format!("{path}.retry_on_failure.multiplier"),
+            "must be at least 1.0",
+        );
+    }
+    for key in c.headers.keys() {
+        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+            err(
+                errors,
+                format!("{path}.headers.{key}"),
+                "not a valid HTTP header name",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        match Config::from_yaml(yaml, "test.yaml", &Overrides::default()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::embedded(&Overrides::default()).expect("defaults validate");
+        assert_eq!(c.pipelines.len(), 3);
+        assert_eq!(c.admin_endpoint, "127.0.0.1:8888");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let o = Overrides {
+            grpc_endpoint: Some("127.0.0.1:14317".into()),
+            admin_endpoint: Some("127.0.0.1:18888".into()),
+            ..Default::default()
+        };
+        let c = Config::embedded(&o).expect("valid");
+        let ReceiverKind::Otlp(r) = &c.receivers[0].kind;
+        assert_eq!(
+            r.protocols.grpc.as_ref().map(|g| g.endpoint.as_str()),
+            Some("127.0.0.1:14317")
+        );
+        assert_eq!(
+            r.protocols.http.as_ref().map(|g| g.endpoint.as_str()),
+            Some("127.0.0.1:4318")
+        );
+        assert_eq!(c.admin_endpoint, "127.0.0.1:18888");
+    }
+
+    #[test]
+    fn all_errors_are_reported_with_paths_and_suggestions() {
+        let errors = errors_of(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpont: 127.0.0.1:4317 }
+exporters:
+  otlp/jaeger: { endpoint: http://127.0.0.1:14317, protocol: grcp }
+  otlp/tempo: { endpoint: http://127.0.0.1:24317 }
+  debugg: {}
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otlp/tempo, otlp/tempp] }
+    trace: { receivers: [otlpp], exporters: [otlp/tempo] }
+"#,
+        );
+        let expected = [
+            "receivers.otlp.protocols.grpc: unknown key `endpont`; did you mean `endpoint`?",
+            "exporters.otlp/jaeger.protocol: unknown value `grcp`; did you mean `grpc`?",
+            "exporters.debugg: unknown exporter type `debugg`; did you mean `debug`?",
+            "service.pipelines.trace: unknown pipeline signal `trace`; did you mean `traces`?",
+            "service.pipelines.traces.exporters[1]: unknown exporter `otlp/tempp`; did you mean `otlp/tempo`?",
+        ];
+        for e in expected {
+            assert!(
+                errors.iter().any(|x| x == e),
+                "missing {e:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_and_bad_yaml() {
+        assert_eq!(
+            errors_of("servce: {}\nservice: { pipelines: {} }"),
+            vec![
+                "servce: unknown top-level key `servce`; did you mean `service`?".to_string(),
+                "service.pipelines: define at least one pipeline (`traces`, `metrics` or `logs`)"
+                    .to_string()
+            ]
+        );
+        let e = errors_of("receivers: [");
+        assert!(e[0].starts_with("invalid YAML"), "{e:?}");
+    }
+
+    #[test]
+    fn port_conflicts_and_bad_durations() {
+        let errors = errors_of(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: 127.0.0.1:8888, read_timeout: 5 parsecs }
+exporters:
+  debug: {}
+service:
+  pipelines:
+    logs: { receivers: [otlp], exporters: [debug] }
+"#,
+        );
+        assert!(
+            errors.iter().any(
+                |e| e.contains("read_timeout") && e.contains("invalid duration unit `parsecs`")
+            ),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn listener_conflict_is_reported() {
+        let errors = errors_of(
+            r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: 127.0.0.1:8888 }
+exporters:
+  debug: {}
+service:
+  pipelines:
+    logs: { receivers: [otlp], exporters: [debug] }
+"#,
+        );
+        assert_eq!(
+            errors,
+            vec![
+                "receivers.otlp.protocols.grpc.endpoint: endpoint 127.0.0.1:8888 is already used by service.admin.endpoint"
+            ]
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The config file's shape, one serde struct per component kind.
+//!
+//! Every struct denies unknown keys so that a misspelled key is an error with its path, never a
+//! silently ignored setting. Defaults follow the OpenTelemetry Collector where one exists.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+// ---------------------------------------------------------------- receivers
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    #[serde(default)]
+    pub protocols: OtlpProtocols,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpProtocols {
+    pub grpc: Option<GrpcServerConfig>,
+    pub http: Option<HttpServerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcServerConfig {
+    #[serde(default = "default_grpc_endpoint")]
+    pub endpoint: String,
+    /// Largest accepted message, after decompression.
+    #[serde(default = "default_grpc_max_mib")]
+    pub max_recv_msg_size_mib: usize,
+    /// A request whose message has not fully arrived by then is answered `DEADLINE_EXCEEDED`.
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub read_timeout: Duration,
+}
+
+impl Default for GrpcServerConfig {
+    fn default() -> Self {
+        GrpcServerConfig {
+            endpoint: default_grpc_endpoint(),
+            max_recv_msg_size_mib: default_grpc_max_mib(),
+            read_timeout: default_read_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    #[serde(default = "default_http_endpoint")]
+    pub endpoint: String,
+    /// Largest accepted body, after decompression.
+    #[serde(default = "default_http_max_mib")]
+    pub max_request_body_size_mib: usize,
+    /// A request whose body has not fully arrived by then is answered 408.
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub read_timeout: Duration,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            endpoint: default_http_endpoint(),
+            max_request_body_size_mib: default_http_max_mib(),
+            read_timeout: default_read_timeout(),
+        }
+    }
+}
+
+fn default_grpc_endpoint() -> String {
+    "127.0.0.1:4317".into()
+}
+fn default_http_endpoint() -> String {
+    "127.0.0.1:4318".into()
+}
+fn default_grpc_max_mib() -> usize {
+    4
+}
+fn default_http_max_mib() -> usize {
+    20
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+// ---------------------------------------------------------------- exporters
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpExporterConfig {
+    /// `http://host:port` (gRPC) or the base URL to which `/v1/<signal>` is appended (HTTP).
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Deadline of one send attempt.
+    #[serde(default = "default_export_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Extra headers (gRPC metadata) sent with every request, e.g. `X-Scope-OrgID`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_export_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendingQueueConfig {
+    /// Batches waiting to be sent; when full, new batches for this exporter are dropped and
+    /// counted (`reason="queue_full"`).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Concurrent senders.
+    #[serde(default = "default_consumers")]
+    pub num_consumers: usize,
+}
+
+impl Default for SendingQueueConfig {
+    fn default() -> Self {
+        SendingQueueConfig {
+            queue_size: default_queue_size(),
+            num_consumers: default_consumers(),
+        }
+    }
+}
+
+fn default_queue_size() -> usize {
+    1000
+}
+fn default_consumers() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_initial_interval", with = "duration")]
+    pub initial_interval: Duration,
+    #[serde(default = "default_max_interval", with = "duration")]
+    pub max_interval: Duration,
+    /// Give up on a batch after this long (it is then dropped and counted).
+    #[serde(default = "default_max_elapsed", with = "duration")]
+    pub max_elapsed_time: Duration,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            initial_interval: default_initial_interval(),
+            max_interval: default_max_interval(),
+            max_elapsed_time: default_max_elapsed(),
+            multiplier: default_multiplier(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_initial_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_elapsed() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_multiplier() -> f64 {
+    1.5
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Verbosity {
+    #[default]
+    Basic,
+    Normal,
+    Detailed,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DebugExporterConfig {
+    #[serde(default)]
+    pub verbosity: Verbosity,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+}
+
+// ---------------------------------------------------------------- service
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// How long a SIGTERM waits for queues to drain before exiting.
+    #[serde(default = "default_shutdown_timeout", with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub receivers: Vec<String>,
+    #[serde(default)]
+    pub processors: Vec<String>,
+    #[serde(default)]
+    pub exporters: Vec<String>,
+    /// Batches waiting for the pipeline's plugins; when full, receivers refuse with a retryable
+    /// error.
+    #[serde(default = "default_pipeline_queue")]
+    pub queue_size: usize,
+}
+
+fn default_pipeline_queue() -> usize {
+    256
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_endpoint")]
+    pub endpoint: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            endpoint: default_admin_endpoint(),
+        }
+    }
+}
+
+fn default_admin_endpoint() -> String {
+    "127.0.0.1:8888".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    #[serde(default)]
+    pub logs: LogsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}

@@ -1,0 +1,309 @@
+//! Exporters: each owns a bounded sending queue, a few consumer tasks, and retries.
+//!
+//! A pipeline offers every batch to each of its exporters ([`ExporterHandle::offer`]); the batch
+//! waits in that exporter's queue, so a slow or dead backend fills only its own queue. Consumers
+//! send with exponential backoff and full jitter on retryable errors (honouring `Retry-After`),
+//! drop on permanent errors, and count every drop with a reason.
+
+mod debug;
+mod otlp;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::admin::metrics::SelfMetrics;
+use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
+use crate::pipeline::Batch;
+
+pub use debug::DebugExporter;
+pub use otlp::OtlpExporter;
+
+/// A failed send attempt.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ExportError {
+    pub message: String,
+    /// Whether sending the same batch again may succeed.
+    pub retryable: bool,
+    /// The backend's `Retry-After` (or gRPC `RetryInfo`), if it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+impl ExportError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ExportError {
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ExportError {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// A successful send; the backend may still have rejected some records (`partial_success`).
+#[derive(Debug, Default, Clone)]
+pub struct Delivered {
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// The sending side of one exporter.
+pub enum Sender {
+    Otlp(OtlpExporter),
+    Debug(DebugExporter),
+}
+
+impl Sender {
+    async fn send(&self, batch: &Batch) -> Result<Delivered, ExportError> {
+        match self {
+            Sender::Otlp(e) => e.send(batch).await,
+            Sender::Debug(e) => e.send(batch),
+        }
+    }
+}
+
+/// Health of one exporter, shown by `/health/detailed`.
+#[derive(Debug, Default)]
+pub struct ExporterStatus {
+    pub consecutive_failures: AtomicU64,
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// The pipelines' side of an exporter: offer batches to its queue.
+#[derive(Clone)]
+pub struct ExporterHandle {
+    pub name: Arc<str>,
+    tx: mpsc::Sender<Arc<Batch>>,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl ExporterHandle {
+    /// Queues the batch, or drops and counts it when the queue is full or closed.
+    pub fn offer(&self, batch: Arc<Batch>) {
+        let signal = batch.signal();
+        let records = batch.records();
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(e) => {
+                let reason = match e {
+                    mpsc::error::TrySendError::Full(_) => "queue_full",
+                    mpsc::error::TrySendError::Closed(_) => "shutting_down",
+                };
+                tracing::warn!(exporter = %self.name, signal = %signal, records, reason, "Exporter queue cannot take the batch; dropping it.");
+                self.metrics.drop_records(
+                    &format!("exporter/{}", self.name),
+                    signal.as_str(),
+                    reason,
+                    records,
+                );
+            }
+        }
+        self.metrics
+            .exporter_queue_depth
+            .with_label_values(&[&self.name])
+            .set((self.tx.max_capacity() - self.tx.capacity()) as i64);
+    }
+
+    pub fn downgrade(&self) -> mpsc::WeakSender<Arc<Batch>> {
+        self.tx.downgrade()
+    }
+}
+
+/// A running exporter: the handle pipelines hold, and its consumer tasks.
+pub struct Exporter {
+    pub handle: ExporterHandle,
+    pub status: Arc<ExporterStatus>,
+    pub queue: mpsc::WeakSender<Arc<Batch>>,
+    pub capacity: usize,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Exporter {
+    pub fn build(spec: &ExporterSpec, metrics: Arc<SelfMetrics>) -> Result<Exporter, ExportError> {
+        let (sender, retry) = match &spec.kind {
+            ExporterKind::Otlp(c) => (
+                Sender::Otlp(OtlpExporter::new(&spec.name, c)?),
+                c.retry_on_failure.clone(),
+            ),
+            ExporterKind::Debug(c) => (
+                Sender::Debug(DebugExporter::new(&spec.name, c.verbosity)),
+                RetryConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
+            ),
+        };
+        let queue = spec.sending_queue();
+        let (tx, rx) = mpsc::channel(queue.queue_size);
+        let name: Arc<str> = spec.name.as_str().into();
+        metrics
+            .exporter_queue_capacity
+            .with_label_values(&[&name])
+            .set(queue.queue_size as i64);
+        let status = Arc::new(ExporterStatus::default());
+        let worker = Arc::new(Worker {
+            name: name.clone(),
+            sender,
+            retry,
+            metrics: metrics.clone(),
+            status: status.clone(),
+            rx: Mutex::new(rx),
+        });
+        let tasks = (0..queue.num_consumers)
+            .map(|_| tokio::spawn(worker.clone().run()))
+            .collect();
+        let queue_weak = tx.downgrade();
+        Ok(Exporter {
+            handle: ExporterHandle { name, tx, metrics },
+            status,
+            queue: queue_weak,
+            capacity: queue.queue_size,
+            tasks,
+        })
+    }
+}
+
+struct Worker {
+    name: Arc<str>,
+    sender: Sender,
+    retry: RetryConfig,
+    metrics: Arc<SelfMetrics>,
+    status: Arc<ExporterStatus>,
+    rx: Mutex<mpsc::Receiver<Arc<Batch>>>,
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>) {
+        let depth = self
+            .metrics
+            .exporter_queue_depth
+            .with_label_values(&[&self.name]);
+        loop {
+            let batch = {
+                let mut rx = self.rx.lock().await;
+                let batch = rx.recv().await;
+                depth.set(rx.len() as i64);
+                batch
+            };
+            let Some(batch) = batch else { break };
+            self.deliver(&batch).await;
+        }
+    }
+
+    async fn deliver(&self, batch: &Batch) {
+        let signal = batch.signal().as_str();
+        let component = format!("exporter/{}", self.name);
+        let started = Instant::now();
+        let mut interval = self.retry.initial_interval;
+        loop {
+            let attempt = Instant::now();
+            let result = self.sender.send(batch).await;
+            self.metrics
+                .exporter_send_duration
+                .with_label_values(&[&self.name, signal])
+                .observe(attempt.elapsed().as_secs_f64());
+            match result {
+                Ok(delivered) => {
+                    self.status.consecutive_failures.store(0, Ordering::Relaxed);
+                    let sent = (batch.records() as u64).saturating_sub(delivered.rejected);
+                    self.metrics
+                        .exporter_sent
+                        .with_label_values(&[&self.name, signal])
+                        .inc_by(sent);
+                    if delivered.rejected > 0 {
+                        tracing::warn!(exporter = %self.name, signal, rejected = delivered.rejected, message = %delivered.message, "Backend rejected part of a batch.");
+                        self.metrics.drop_records(
+                            &component,
+                            signal,
+                            "rejected_by_backend",
+                            delivered.rejected as usize,
+                        );
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.status
+                        .consecutive_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut last) = self.status.last_error.lock() {
+                        *last = Some(e.message.clone());
+                    }
+                    self.metrics
+                        .exporter_send_failures
+                        .with_label_values(&[
+                            &*self.name,
+                            signal,
+                            if e.retryable { "true" } else { "false" },
+                        ])
+                        .inc();
+                    let reason = if !e.retryable {
+                        Some("permanent_error")
+                    } else if !self.retry.enabled {
+                        Some("retry_disabled")
+                    } else if started.elapsed() >= self.retry.max_elapsed_time {
+                        Some("retries_exhausted")
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        tracing::warn!(exporter = %self.name, signal, records = batch.records(), reason, error = %e.message, correlation_id = %batch.correlation_id, "Dropping a batch the backend did not take.");
+                        self.metrics
+                            .drop_records(&component, signal, reason, batch.records());
+                        return;
+                    }
+                    let wait = backoff(interval, e.retry_after, self.retry.max_interval).min(
+                        self.retry
+                            .max_elapsed_time
+                            .saturating_sub(started.elapsed()),
+                    );
+                    tracing::debug!(exporter = %self.name, signal, error = %e.message, wait_ms = wait.as_millis() as u64, "Send failed; retrying.");
+                    tokio::time::sleep(wait).await;
+                    interval = interval
+                        .mul_f64(self.retry.multiplier)
+                        .min(self.retry.max_interval);
+                }
+            }
+        }
+    }
+}
+
+/// Full jitter: a uniformly random wait in `[0, interval]`, or the backend's `Retry-After` if it
+/// asked for longer.
+fn backoff(interval: Duration, retry_after: Option<Duration>, max: Duration) -> Duration {
+    let jittered = interval.mul_f64(rand::rng().random_range(0.0..=1.0));
+    match retry_after {
+        Some(r) => r.min(max.max(interval)).max(jittered),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_within_interval_and_honours_retry_after() {
+        for _ in 0..100 {
+            let b = backoff(Duration::from_secs(2), None, Duration::from_secs(30));
+            assert!(b <= Duration::from_secs(2));
+        }
+        let b = backoff(
+            Duration::from_millis(10),
+            Some(Duration::from_secs(3)),
+            Duration::from_secs(30),
+        );
+        assert_eq!(b, Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,278 @@
+//! The `otlp` exporter: sends batches to any OTLP backend over gRPC or HTTP/protobuf.
+//!
+//! The batch's protobuf bytes are sent as they are (the client's original bytes when nothing
+//! changed them). Responses are mapped per the OTLP specification: gRPC `UNAVAILABLE`,
+//! `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`, `CANCELLED`, `OUT_OF_RANGE`, `DATA_LOSS`
+//! and HTTP 429/502/503/504 are retried; everything else is permanent. `partial_success` is
+//! reported back to the worker, which counts the rejected records.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::{Delivered, ExportError};
+use crate::config::{Compression, OtlpExporterConfig, OtlpProtocol};
+use crate::grpc_codec::{Prost, WireCodec};
+use crate::pipeline::{Batch, Signal};
+
+pub struct OtlpExporter {
+    transport: Transport,
+    compression: Compression,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+enum Transport {
+    Grpc(Channel),
+    Http {
+        client: reqwest::Client,
+        base: String,
+    },
+}
+
+impl OtlpExporter {
+    pub fn new(name: &str, c: &OtlpExporterConfig) -> Result<OtlpExporter, ExportError> {
+        let headers = c
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                    ExportError::permanent(format!("exporter {name}: header {k}: {e}"))
+                })?;
+                let value = http::HeaderValue::from_str(v).map_err(|e| {
+                    ExportError::permanent(format!("exporter {name}: header {k}: {e}"))
+                })?;
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, ExportError>>()?;
+        let transport = match c.protocol {
+            OtlpProtocol::Grpc => {
+                let endpoint = Endpoint::from_shared(c.endpoint.clone())
+                    .map_err(|e| {
+                        ExportError::permanent(format!(
+                            "exporter {name}: invalid endpoint {}: {e}",
+                            c.endpoint
+                        ))
+                    })?
+                    .connect_timeout(c.timeout.min(Duration::from_secs(10)))
+                    .timeout(c.timeout)
+                    .tcp_nodelay(true);
+                Transport::Grpc(endpoint.connect_lazy())
+            }
+            OtlpProtocol::Http => {
+                let client = reqwest::Client::builder()
+                    .timeout(c.timeout)
+                    .connect_timeout(c.timeout.min(Duration::from_secs(10)))
+                    .build()
+                    .map_err(|e| {
+                        ExportError::permanent(format!("exporter {name}: HTTP client: {e}"))
+                    })?;
+                Transport::Http {
+                    client,
+                    base: c.endpoint.trim_end_matches('/').to_string(),
+                }
+            }
+        };
+        Ok(OtlpExporter {
+            transport,
+            compression: c.compression,
+            headers,
+        })
+    }
+
+    pub async fn send(&self, batch: &Batch) -> Result<Delivered, ExportError> {
+        match &self.transport {
+            Transport::Grpc(channel) => self.send_grpc(channel.clone(), batch).await,
+            Transport::Http { client, base } => self.send_http(client, base, batch).await,
+        }
+    }
+
+    async fn send_grpc(&self, channel: Channel, batch: &Batch) -> Result<Delivered, ExportError> {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        match self.compression {
+            Compression::None => {}
+            Compression::Gzip => grpc = grpc.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => grpc = grpc.send_compressed(CompressionEncoding::Zstd),
+        }
+        grpc = grpc
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(4 * 1024 * 1024);
+        grpc.ready()
+            .await
+            .map_err(|e| ExportError::retryable(format!("backend not reachable: {e}")))?;
+        let mut request = tonic::Request::new(batch.encoded().clone());
+        for (k, v) in &self.headers {
+            if let (Ok(k), Ok(v)) = (
+                MetadataKey::from_bytes(k.as_str().as_bytes()),
+                MetadataValue::try_from(v.as_bytes()),
+            ) {
+                request.metadata_mut().insert(k, v);
+            }
+        }
+        let path = PathAndQuery::from_static(batch.signal().grpc_path());
+        let partial = match batch.signal() {
+            Signal::Traces => grpc
+                .unary::<_, Prost<ExportTraceServiceResponse>, _>(
+                    request,
+                    path,
+                    WireCodec::default(),
+                )
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .0
+                        .partial_success
+                        .map(|p| (p.rejected_spans, p.error_message))
+                }),
+            Signal::Metrics => grpc
+                .unary::<_, Prost<ExportMetricsServiceResponse>, _>(
+                    request,
+                    path,
+                    WireCodec::default(),
+                )
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .0
+                        .partial_success
+                        .map(|p| (p.rejected_data_points, p.error_message))
+                }),
+            Signal::Logs => grpc
+                .unary::<_, Prost<ExportLogsServiceResponse>, _>(
+                    request,
+                    path,
+                    WireCodec::default(),
+                )
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .0
+                        .partial_success
+                        .map(|p| (p.rejected_log_records, p.error_message))
+                }),
+        };
+        match partial {
+            Ok(p) => Ok(delivered(p)),
+            Err(status) => Err(grpc_error(&status)),
+        }
+    }
+
+    async fn send_http(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        batch: &Batch,
+    ) -> Result<Delivered, ExportError> {
+        let url = format!("{base}{}", batch.signal().http_path());
+        let mut request = client
+            .post(&url)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        let body: Bytes = match self.compression {
+            Compression::None => batch.encoded().clone(),
+            Compression::Gzip => {
+                request = request.header(http::header::CONTENT_ENCODING, "gzip");
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(batch.encoded())
+                    .and_then(|_| enc.finish())
+                    .map_err(|e| ExportError::permanent(format!("gzip: {e}")))?
+                    .into()
+            }
+            Compression::Zstd => {
+                request = request.header(http::header::CONTENT_ENCODING, "zstd");
+                zstd::bulk::compress(batch.encoded(), 1)
+                    .map_err(|e| ExportError::permanent(format!("zstd: {e}")))?
+                    .into()
+            }
+        };
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ExportError::retryable(format!("POST {url}: {}", error_chain(&e))))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            let partial = match batch.signal() {
+                Signal::Traces => ExportTraceServiceResponse::decode(body.as_ref())
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_spans, p.error_message)),
+                Signal::Metrics => ExportMetricsServiceResponse::decode(body.as_ref())
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_data_points, p.error_message)),
+                Signal::Logs => ExportLogsServiceResponse::decode(body.as_ref())
+                    .ok()
+                    .and_then(|r| r.partial_success)
+                    .map(|p| (p.rejected_log_records, p.error_message)),
+            };
+            return Ok(delivered(partial));
+        }
+        let detail = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        let message = format!("POST {url}: HTTP {status}: {detail}");
+        let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+        Err(ExportError {
+            message,
+            retryable,
+            retry_after,
+        })
+    }
+}
+
+fn delivered(partial: Option<(i64, String)>) -> Delivered {
+    match partial {
+        Some((rejected, message)) => Delivered {
+            rejected: rejected.max(0) as u64,
+            message,
+        },
+        None => Delivered::default(),
+    }
+}
+
+fn grpc_error(status: &Status) -> ExportError {
+    let retryable = matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::OutOfRange
+            | Code::DataLoss
+    );
+    ExportError {
+        message: format!("gRPC {:?}: {}", status.code(), status.message()),
+        retryable,
+        retry_after: None,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

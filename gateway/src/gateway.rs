@@ -1,0 +1,236 @@
+//! Assembles a running gateway from a validated [`Config`] and runs it until shutdown.
+//!
+//! Start order: exporters, pipelines, listeners (receivers, admin); readiness turns on last.
+//! Shutdown order is the reverse of the data flow: readiness off, receivers stop accepting and
+//! finish in-flight requests, pipelines drain into exporter queues, exporters deliver what they
+//! hold within `service.shutdown_timeout`; whatever is still queued then is counted as dropped
+//! with `reason="shutdown"`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::metrics::SelfMetrics;
+use crate::admin::{self, AdminState, ExporterView, Health, PipelineView, ReceiverView};
+use crate::config::{Config, ReceiverKind};
+use crate::exporters::Exporter;
+use crate::pipeline::Pipeline;
+use crate::receivers::{Intake, otlp_grpc, otlp_http};
+use crate::server;
+
+/// How long a connection may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Bind(#[source] std::io::Error),
+    #[error("exporter {name}: {message}")]
+    Exporter { name: String, message: String },
+}
+
+/// Runs the gateway until `shutdown` is cancelled, then shuts down gracefully.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let started = Instant::now();
+    let metrics = Arc::new(SelfMetrics::new());
+    let health = Arc::new(Health::default());
+
+    // Exporters used by at least one pipeline.
+    let mut exporters: BTreeMap<String, Exporter> = BTreeMap::new();
+    for spec in &config.exporters {
+        if !config
+            .pipelines
+            .iter()
+            .any(|p| p.exporters.contains(&spec.name))
+        {
+            tracing::warn!(exporter = %spec.name, "Exporter is not used by any pipeline.");
+            continue;
+        }
+        let exporter =
+            Exporter::build(spec, metrics.clone()).map_err(|e| GatewayError::Exporter {
+                name: spec.name.clone(),
+                message: e.message,
+            })?;
+        exporters.insert(spec.name.clone(), exporter);
+    }
+
+    // Pipelines.
+    let mut pipelines = Vec::new();
+    let mut pipeline_views = Vec::new();
+    for spec in &config.pipelines {
+        let handles = spec
+            .exporters
+            .iter()
+            .filter_map(|name| exporters.get(name).map(|e| e.handle.clone()))
+            .collect();
+        let pipeline = Pipeline::start(
+            &spec.name,
+            spec.signal,
+            spec.queue_size,
+            handles,
+            metrics.clone(),
+        );
+        pipeline_views.push(PipelineView {
+            name: spec.name.clone(),
+            signal: spec.signal,
+            receivers: spec.receivers.clone(),
+            processors: spec.processors.clone(),
+            exporters: spec.exporters.clone(),
+            queue: pipeline.handle_weak(),
+            capacity: spec.queue_size,
+        });
+        pipelines.push(pipeline);
+    }
+    let exporter_views: Vec<ExporterView> = exporters
+        .values()
+        .map(|e| ExporterView {
+            name: e.handle.name.to_string(),
+            queue: e.queue.clone(),
+            capacity: e.capacity,
+            status: e.status.clone(),
+        })
+        .collect();
+    let mut exporter_tasks = Vec::new();
+    for (_, e) in exporters {
+        // Only the pipelines keep the exporters' queues open from here on.
+        exporter_tasks.extend(e.tasks);
+    }
+
+    // Receivers.
+    let receivers_token = CancellationToken::new();
+    let mut receiver_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut receiver_views = Vec::new();
+    for spec in &config.receivers {
+        let handles: Vec<_> = pipelines
+            .iter()
+            .zip(&config.pipelines)
+            .filter(|(_, s)| s.receivers.contains(&spec.name))
+            .map(|(p, _)| p.handle.clone())
+            .collect();
+        if handles.is_empty() {
+            tracing::warn!(receiver = %spec.name, "Receiver is not used by any pipeline.");
+            continue;
+        }
+        let intake = Intake::new(&spec.name, handles, metrics.clone());
+        let ReceiverKind::Otlp(c) = &spec.kind;
+        let drain = config.shutdown_timeout;
+        if let Some(g) = &c.protocols.grpc {
+            let what = format!("receiver {} (OTLP/gRPC)", spec.name);
+            let listener = server::bind(&g.endpoint, &what)
+                .await
+                .map_err(GatewayError::Bind)?;
+            receiver_views.push(ReceiverView {
+                name: spec.name.clone(),
+                transport: "grpc",
+                endpoint: local(&listener, &g.endpoint),
+            });
+            let router = otlp_grpc::router(otlp_grpc::GrpcReceiver {
+                intake: intake.clone(),
+                max_message: g.max_recv_msg_size_mib * 1024 * 1024,
+                read_timeout: g.read_timeout,
+            });
+            receiver_tasks.push(tokio::spawn(server::serve(
+                listener,
+                router,
+                receivers_token.clone(),
+                HEADER_READ_TIMEOUT,
+                drain,
+            )));
+        }
+        if let Some(h) = &c.protocols.http {
+            let what = format!("receiver {} (OTLP/HTTP)", spec.name);
+            let listener = server::bind(&h.endpoint, &what)
+                .await
+                .map_err(GatewayError::Bind)?;
+            receiver_views.push(ReceiverView {
+                name: spec.name.clone(),
+                transport: "http",
+                endpoint: local(&listener, &h.endpoint),
+            });
+            let router = otlp_http::router(otlp_http::HttpReceiver {
+                intake: intake.clone(),
+                max_body: h.max_request_body_size_mib * 1024 * 1024,
+                read_timeout: h.read_timeout,
+            });
+            receiver_tasks.push(tokio::spawn(server::serve(
+                listener,
+                router,
+                receivers_token.clone(),
+                HEADER_READ_TIMEOUT,
+                drain,
+            )));
+        }
+    }
+
+    // Admin.
+    let admin_listener = server::bind(&config.admin_endpoint, "the admin endpoint")
+        .await
+        .map_err(GatewayError::Bind)?;
+    let admin_endpoint = local(&admin_listener, &config.admin_endpoint);
+    let admin_state = Arc::new(AdminState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        started,
+        receivers: receiver_views.clone(),
+        pipelines: pipeline_views,
+        exporters: exporter_views,
+    });
+    let admin_token = CancellationToken::new();
+    let admin_task = tokio::spawn(server::serve(
+        admin_listener,
+        admin::router(admin_state),
+        admin_token.clone(),
+        HEADER_READ_TIMEOUT,
+        Duration::from_secs(2),
+    ));
+
+    health.ready.store(true, Ordering::Relaxed);
+    for r in &receiver_views {
+        tracing::info!(receiver = %r.name, transport = r.transport, endpoint = %r.endpoint, "Receiver listening.");
+    }
+    tracing::info!(admin = %admin_endpoint, pipelines = config.pipelines.len(), startup_ms = started.elapsed().as_millis() as u64, "Sluice is ready.");
+
+    shutdown.cancelled().await;
+
+    // Shutdown: stop taking data, drain, deliver.
+    tracing::info!(
+        timeout_s = config.shutdown_timeout.as_secs_f64(),
+        "Shutting down: draining queues."
+    );
+    health.shutting_down.store(true, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    receivers_token.cancel();
+    for t in receiver_tasks {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
+    let pipeline_tasks: Vec<_> = pipelines.into_iter().map(|p| p.task).collect();
+    let drained = tokio::time::timeout_at(deadline, async {
+        for t in pipeline_tasks {
+            let _ = t.await;
+        }
+        for t in exporter_tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("All queues drained."),
+        Err(_) => tracing::warn!(
+            "Shutdown timeout reached with data still queued; it is dropped (sluice_dropped_records_total{{reason=\"shutdown\"}})."
+        ),
+    }
+    admin_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(3), admin_task).await;
+    Ok(())
+}
+
+fn local(listener: &tokio::net::TcpListener, configured: &str) -> String {
+    listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| configured.to_string())
+}

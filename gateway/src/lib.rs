@@ -1,0 +1,17 @@
+//! Sluice: a telemetry gateway. OTLP (gRPC and HTTP) in, a bounded pipeline per signal, OTLP and
+//! debug exporters out, with the gateway's own health and metrics on the admin endpoint.
+//!
+//! Data enters at [`receivers`], becomes a [`pipeline::Batch`], passes its [`pipeline`], and leaves
+//! through [`exporters`]. [`config`] turns the YAML file into a validated topology, and
+//! [`gateway::run`] assembles and runs it.
+
+pub mod admin;
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod exporters;
+pub mod gateway;
+pub mod grpc_codec;
+pub mod pipeline;
+pub mod receivers;
+pub mod server;

@@ -1,0 +1,104 @@
+//! `sluice`: parse the command line, load the config, run. Exit 64 on a bad config.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice::cli::{Cli, Command, RunArgs};
+use sluice::config::{Config, ConfigErrors, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+/// sysexits' EX_CONFIG-adjacent EX_USAGE, as the design asks for bad configuration.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+fn load(args: &RunArgs) -> Result<Config, ConfigErrors> {
+    let overrides = args.overrides();
+    match &args.config {
+        Some(path) => Config::from_file(path, &overrides),
+        None => Config::embedded(&overrides),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => match load(&args) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} receivers, {} exporters, {} pipelines)",
+                    args.config
+                        .as_ref()
+                        .map_or("embedded defaults".into(), |p| p.display().to_string()),
+                    c.receivers.len(),
+                    c.exporters.len(),
+                    c.pipelines.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Run(args) => {
+            let config = match load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            init_logging(&config);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "Sluice stopped with an error.");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.logs.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.logs.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            trigger.cancel();
+        });
+        sluice::gateway::run(config, shutdown).await?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop the gateway with SIGKILL.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("Received SIGTERM."),
+        _ = int.recv() => tracing::info!("Received SIGINT."),
+    }
+}

@@ -1,0 +1,417 @@
+//! The unit of work: one OTLP export request of one signal.
+//!
+//! A [`Batch`] is built by a receiver from the request it decoded, travels through the pipeline's
+//! queue and plugins, and is shared (behind an `Arc`) by every exporter of the pipeline. It keeps
+//! the protobuf encoding of its payload beside the decoded form: when the receiver got protobuf
+//! and nothing changed the batch, exporters forward the client's original bytes, so the
+//! passthrough path decodes once and never re-encodes.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// The three OTLP signals. Each has its own pipelines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// What one record of this signal is called in messages and metrics.
+    pub fn record_noun(self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "data points",
+            Signal::Logs => "log records",
+        }
+    }
+
+    /// The OTLP/HTTP path of this signal.
+    pub fn http_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+        }
+    }
+
+    /// The OTLP/gRPC method path of this signal's `Export` call.
+    pub fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decoded OTLP export request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+/// Why a request body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid OTLP protobuf {0}: {1}")]
+    Protobuf(&'static str, #[source] prost::DecodeError),
+    #[error("invalid OTLP JSON {0}: {1}")]
+    Json(&'static str, #[source] serde_json::Error),
+}
+
+impl Payload {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Payload::Traces(_) => Signal::Traces,
+            Payload::Metrics(_) => Signal::Metrics,
+            Payload::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Decodes a protobuf `Export*ServiceRequest`.
+    pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<Payload, DecodeError> {
+        let what = request_name(signal);
+        let err = |e| DecodeError::Protobuf(what, e);
+        Ok(match signal {
+            Signal::Traces => Payload::Traces(Message::decode(bytes).map_err(err)?),
+            Signal::Metrics => Payload::Metrics(Message::decode(bytes).map_err(err)?),
+            Signal::Logs => Payload::Logs(Message::decode(bytes).map_err(err)?),
+        })
+    }
+
+    /// Decodes an `Export*ServiceRequest` in the OTLP/JSON mapping (hex ids, lowerCamelCase
+    /// field names, enums as integers, 64-bit integers as strings or numbers).
+    pub fn decode_json(signal: Signal, bytes: &[u8]) -> Result<Payload, DecodeError> {
+        let what = request_name(signal);
+        let err = |e| DecodeError::Json(what, e);
+        Ok(match signal {
+            Signal::Traces => Payload::Traces(serde_json::from_slice(bytes).map_err(err)?),
+            Signal::Metrics => Payload::Metrics(serde_json::from_slice(bytes).map_err(err)?),
+            Signal::Logs => Payload::Logs(serde_json::from_slice(bytes).map_err(err)?),
+        })
+    }
+
+    pub fn encode_protobuf(&self) -> Bytes {
+        match self {
+            Payload::Traces(r) => r.encode_to_vec().into(),
+            Payload::Metrics(r) => r.encode_to_vec().into(),
+            Payload::Logs(r) => r.encode_to_vec().into(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        match self {
+            Payload::Traces(r) => serde_json::to_string(r),
+            Payload::Metrics(r) => serde_json::to_string(r),
+            Payload::Logs(r) => serde_json::to_string(r),
+        }
+    }
+
+    /// Number of records: spans, metric data points or log records.
+    pub fn record_count(&self) -> usize {
+        match self {
+            Payload::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum(),
+            Payload::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| data_point_count(m.data.as_ref()))
+                .sum(),
+            Payload::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len())
+                .sum(),
+        }
+    }
+
+    /// Removes the records a backend could not store (wrong-length or zero ids, metrics without
+    /// a name or data) and says how many went and why, for OTLP `partial_success`.
+    pub fn remove_invalid(&mut self) -> Rejected {
+        let mut rejected = Rejected::default();
+        match self {
+            Payload::Traces(r) => {
+                for ss in r
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                {
+                    ss.spans.retain(|span| {
+                        let problem = if !valid_id(&span.trace_id, 16) {
+                            Some("trace_id must be 16 bytes and not all zero")
+                        } else if !valid_id(&span.span_id, 8) {
+                            Some("span_id must be 8 bytes and not all zero")
+                        } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8
+                        {
+                            Some("parent_span_id must be empty or 8 bytes")
+                        } else {
+                            None
+                        };
+                        rejected.note(problem, 1);
+                        problem.is_none()
+                    });
+                }
+            }
+            Payload::Metrics(r) => {
+                for sm in r
+                    .resource_metrics
+                    .iter_mut()
+                    .flat_map(|rm| &mut rm.scope_metrics)
+                {
+                    sm.metrics.retain(|m| {
+                        let problem = if m.name.is_empty() {
+                            Some("metric name must not be empty")
+                        } else if m.data.is_none() {
+                            Some("metric has no data (gauge, sum, histogram, ...)")
+                        } else {
+                            None
+                        };
+                        rejected.note(problem, data_point_count(m.data.as_ref()).max(1));
+                        problem.is_none()
+                    });
+                }
+            }
+            Payload::Logs(r) => {
+                for sl in r.resource_logs.iter_mut().flat_map(|rl| &mut rl.scope_logs) {
+                    sl.log_records.retain(|log| {
+                        let problem = if !log.trace_id.is_empty() && log.trace_id.len() != 16 {
+                            Some("trace_id must be empty or 16 bytes")
+                        } else if !log.span_id.is_empty() && log.span_id.len() != 8 {
+                            Some("span_id must be empty or 8 bytes")
+                        } else {
+                            None
+                        };
+                        rejected.note(problem, 1);
+                        problem.is_none()
+                    });
+                }
+            }
+        }
+        rejected
+    }
+}
+
+fn request_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "ExportTraceServiceRequest",
+        Signal::Metrics => "ExportMetricsServiceRequest",
+        Signal::Logs => "ExportLogsServiceRequest",
+    }
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+fn data_point_count(data: Option<&Data>) -> usize {
+    match data {
+        None => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    }
+}
+
+/// Records removed by [`Payload::remove_invalid`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub count: usize,
+    /// The first problem found, for the `partial_success.error_message`.
+    pub message: Option<&'static str>,
+}
+
+impl Rejected {
+    fn note(&mut self, problem: Option<&'static str>, records: usize) {
+        if let Some(p) = problem {
+            self.count += records;
+            self.message.get_or_insert(p);
+        }
+    }
+}
+
+/// One export request in flight through a pipeline.
+#[derive(Debug)]
+pub struct Batch {
+    payload: Payload,
+    records: usize,
+    encoded: OnceLock<Bytes>,
+    pub received_at: Instant,
+    pub correlation_id: Arc<str>,
+}
+
+impl Batch {
+    /// `original` is the protobuf the payload was decoded from, if it still describes the payload
+    /// exactly; exporters then forward it as is.
+    pub fn new(payload: Payload, original: Option<Bytes>, correlation_id: Arc<str>) -> Batch {
+        let records = payload.record_count();
+        let encoded = OnceLock::new();
+        if let Some(bytes) = original {
+            let _ = encoded.set(bytes);
+        }
+        Batch {
+            payload,
+            records,
+            encoded,
+            received_at: Instant::now(),
+            correlation_id,
+        }
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.payload.signal()
+    }
+
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// The protobuf encoding, computed at most once and shared by all exporters.
+    pub fn encoded(&self) -> &Bytes {
+        self.encoded.get_or_init(|| self.payload.encode_protobuf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(trace: Vec<u8>, id: Vec<u8>) -> Span {
+        Span {
+            trace_id: trace,
+            span_id: id,
+            name: "op".into(),
+            ..Default::default()
+        }
+    }
+
+    fn traces(spans: Vec<Span>) -> Payload {
+        Payload::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    #[test]
+    fn json_mapping_uses_hex_ids_and_camel_case() {
+        let json = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+            "scopeSpans":[{"scope":{"name":"lib"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
+            "spanId":"eee19b7ec3c1b174","name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000",
+            "endTimeUnixNano":1544712661000000000,
+            "attributes":[{"key":"n","value":{"intValue":"42"}}]}]}]}]}"#;
+        let payload = Payload::decode_json(Signal::Traces, json).expect("valid OTLP/JSON");
+        let Payload::Traces(req) = &payload else {
+            panic!("wrong signal")
+        };
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            span.trace_id,
+            vec![
+                0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+                0xc6, 0x0c
+            ]
+        );
+        assert_eq!(span.kind, 2);
+        assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+        assert_eq!(payload.record_count(), 1);
+        let back = payload.to_json().expect("encodes");
+        assert!(back.contains("\"traceId\":\"5b8efff798038103d269b633813fc60c\""));
+        assert!(back.contains("\"scopeSpans\""));
+    }
+
+    #[test]
+    fn protobuf_round_trip_and_error_names_the_message() {
+        let payload = traces(vec![span(vec![1; 16], vec![2; 8])]);
+        let bytes = payload.encode_protobuf();
+        assert_eq!(
+            Payload::decode_protobuf(Signal::Traces, &bytes).expect("decodes"),
+            payload
+        );
+        let err = Payload::decode_protobuf(Signal::Traces, b"\xff\xff\xff").expect_err("garbage");
+        assert!(
+            err.to_string().contains("ExportTraceServiceRequest"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_spans_are_removed_and_counted() {
+        let mut payload = traces(vec![
+            span(vec![1; 16], vec![2; 8]),
+            span(vec![0; 16], vec![2; 8]),
+            span(vec![1; 15], vec![2; 8]),
+            span(vec![1; 16], vec![]),
+        ]);
+        let rejected = payload.remove_invalid();
+        assert_eq!(rejected.count, 3);
+        assert_eq!(
+            rejected.message,
+            Some("trace_id must be 16 bytes and not all zero")
+        );
+        assert_eq!(payload.record_count(), 1);
+    }
+
+    #[test]
+    fn batch_forwards_original_bytes() {
+        let payload = traces(vec![span(vec![1; 16], vec![2; 8])]);
+        let original = Bytes::from_static(b"original");
+        let batch = Batch::new(payload.clone(), Some(original.clone()), "c".into());
+        assert_eq!(batch.encoded(), &original);
+        let batch = Batch::new(payload.clone(), None, "c".into());
+        assert_eq!(batch.encoded(), &payload.encode_protobuf());
+        assert_eq!(batch.records(), 1);
+    }
+}

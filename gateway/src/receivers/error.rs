@@ -1,0 +1,101 @@
+//! Every way a receiver can turn a request down, and its HTTP status and gRPC code.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tonic::Code;
+
+use crate::pipeline::{DecodeError, Refusal, Signal};
+
+/// What clients are told to wait before retrying a refused request.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("unsupported content type `{0}`: send application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    #[error("unsupported content encoding `{0}`: send gzip, zstd or no encoding")]
+    UnsupportedEncoding(String),
+    #[error("corrupt {encoding} body: {detail}")]
+    CorruptEncoding { encoding: String, detail: String },
+    #[error("request body exceeds the limit of {limit} bytes{}", if *.decompressed { " after decompression" } else { "" })]
+    TooLarge { limit: usize, decompressed: bool },
+    #[error("{0}")]
+    Malformed(#[from] DecodeError),
+    #[error("the request body did not arrive within {0:?}")]
+    ReadTimeout(Duration),
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+    #[error("receiver {receiver} is not part of any {signal} pipeline")]
+    NoPipeline { receiver: String, signal: Signal },
+    #[error("{}", match refusal {
+        Refusal::QueueFull => format!("pipeline {pipeline} is full ({signal}); retry later"),
+        Refusal::ShuttingDown => "the gateway is shutting down; retry against another instance or later".to_string(),
+    })]
+    Refused {
+        refusal: Refusal,
+        signal: Signal,
+        pipeline: String,
+    },
+}
+
+impl ReceiverError {
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ReceiverError::UnsupportedMediaType(_) | ReceiverError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ReceiverError::CorruptEncoding { .. }
+            | ReceiverError::Malformed(_)
+            | ReceiverError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ReceiverError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ReceiverError::NoPipeline { .. } => StatusCode::NOT_FOUND,
+            ReceiverError::Refused {
+                refusal: Refusal::QueueFull,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            ReceiverError::Refused {
+                refusal: Refusal::ShuttingDown,
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            ReceiverError::UnsupportedMediaType(_) | ReceiverError::UnsupportedEncoding(_) => {
+                Code::Unimplemented
+            }
+            ReceiverError::CorruptEncoding { .. }
+            | ReceiverError::Malformed(_)
+            | ReceiverError::BodyRead(_) => Code::InvalidArgument,
+            ReceiverError::TooLarge { .. } => Code::ResourceExhausted,
+            ReceiverError::ReadTimeout(_) => Code::DeadlineExceeded,
+            ReceiverError::NoPipeline { .. } => Code::Unimplemented,
+            // UNAVAILABLE is retryable by every OTLP client without further detail.
+            ReceiverError::Refused { .. } => Code::Unavailable,
+        }
+    }
+
+    /// Whether the client should retry (and so gets `Retry-After`).
+    pub fn retryable(&self) -> bool {
+        matches!(self, ReceiverError::Refused { .. })
+    }
+
+    /// The `reason` label for `sluice_receiver_bad_requests_total`, for errors that stop a
+    /// request before its records are counted.
+    pub fn bad_request_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            ReceiverError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ReceiverError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ReceiverError::CorruptEncoding { .. } => "corrupt_encoding",
+            ReceiverError::TooLarge { .. } => "too_large",
+            ReceiverError::Malformed(_) => "malformed",
+            ReceiverError::ReadTimeout(_) => "read_timeout",
+            ReceiverError::BodyRead(_) => "body_read",
+            ReceiverError::NoPipeline { .. } => "no_pipeline",
+            ReceiverError::Refused { .. } => return None,
+        })
+    }
+}

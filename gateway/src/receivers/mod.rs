@@ -1,0 +1,249 @@
+//! Receivers: OTLP over gRPC and HTTP in, batches into pipelines out.
+//!
+//! Both transports decode the request, remove records a backend could not store (answered as
+//! OTLP `partial_success`), and hand one [`Batch`] to each pipeline that lists the receiver
+//! ([`Intake::accept`]). Every way a request can fail is a [`ReceiverError`], mapped to an HTTP
+//! status and a gRPC code in one place.
+
+pub mod body;
+mod error;
+pub mod otlp_grpc;
+pub mod otlp_http;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+pub use error::ReceiverError;
+
+use crate::admin::metrics::SelfMetrics;
+use crate::pipeline::{Batch, Payload, PipelineHandle, Refusal, Rejected, Signal};
+
+/// How a request reached us, for metrics labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// One receiver's entry into the pipelines that list it.
+#[derive(Clone)]
+pub struct Intake {
+    pub receiver: Arc<str>,
+    traces: Vec<PipelineHandle>,
+    metrics: Vec<PipelineHandle>,
+    logs: Vec<PipelineHandle>,
+    pub self_metrics: Arc<SelfMetrics>,
+}
+
+impl Intake {
+    pub fn new(receiver: &str, pipelines: Vec<PipelineHandle>, m: Arc<SelfMetrics>) -> Intake {
+        let of = |s: Signal| {
+            pipelines
+                .iter()
+                .filter(|p| p.signal == s)
+                .cloned()
+                .collect()
+        };
+        Intake {
+            receiver: receiver.into(),
+            traces: of(Signal::Traces),
+            metrics: of(Signal::Metrics),
+            logs: of(Signal::Logs),
+            self_metrics: m,
+        }
+    }
+
+    fn pipelines(&self, signal: Signal) -> &[PipelineHandle] {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+        }
+    }
+
+    /// Hands a decoded request to the pipelines. `original` is the protobuf it came from, if
+    /// any. Returns the records removed as invalid.
+    pub fn accept(
+        &self,
+        transport: Transport,
+        mut payload: Payload,
+        original: Option<Bytes>,
+        correlation_id: Arc<str>,
+    ) -> Result<Rejected, ReceiverError> {
+        let signal = payload.signal();
+        let pipelines = self.pipelines(signal);
+        let labels = [&*self.receiver, transport.as_str(), signal.as_str()];
+        if pipelines.is_empty() {
+            return Err(ReceiverError::NoPipeline {
+                receiver: self.receiver.to_string(),
+                signal,
+            });
+        }
+        let rejected = payload.remove_invalid();
+        let original = if rejected.count > 0 { None } else { original };
+        let batch = Batch::new(payload, original, correlation_id);
+        let records = batch.records();
+        let m = &self.self_metrics;
+        m.receiver_received
+            .with_label_values(&labels)
+            .inc_by((records + rejected.count) as u64);
+        if rejected.count > 0 {
+            m.receiver_refused
+                .with_label_values(&[labels[0], labels[1], labels[2], "invalid"])
+                .inc_by(rejected.count as u64);
+        }
+        if records == 0 {
+            return Ok(rejected);
+        }
+        let refuse = |refusal: Refusal| {
+            m.receiver_refused
+                .with_label_values(&[labels[0], labels[1], labels[2], refusal.reason()])
+                .inc_by(records as u64);
+            Err(ReceiverError::Refused {
+                refusal,
+                signal,
+                pipeline: pipelines[0].name.to_string(),
+            })
+        };
+        if let Some(full) = pipelines.iter().find(|p| !p.has_room()) {
+            let _ = full;
+            return refuse(Refusal::QueueFull);
+        }
+        let batch = Arc::new(batch);
+        for (i, p) in pipelines.iter().enumerate() {
+            if let Err(refusal) = p.try_submit(batch.clone()) {
+                if i == 0 {
+                    return refuse(refusal);
+                }
+                // Raced with another request for the last slot of a later pipeline: the first
+                // pipelines have the batch, so the client must not retry; count the loss.
+                m.drop_records(
+                    &format!("pipeline/{}", p.name),
+                    signal.as_str(),
+                    refusal.reason(),
+                    records,
+                );
+            }
+        }
+        m.receiver_accepted
+            .with_label_values(&labels)
+            .inc_by(records as u64);
+        Ok(rejected)
+    }
+}
+
+/// The `Export*ServiceResponse` for a request, with `partial_success` when records were
+/// removed as invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportResponse {
+    Traces(ExportTraceServiceResponse),
+    Metrics(ExportMetricsServiceResponse),
+    Logs(ExportLogsServiceResponse),
+}
+
+impl ExportResponse {
+    pub fn new(signal: Signal, rejected: &Rejected) -> ExportResponse {
+        let partial = rejected.count > 0;
+        let message = rejected.message.unwrap_or_default().to_string();
+        let count = rejected.count as i64;
+        match signal {
+            Signal::Traces => ExportResponse::Traces(ExportTraceServiceResponse {
+                partial_success: partial.then(|| ExportTracePartialSuccess {
+                    rejected_spans: count,
+                    error_message: message,
+                }),
+            }),
+            Signal::Metrics => ExportResponse::Metrics(ExportMetricsServiceResponse {
+                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: count,
+                    error_message: message,
+                }),
+            }),
+            Signal::Logs => ExportResponse::Logs(ExportLogsServiceResponse {
+                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: count,
+                    error_message: message,
+                }),
+            }),
+        }
+    }
+
+    pub fn to_protobuf(&self) -> Vec<u8> {
+        match self {
+            ExportResponse::Traces(r) => r.encode_to_vec(),
+            ExportResponse::Metrics(r) => r.encode_to_vec(),
+            ExportResponse::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            ExportResponse::Traces(r) => serde_json::to_vec(r),
+            ExportResponse::Metrics(r) => serde_json::to_vec(r),
+            ExportResponse::Logs(r) => serde_json::to_vec(r),
+        }
+    }
+}
+
+/// A correlation id for a request: the trace id of a W3C `traceparent`, else the client's
+/// `X-Correlation-ID`, else a new random one.
+pub fn correlation_id(headers: &http::HeaderMap) -> Arc<str> {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        let mut parts = tp.split('-');
+        if let (Some(_version), Some(trace_id)) = (parts.next(), parts.next()) {
+            if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return trace_id.to_ascii_lowercase().into();
+            }
+        }
+    }
+    if let Some(id) = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+    {
+        return id.into();
+    }
+    let n: u128 = rand::random();
+    format!("{n:032x}").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_id_prefers_traceparent() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-correlation-id", "abc".parse().expect("valid"));
+        assert_eq!(&*correlation_id(&h), "abc");
+        h.insert(
+            "traceparent",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"
+                .parse()
+                .expect("valid"),
+        );
+        assert_eq!(&*correlation_id(&h), "0af7651916cd43dd8448eb211c80319c");
+        let generated = correlation_id(&http::HeaderMap::new());
+        assert_eq!(generated.len(), 32);
+    }
+}

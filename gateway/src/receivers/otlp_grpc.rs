@@ -1,0 +1,155 @@
+//! OTLP/gRPC: the `Export` method of the trace, metrics and logs services.
+//!
+//! Served by the same HTTP/2 server as everything else, with a byte-carrying codec so that the
+//! request's protobuf is decoded once here and forwarded unchanged when nothing alters it.
+//! gzip and zstd are accepted; the size limit applies after decompression. tonic reports an
+//! oversized message as `OUT_OF_RANGE` and a corrupt compressed one as `INTERNAL`; clients
+//! should see `RESOURCE_EXHAUSTED` and `INVALID_ARGUMENT`, so those are rewritten here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Status};
+
+use super::{ExportResponse, Intake, ReceiverError, Transport};
+use crate::grpc_codec::WireCodec;
+use crate::pipeline::{Payload, Signal};
+use crate::server::{CorrelationId, correlate};
+
+pub struct GrpcReceiver {
+    pub intake: Intake,
+    pub max_message: usize,
+    pub read_timeout: Duration,
+}
+
+pub fn router(receiver: GrpcReceiver) -> Router {
+    let state = Arc::new(receiver);
+    let route = |signal: Signal| {
+        post(
+            move |State(st): State<Arc<GrpcReceiver>>, req: Request| async move {
+                export(st, signal, req).await
+            },
+        )
+    };
+    Router::new()
+        .route(Signal::Traces.grpc_path(), route(Signal::Traces))
+        .route(Signal::Metrics.grpc_path(), route(Signal::Metrics))
+        .route(Signal::Logs.grpc_path(), route(Signal::Logs))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(correlate))
+}
+
+async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response {
+    let started = Instant::now();
+    let correlation: Arc<str> = req
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| "-".into());
+    let mut grpc = tonic::server::Grpc::new(WireCodec::<Bytes>::default())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(st.max_message);
+    let reached_handler = Arc::new(AtomicBool::new(false));
+    let service = {
+        let st = st.clone();
+        let reached = reached_handler.clone();
+        tower::service_fn(move |request: tonic::Request<Bytes>| {
+            reached.store(true, Ordering::Relaxed);
+            let st = st.clone();
+            let correlation = correlation.clone();
+            async move { handle(&st, signal, request.into_inner(), correlation) }
+        })
+    };
+    let mut response = match tokio::time::timeout(st.read_timeout, grpc.unary(service, req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let e = ReceiverError::ReadTimeout(st.read_timeout);
+            count_bad(&st, &e);
+            Status::new(e.grpc_code(), e.to_string()).into_http()
+        }
+    };
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+        .unwrap_or(Code::Ok);
+    let code = if reached_handler.load(Ordering::Relaxed) {
+        code
+    } else {
+        // Refused by tonic before our handler ran: the frame was too big, compressed with an
+        // unknown encoding, or not decompressible.
+        let (rewritten, reason) = match code {
+            Code::OutOfRange | Code::ResourceExhausted => (Code::ResourceExhausted, "too_large"),
+            Code::Internal => (Code::InvalidArgument, "corrupt_encoding"),
+            Code::Unimplemented => (Code::Unimplemented, "unsupported_encoding"),
+            other => (other, "body_read"),
+        };
+        if code != Code::Ok && code != Code::DeadlineExceeded {
+            st.intake
+                .self_metrics
+                .receiver_bad_requests
+                .with_label_values(&[&st.intake.receiver, "grpc", reason])
+                .inc();
+        }
+        if rewritten != code {
+            response
+                .headers_mut()
+                .insert("grpc-status", http::HeaderValue::from(rewritten as i32));
+        }
+        rewritten
+    };
+    let m = &st.intake.self_metrics;
+    let labels = [&*st.intake.receiver, "grpc", signal.as_str()];
+    m.receiver_requests
+        .with_label_values(&[labels[0], labels[1], labels[2], &format!("{code:?}")])
+        .inc();
+    m.receiver_request_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response.map(axum::body::Body::new)
+}
+
+fn count_bad(st: &GrpcReceiver, e: &ReceiverError) {
+    if let Some(reason) = e.bad_request_reason() {
+        st.intake
+            .self_metrics
+            .receiver_bad_requests
+            .with_label_values(&[&st.intake.receiver, "grpc", reason])
+            .inc();
+        tracing::debug!(error = %e, "Refused a bad request.");
+    }
+}
+
+fn handle(
+    st: &GrpcReceiver,
+    signal: Signal,
+    bytes: Bytes,
+    correlation: Arc<str>,
+) -> Result<tonic::Response<Bytes>, Status> {
+    let result = Payload::decode_protobuf(signal, &bytes)
+        .map_err(ReceiverError::from)
+        .and_then(|payload| {
+            st.intake
+                .accept(Transport::Grpc, payload, Some(bytes), correlation)
+        });
+    match result {
+        Ok(rejected) => Ok(tonic::Response::new(
+            ExportResponse::new(signal, &rejected).to_protobuf().into(),
+        )),
+        Err(e) => {
+            count_bad(st, &e);
+            Err(Status::new(e.grpc_code(), e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON bodies,
+//! optionally gzip or zstd encoded.
+//!
+//! Responses follow the OTLP/HTTP specification: the `Export*ServiceResponse` (with
+//! `partial_success` when records were removed) in the request's format on success, and a
+//! `google.rpc.Status` with a message a person can act on otherwise; 429 and 503 carry
+//! `Retry-After`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+
+use super::body::{Encoding, Format, decode_body};
+use super::error::RETRY_AFTER;
+use super::{ExportResponse, Intake, ReceiverError, Transport};
+use crate::pipeline::{Payload, Rejected, Signal};
+use crate::server::{CorrelationId, correlate};
+
+pub struct HttpReceiver {
+    pub intake: Intake,
+    pub max_body: usize,
+    pub read_timeout: Duration,
+}
+
+/// The router for one OTLP/HTTP listener. Extra routes (remote_write) may be merged in.
+pub fn router(receiver: HttpReceiver) -> Router {
+    let state = Arc::new(receiver);
+    let route = |signal: Signal| {
+        post(
+            move |State(st): State<Arc<HttpReceiver>>, req: Request| async move {
+                export(st, signal, req).await
+            },
+        )
+    };
+    Router::new()
+        .route(Signal::Traces.http_path(), route(Signal::Traces))
+        .route(Signal::Metrics.http_path(), route(Signal::Metrics))
+        .route(Signal::Logs.http_path(), route(Signal::Logs))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(correlate))
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+async fn export(st: Arc<HttpReceiver>, signal: Signal, req: Request) -> Response {
+    let started = Instant::now();
+    let correlation = req
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| "-".into());
+    let (format, encoding) = {
+        let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        (
+            Format::from_content_type(header_str(header::CONTENT_TYPE)),
+            Encoding::from_header(header_str(header::CONTENT_ENCODING)),
+        )
+    };
+    let reply_format = format.as_ref().copied().unwrap_or(Format::Json);
+    let result = match (format, encoding) {
+        (Ok(format), Ok(encoding)) => handle(&st, signal, format, encoding, req, correlation)
+            .await
+            .map(|rejected| (format, rejected)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let m = &st.intake.self_metrics;
+    let response = match result {
+        Ok((format, rejected)) => success(signal, format, &rejected),
+        Err(e) => {
+            if let Some(reason) = e.bad_request_reason() {
+                m.receiver_bad_requests
+                    .with_label_values(&[&st.intake.receiver, "http", reason])
+                    .inc();
+                tracing::debug!(error = %e, "Refused a bad request.");
+            }
+            failure(&e, reply_format)
+        }
+    };
+    let labels = [&*st.intake.receiver, "http", signal.as_str()];
+    m.receiver_requests
+        .with_label_values(&[labels[0], labels[1], labels[2], response.status().as_str()])
+        .inc();
+    m.receiver_request_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle(
+    st: &HttpReceiver,
+    signal: Signal,
+    format: Format,
+    encoding: Encoding,
+    req: Request,
+    correlation: Arc<str>,
+) -> Result<Rejected, ReceiverError> {
+    let limit = st.max_body;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ReceiverError::TooLarge {
+            limit,
+            decompressed: false,
+        });
+    }
+    let body = read_body(req.into_body(), limit, st.read_timeout).await?;
+    let body = decode_body(encoding, body, limit)?;
+    let payload = match format {
+        Format::Protobuf => Payload::decode_protobuf(signal, &body)?,
+        Format::Json => Payload::decode_json(signal, &body)?,
+    };
+    let original = (format == Format::Protobuf).then_some(body);
+    st.intake
+        .accept(Transport::Http, payload, original, correlation)
+}
+
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ReceiverError> {
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(ReceiverError::ReadTimeout(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ReceiverError::TooLarge {
+            limit,
+            decompressed: false,
+        }),
+        Ok(Err(e)) => Err(ReceiverError::BodyRead(e.to_string())),
+    }
+}
+
+fn success(signal: Signal, format: Format, rejected: &Rejected) -> Response {
+    let response = ExportResponse::new(signal, rejected);
+    let body = match format {
+        Format::Protobuf => Ok(response.to_protobuf()),
+        Format::Json => response.to_json(),
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn failure(e: &ReceiverError, format: Format) -> Response {
+    let status = RpcStatus {
+        code: e.grpc_code() as i32,
+        message: e.to_string(),
+    };
+    let body = match format {
+        Format::Protobuf => status.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&status).unwrap_or_default(),
+    };
+    let mut response = (
+        e.http_status(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
+    if e.retryable() {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            http::HeaderValue::from(RETRY_AFTER.as_secs()),
+        );
+    }
+    response
+}
