@@ -332,7 +332,11 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
 
     // Receivers.
     let mut receivers = Vec::new();
+    // Names are kept even when their block has errors, so references to them are not reported
+    // as unknown too.
+    let mut receiver_keys = Vec::new();
     for (name, value) in mapping_entries(top.remove("receivers"), "receivers", errors) {
+        receiver_keys.push(name.clone());
         let path = format!("receivers.{name}");
         match kind_of(&name) {
             "otlp" => {
@@ -375,7 +379,9 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
 
     // Exporters.
     let mut exporters = Vec::new();
+    let mut exporter_keys = Vec::new();
     for (name, value) in mapping_entries(top.remove("exporters"), "exporters", errors) {
+        exporter_keys.push(name.clone());
         let path = format!("exporters.{name}");
         let kind = match kind_of(&name) {
             "otlp" => typed::<OtlpExporterConfig>(value, &path, errors).map(|c| {
@@ -414,17 +420,11 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         }
     }
 
-    // Service.
-    let service = match top.remove("service") {
-        Some(v) => typed::<ServiceConfig>(v, "service", errors).unwrap_or_default(),
-        None => {
-            err(errors, "service", "missing `service` (with `pipelines`)");
-            ServiceConfig::default()
-        }
-    };
+    // Service, key by key, so that one bad key does not hide the problems of the others.
+    let service = parse_service(top.remove("service"), errors);
 
-    let receiver_names: Vec<&str> = receivers.iter().map(|r| r.name.as_str()).collect();
-    let exporter_names: Vec<&str> = exporters.iter().map(|e| e.name.as_str()).collect();
+    let receiver_names: Vec<&str> = receiver_keys.iter().map(String::as_str).collect();
+    let exporter_names: Vec<&str> = exporter_keys.iter().map(String::as_str).collect();
     let mut pipelines = Vec::new();
     if service.pipelines.is_empty() {
         err(
@@ -495,7 +495,7 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
     if let Some(format) = overrides.log_format {
         logs.format = format;
     }
-    if tracing_subscriber::EnvFilter::try_new(&logs.level).is_err() {
+    if !valid_log_filter(&logs.level) {
         err(
             errors,
             "service.telemetry.logs.level",
@@ -514,6 +514,64 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         logs,
         shutdown_timeout: service.shutdown_timeout,
     })
+}
+
+const SERVICE_KEYS: &[&str] = &["pipelines", "admin", "telemetry", "shutdown_timeout"];
+const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level (`debug`) or a filter of `target=level` directives (`sluice=debug,info`).
+fn valid_log_filter(filter: &str) -> bool {
+    let directives_ok = filter.split(',').all(|d| {
+        let level = d.rsplit_once('=').map_or(d, |(_, l)| l).trim();
+        LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    });
+    directives_ok && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+}
+
+fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> ServiceConfig {
+    let mut service = ServiceConfig::default();
+    let mut map = match value {
+        None => {
+            err(errors, "service", "missing `service` (with `pipelines`)");
+            return service;
+        }
+        Some(Value::Mapping(m)) => m,
+        Some(Value::Null) => Default::default(),
+        Some(_) => {
+            err(errors, "service", "expected a mapping with `pipelines`");
+            return service;
+        }
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("?");
+        if !SERVICE_KEYS.contains(&name) {
+            err(
+                errors,
+                format!("service.{name}"),
+                format!("unknown key `{name}`{}", suggestion(name, SERVICE_KEYS)),
+            );
+        }
+    }
+    for (name, value) in mapping_entries(map.remove("pipelines"), "service.pipelines", errors) {
+        let path = format!("service.pipelines.{name}");
+        if let Some(p) = typed::<PipelineConfig>(value, &path, errors) {
+            service.pipelines.insert(name, p);
+        }
+    }
+    if let Some(v) = map.remove("admin") {
+        service.admin = typed(v, "service.admin", errors).unwrap_or_default();
+    }
+    if let Some(v) = map.remove("telemetry") {
+        service.telemetry = typed(v, "service.telemetry", errors).unwrap_or_default();
+    }
+    if let Some(v) = map.remove("shutdown_timeout") {
+        #[derive(serde::Deserialize)]
+        struct Timeout(#[serde(with = "duration")] Duration);
+        if let Some(Timeout(t)) = typed(v, "service.shutdown_timeout", errors) {
+            service.shutdown_timeout = t;
+        }
+    }
+    service
 }
 
 fn kind_sending_queue(kind: &ExporterKind) -> &SendingQueueConfig {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests, and the end-to-end tests
+# that drive the real binary with the official OpenTelemetry SDK and a real Prometheus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== cargo build (binary for the end-to-end tests)"
+cargo build -p sluice
+echo "== end-to-end tests"
+export SLUICE_BIN="$PWD/target/debug/sluice"
+python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"
