@@ -95,9 +95,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         })
         .collect();
     let mut exporter_tasks = Vec::new();
+    let mut leftovers = Vec::new();
     for (_, e) in exporters {
         // Only the pipelines keep the exporters' queues open from here on.
         exporter_tasks.extend(e.tasks);
+        leftovers.push(e.leftovers);
     }
 
     // Receivers.

@@ -25,7 +25,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
         return Err(format!("duration `{text}` is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

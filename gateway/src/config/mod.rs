@@ -771,7 +771,7 @@ service:
 "#,
         );
         let expected = [
-            "receivers.otlp.protocols.grpc: unknown key `endpont`; did you mean `endpoint`?",
+            "receivers.otlp.protocols.grpc.endpont: unknown key `endpont`; did you mean `endpoint`?",
             "exporters.otlp/jaeger.protocol: unknown value `grcp`; did you mean `grpc`?",
             "exporters.debugg: unknown exporter type `debugg`; did you mean `debug`?",
             "service.pipelines.trace: unknown pipeline signal `trace`; did you mean `traces`?",

@@ -128,6 +128,31 @@ pub struct Exporter {
     pub queue: mpsc::WeakSender<Arc<Batch>>,
     pub capacity: usize,
     pub tasks: Vec<JoinHandle<()>>,
+    pub leftovers: Leftovers,
+}
+
+/// What is left in an exporter's queue when shutdown runs out of time.
+pub struct Leftovers(Arc<Worker>);
+
+impl Leftovers {
+    /// Counts and drops every batch still queued (`reason="shutdown"`). Call after the consumer
+    /// tasks have been aborted.
+    pub fn discard(&self) -> usize {
+        let Ok(mut rx) = self.0.rx.try_lock() else {
+            return 0;
+        };
+        let mut records = 0;
+        while let Ok(batch) = rx.try_recv() {
+            records += batch.records();
+            self.0.metrics.drop_records(
+                &format!("exporter/{}", self.0.name),
+                batch.signal().as_str(),
+                "shutdown",
+                batch.records(),
+            );
+        }
+        records
+    }
 }
 
 impl Exporter {
@@ -164,6 +189,7 @@ impl Exporter {
         let tasks = (0..queue.num_consumers)
             .map(|_| tokio::spawn(worker.clone().run()))
             .collect();
+        let leftovers = Leftovers(worker);
         let queue_weak = tx.downgrade();
         Ok(Exporter {
             handle: ExporterHandle { name, tx, metrics },
@@ -171,6 +197,7 @@ impl Exporter {
             queue: queue_weak,
             capacity: queue.queue_size,
             tasks,
+            leftovers,
         })
     }
 }

@@ -168,19 +168,19 @@ impl ExportResponse {
         let count = rejected.count as i64;
         match signal {
             Signal::Traces => ExportResponse::Traces(ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
+                partial_success: partial.then_some(ExportTracePartialSuccess {
                     rejected_spans: count,
                     error_message: message,
                 }),
             }),
             Signal::Metrics => ExportResponse::Metrics(ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                partial_success: partial.then_some(ExportMetricsPartialSuccess {
                     rejected_data_points: count,
                     error_message: message,
                 }),
             }),
             Signal::Logs => ExportResponse::Logs(ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                partial_success: partial.then_some(ExportLogsPartialSuccess {
                     rejected_log_records: count,
                     error_message: message,
                 }),
@@ -210,10 +210,11 @@ impl ExportResponse {
 pub fn correlation_id(headers: &http::HeaderMap) -> Arc<str> {
     if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         let mut parts = tp.split('-');
-        if let (Some(_version), Some(trace_id)) = (parts.next(), parts.next()) {
-            if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return trace_id.to_ascii_lowercase().into();
-            }
+        if let (Some(_version), Some(trace_id)) = (parts.next(), parts.next())
+            && trace_id.len() == 32
+            && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return trace_id.to_ascii_lowercase().into();
         }
     }
     if let Some(id) = headers
