@@ -94,6 +94,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             status: e.status.clone(),
         })
         .collect();
+    let admin_token = CancellationToken::new();
+    let mut exporter_servers = Vec::new();
+    for (name, e) in exporters.iter_mut() {
+        if let Some((endpoint, router)) = e.listener.take() {
+            let listener = server::bind(&endpoint, &format!("exporter {name}"))
+                .await
+                .map_err(GatewayError::Bind)?;
+            tracing::info!(exporter = %name, endpoint = %local(&listener, &endpoint), "Scrape endpoint listening.");
+            exporter_servers.push(tokio::spawn(server::serve(
+                listener,
+                router,
+                admin_token.clone(),
+                HEADER_READ_TIMEOUT,
+                Duration::from_secs(2),
+            )));
+        }
+    }
     let mut exporter_tasks = Vec::new();
     let mut leftovers = Vec::new();
     for (_, e) in exporters {
@@ -181,7 +198,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         pipelines: pipeline_views,
         exporters: exporter_views,
     });
-    let admin_token = CancellationToken::new();
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
         admin::router(admin_state),
@@ -227,6 +243,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     }
     admin_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), admin_task).await;
+    for t in exporter_servers {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
     Ok(())
 }
 

@@ -11,7 +11,6 @@ import time
 
 import grpc
 import pytest
-import requests
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -30,7 +29,6 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -45,15 +43,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-from conftest import (
-    grpc_export,
-    kv,
-    new_ids,
-    simple_trace_request,
-    span,
-    trace_request,
-    wait_until,
-)
+from conftest import free_port, grpc_export, kv, new_ids, simple_trace_request
 
 TRANSPORTS = ["grpc", "grpc-gzip", "http", "http-gzip"]
 
@@ -144,6 +134,12 @@ def assert_same_requests(sent: list[bytes], received) -> None:
     """The downstream got exactly the SDK's requests, byte for byte (the gateway forwards the
     client's protobuf unchanged)."""
     got = sorted(r.raw for r in received)
+    if got != sorted(sent) and received and received[0].signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as M
+        import difflib
+        a = str(M.ExportMetricsServiceRequest.FromString(sorted(sent)[0]))
+        b = str(M.ExportMetricsServiceRequest.FromString(got[0]))
+        print("DIFF", "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="")))
     assert len(got) == len(sent), f"downstream got {len(got)} requests, the SDK sent {len(sent)}"
     assert got == sorted(sent), "the downstream's bytes differ from what the SDK sent"
 
@@ -682,8 +678,6 @@ def test_fan_out_to_two_exporters(gateway, downstream):
 
 
 def test_dead_exporter_does_not_stop_the_other_and_its_drops_are_counted(gateway, downstream):
-    from conftest import free_port
-
     live = downstream()
     dead_port = free_port()  # nothing listens there
     gw = gateway(

@@ -36,6 +36,8 @@ pub struct SelfMetrics {
     pub exporter_sent: IntCounterVec,
     pub exporter_send_failures: IntCounterVec,
     pub exporter_send_duration: HistogramVec,
+    /// Series held by a Prometheus exporter.
+    pub exporter_series: IntGaugeVec,
     /// Records lost anywhere after a receiver accepted them, with component and reason.
     pub dropped: IntCounterVec,
 }
@@ -167,6 +169,12 @@ impl SelfMetrics {
                 "sluice_exporter_send_duration_seconds",
                 "Duration of one send attempt.",
                 &["exporter", "signal"],
+            ),
+            exporter_series: gauge(
+                &r,
+                "sluice_exporter_series",
+                "Series held by a Prometheus exporter's store.",
+                &["exporter"],
             ),
             dropped: counter(
                 &r,

@@ -67,7 +67,7 @@ impl fmt::Display for ConfigErrors {
 /// The kinds of receiver this build knows.
 pub const RECEIVER_KINDS: &[&str] = &["otlp"];
 /// The kinds of exporter this build knows.
-pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug"];
+pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug", "prometheus"];
 const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "service"];
 
 #[derive(Debug, Clone)]
@@ -86,6 +86,25 @@ pub struct ReceiverSpec {
 pub enum ExporterKind {
     Otlp(OtlpExporterConfig),
     Debug(DebugExporterConfig),
+    Prometheus(PrometheusExporterConfig),
+}
+
+impl ExporterKind {
+    pub fn sending_queue(&self) -> &SendingQueueConfig {
+        match self {
+            ExporterKind::Otlp(c) => &c.sending_queue,
+            ExporterKind::Debug(c) => &c.sending_queue,
+            ExporterKind::Prometheus(c) => &c.sending_queue,
+        }
+    }
+
+    /// The signals the exporter can take.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ExporterKind::Prometheus(_) => &[Signal::Metrics],
+            _ => &Signal::ALL,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,10 +115,7 @@ pub struct ExporterSpec {
 
 impl ExporterSpec {
     pub fn sending_queue(&self) -> &SendingQueueConfig {
-        match &self.kind {
-            ExporterKind::Otlp(c) => &c.sending_queue,
-            ExporterKind::Debug(c) => &c.sending_queue,
-        }
+        self.kind.sending_queue()
     }
 }
 
@@ -389,6 +405,10 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
                 ExporterKind::Otlp(c)
             }),
             "debug" => typed::<DebugExporterConfig>(value, &path, errors).map(ExporterKind::Debug),
+            "prometheus" => typed::<PrometheusExporterConfig>(value, &path, errors).map(|c| {
+                check_endpoint(&c.endpoint, &format!("{path}.endpoint"), errors);
+                ExporterKind::Prometheus(c)
+            }),
             kind => {
                 err(
                     errors,
@@ -402,14 +422,14 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
             }
         };
         if let Some(kind) = kind {
-            if kind_sending_queue(&kind).queue_size == 0 {
+            if kind.sending_queue().queue_size == 0 {
                 err(
                     errors,
                     format!("{path}.sending_queue.queue_size"),
                     "must be at least 1",
                 );
             }
-            if kind_sending_queue(&kind).num_consumers == 0 {
+            if kind.sending_queue().num_consumers == 0 {
                 err(
                     errors,
                     format!("{path}.sending_queue.num_consumers"),
@@ -461,6 +481,17 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
             &format!("{path}.exporters"),
             errors,
         );
+        for (i, exporter) in p.exporters.iter().enumerate() {
+            if let Some(e) = exporters.iter().find(|e| &e.name == exporter)
+                && !e.kind.signals().contains(&signal)
+            {
+                err(
+                    errors,
+                    format!("{path}.exporters[{i}]"),
+                    format!("exporter `{exporter}` does not take {signal}"),
+                );
+            }
+        }
         for (i, proc_name) in p.processors.iter().enumerate() {
             err(
                 errors,
@@ -486,7 +517,7 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         admin_endpoint = a.clone();
     }
     check_endpoint(&admin_endpoint, "service.admin.endpoint", errors);
-    check_listeners(&receivers, &admin_endpoint, errors);
+    check_listeners(&receivers, &exporters, &admin_endpoint, errors);
 
     let mut logs = service.telemetry.logs.clone();
     if let Some(level) = &overrides.log_level {
@@ -574,13 +605,6 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
     service
 }
 
-fn kind_sending_queue(kind: &ExporterKind) -> &SendingQueueConfig {
-    match kind {
-        ExporterKind::Otlp(c) => &c.sending_queue,
-        ExporterKind::Debug(c) => &c.sending_queue,
-    }
-}
-
 fn apply_receiver_overrides(c: &mut OtlpReceiverConfig, o: &Overrides) {
     if let Some(e) = &o.grpc_endpoint {
         c.protocols
@@ -646,9 +670,28 @@ fn check_endpoint(endpoint: &str, path: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_listeners(receivers: &[ReceiverSpec], admin: &str, errors: &mut Vec<ConfigError>) {
+fn check_listeners(
+    receivers: &[ReceiverSpec],
+    exporters: &[ExporterSpec],
+    admin: &str,
+    errors: &mut Vec<ConfigError>,
+) {
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
     bound.insert(admin.to_string(), "service.admin.endpoint".into());
+    for e in exporters {
+        if let ExporterKind::Prometheus(c) = &e.kind {
+            let path = format!("exporters.{}.endpoint", e.name);
+            if let Some(other) = bound.get(&c.endpoint) {
+                err(
+                    errors,
+                    &path,
+                    format!("endpoint {} is already used by {other}", c.endpoint),
+                );
+            } else {
+                bound.insert(c.endpoint.clone(), path);
+            }
+        }
+    }
     for r in receivers {
         let ReceiverKind::Otlp(c) = &r.kind;
         let mut check = |endpoint: &str, path: String| {

@@ -222,6 +222,46 @@ pub struct DebugExporterConfig {
     pub sending_queue: SendingQueueConfig,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusExporterConfig {
+    /// Where the scrape endpoint listens (`GET /metrics`).
+    #[serde(default = "default_prometheus_endpoint")]
+    pub endpoint: String,
+    #[serde(default)]
+    pub translation_strategy: crate::exporters::prometheus::naming::TranslationStrategy,
+    /// Series not updated for this long are removed.
+    #[serde(default = "default_metric_expiration", with = "duration")]
+    pub metric_expiration: Duration,
+    /// New series beyond this are dropped and counted (`reason="max_series"`).
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Resource attributes copied onto every series as labels.
+    #[serde(default)]
+    pub promote_resource_attributes: Vec<String>,
+    /// Expose the other resource attributes as a `target_info` series.
+    #[serde(default = "yes")]
+    pub target_info: bool,
+    #[serde(default = "single_consumer_queue")]
+    pub sending_queue: SendingQueueConfig,
+}
+
+fn default_prometheus_endpoint() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_metric_expiration() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_series() -> usize {
+    200_000
+}
+pub(crate) fn single_consumer_queue() -> SendingQueueConfig {
+    SendingQueueConfig {
+        queue_size: default_queue_size(),
+        num_consumers: 1,
+    }
+}
+
 // ---------------------------------------------------------------- service
 
 #[derive(Debug, Clone, Deserialize, Default)]

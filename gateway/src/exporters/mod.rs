@@ -7,6 +7,7 @@
 
 mod debug;
 mod otlp;
+pub mod prometheus;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use crate::pipeline::Batch;
 
 pub use debug::DebugExporter;
 pub use otlp::OtlpExporter;
+pub use prometheus::PrometheusExporter;
 
 /// A failed send attempt.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,6 +65,7 @@ pub struct Delivered {
 pub enum Sender {
     Otlp(OtlpExporter),
     Debug(DebugExporter),
+    Prometheus(PrometheusExporter),
 }
 
 impl Sender {
@@ -70,6 +73,7 @@ impl Sender {
         match self {
             Sender::Otlp(e) => e.send(batch).await,
             Sender::Debug(e) => e.send(batch),
+            Sender::Prometheus(e) => e.send(batch),
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Exporter {
     pub capacity: usize,
     pub tasks: Vec<JoinHandle<()>>,
     pub leftovers: Leftovers,
+    /// A listener the exporter serves (the Prometheus scrape endpoint): endpoint and router.
+    pub listener: Option<(String, axum::Router)>,
 }
 
 /// What is left in an exporter's queue when shutdown runs out of time.
@@ -157,7 +163,19 @@ impl Leftovers {
 
 impl Exporter {
     pub fn build(spec: &ExporterSpec, metrics: Arc<SelfMetrics>) -> Result<Exporter, ExportError> {
+        let mut listener = None;
         let (sender, retry) = match &spec.kind {
+            ExporterKind::Prometheus(c) => {
+                let e = PrometheusExporter::new(&spec.name, c, metrics.clone());
+                listener = Some((c.endpoint.clone(), e.router()));
+                (
+                    Sender::Prometheus(e),
+                    RetryConfig {
+                        enabled: false,
+                        ..Default::default()
+                    },
+                )
+            }
             ExporterKind::Otlp(c) => (
                 Sender::Otlp(OtlpExporter::new(&spec.name, c)?),
                 c.retry_on_failure.clone(),
@@ -198,6 +216,7 @@ impl Exporter {
             capacity: queue.queue_size,
             tasks,
             leftovers,
+            listener,
         })
     }
 }

@@ -1,0 +1,107 @@
+//! The `prometheus` exporter: a scrape endpoint (`GET /metrics`, default `127.0.0.1:9464`)
+//! serving the metrics pipelines' data translated to Prometheus series.
+//!
+//! Batches update a [`store::Store`]; a scrape renders it in the text format 0.0.4, or in
+//! OpenMetrics 1.0 (with exemplars) when the scraper asks for `application/openmetrics-text`.
+
+pub mod naming;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, StatusCode, header};
+
+use super::{Delivered, ExportError};
+use crate::admin::metrics::SelfMetrics;
+use crate::config::PrometheusExporterConfig;
+use crate::pipeline::{Batch, Payload};
+use store::{Store, StoreConfig};
+
+pub struct PrometheusExporter {
+    name: String,
+    store: Arc<Mutex<Store>>,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl PrometheusExporter {
+    pub fn new(name: &str, c: &PrometheusExporterConfig, metrics: Arc<SelfMetrics>) -> Self {
+        PrometheusExporter {
+            name: name.to_string(),
+            store: Arc::new(Mutex::new(Store::new(store_config(c)))),
+            metrics,
+        }
+    }
+
+    pub fn send(&self, batch: &Batch) -> Result<Delivered, ExportError> {
+        let Payload::Metrics(req) = batch.payload() else {
+            return Err(ExportError::permanent(
+                "the prometheus exporter only takes metrics",
+            ));
+        };
+        let report = {
+            let mut store = self
+                .store
+                .lock()
+                .map_err(|_| ExportError::permanent("series store poisoned"))?;
+            let report = store.ingest(req, Instant::now(), None);
+            self.metrics
+                .exporter_series
+                .with_label_values(&[&self.name])
+                .set(store.series_count() as i64);
+            report
+        };
+        let component = format!("exporter/{}", self.name);
+        if report.over_max_series > 0 {
+            tracing::warn!(exporter = %self.name, dropped = report.over_max_series, "Series limit reached; new series are dropped.");
+            self.metrics
+                .drop_records(&component, "metrics", "max_series", report.over_max_series);
+        }
+        if report.type_conflict > 0 {
+            self.metrics
+                .drop_records(&component, "metrics", "type_conflict", report.type_conflict);
+        }
+        Ok(Delivered::default())
+    }
+
+    /// The scrape endpoint's router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(scrape))
+            .with_state(self.store.clone())
+    }
+}
+
+pub fn store_config(c: &PrometheusExporterConfig) -> StoreConfig {
+    StoreConfig {
+        strategy: c.translation_strategy,
+        expiration: c.metric_expiration,
+        max_series: c.max_series,
+        promote_resource_attributes: c.promote_resource_attributes.clone(),
+        target_info: c.target_info,
+    }
+}
+
+async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let body = match store.lock() {
+        Ok(mut s) => s.render(openmetrics, Instant::now()),
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "series store poisoned").into_response();
+        }
+    };
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}

@@ -1,0 +1,872 @@
+//! The series store behind the scrape endpoint (and the remote_write exporter): OTLP data points
+//! in, Prometheus series out.
+//!
+//! Delta sums and delta histograms are accumulated into cumulative series; cumulative points
+//! replace the stored value. Memory is bounded two ways: a series not updated within
+//! `metric_expiration` is removed (a live series is updated, so it never expires and never
+//! resets), and new series beyond `max_series` are refused and counted, even if nobody scrapes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint,
+    NumberDataPoint, exemplar, metric::Data, number_data_point,
+};
+
+use super::naming::{self, NameKind, TranslationStrategy};
+
+/// OTLP data point flag: the point has no recorded value (the series went stale).
+const FLAG_NO_RECORDED_VALUE: u32 = 1;
+
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub strategy: TranslationStrategy,
+    pub expiration: Duration,
+    pub max_series: usize,
+    /// Resource attributes copied onto every series as labels.
+    pub promote_resource_attributes: Vec<String>,
+    /// Whether to expose the other resource attributes as `target_info`.
+    pub target_info: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+impl Kind {
+    fn text(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Histogram {
+        bounds: Vec<f64>,
+        /// Per bucket (not cumulative), `bounds.len() + 1` entries, the last one for +Inf.
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+    Summary {
+        quantiles: Vec<(f64, f64)>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredExemplar {
+    pub value: f64,
+    pub time_unix_nano: u64,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub value: Value,
+    pub updated: Instant,
+    /// Time of the latest point, unix nanoseconds.
+    pub time_unix_nano: u64,
+    /// Exemplars: one for counters, one per bucket for histograms.
+    pub exemplars: Vec<Option<StoredExemplar>>,
+}
+
+#[derive(Debug)]
+pub struct Family {
+    pub kind: Kind,
+    pub help: String,
+    pub series: HashMap<Labels, Series>,
+}
+
+/// What an ingest could not store, for the exporter's drop counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub stored: usize,
+    pub over_max_series: usize,
+    pub type_conflict: usize,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    cfg: StoreConfig,
+    families: BTreeMap<String, Family>,
+    series: usize,
+    target_info: HashMap<Labels, Instant>,
+    last_sweep: Instant,
+}
+
+impl Store {
+    pub fn new(cfg: StoreConfig) -> Store {
+        Store {
+            cfg,
+            families: BTreeMap::new(),
+            series: 0,
+            target_info: HashMap::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series
+    }
+
+    pub fn families(&self) -> &BTreeMap<String, Family> {
+        &self.families
+    }
+
+    /// Stores every data point of `req`; `touched`, if given, receives the keys of the series
+    /// that changed (for remote_write).
+    pub fn ingest(
+        &mut self,
+        req: &ExportMetricsServiceRequest,
+        now: Instant,
+        mut touched: Option<&mut Vec<(String, Labels)>>,
+    ) -> IngestReport {
+        if now.duration_since(self.last_sweep) >= self.cfg.expiration / 4 {
+            self.sweep(now);
+        }
+        let mut report = IngestReport::default();
+        let strategy = self.cfg.strategy;
+        for rm in &req.resource_metrics {
+            let attrs = rm
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]);
+            let resource_labels = self.resource_labels(attrs, now);
+            for sm in &rm.scope_metrics {
+                let mut base = resource_labels.clone();
+                if let Some(scope) = &sm.scope {
+                    if !scope.name.is_empty() {
+                        base.push(("otel_scope_name".into(), scope.name.clone()));
+                    }
+                    if !scope.version.is_empty() {
+                        base.push(("otel_scope_version".into(), scope.version.clone()));
+                    }
+                }
+                for metric in &sm.metrics {
+                    let Some(data) = &metric.data else { continue };
+                    let (kind, name_kind, delta) = match data {
+                        Data::Gauge(_) => (Kind::Gauge, NameKind::Gauge, false),
+                        Data::Sum(s) if s.is_monotonic => (
+                            Kind::Counter,
+                            NameKind::Counter,
+                            s.aggregation_temporality == AggregationTemporality::Delta as i32,
+                        ),
+                        Data::Sum(s) => (
+                            Kind::Gauge,
+                            NameKind::Gauge,
+                            s.aggregation_temporality == AggregationTemporality::Delta as i32,
+                        ),
+                        Data::Histogram(h) => (
+                            Kind::Histogram,
+                            NameKind::Other,
+                            h.aggregation_temporality == AggregationTemporality::Delta as i32,
+                        ),
+                        Data::ExponentialHistogram(h) => (
+                            Kind::Histogram,
+                            NameKind::Other,
+                            h.aggregation_temporality == AggregationTemporality::Delta as i32,
+                        ),
+                        Data::Summary(_) => (Kind::Summary, NameKind::Other, false),
+                    };
+                    let name = naming::metric_name(&metric.name, &metric.unit, name_kind, strategy);
+                    let points: Vec<Point> = match data {
+                        Data::Gauge(g) => g.data_points.iter().map(Point::number).collect(),
+                        Data::Sum(s) => s.data_points.iter().map(Point::number).collect(),
+                        Data::Histogram(h) => h.data_points.iter().map(Point::histogram).collect(),
+                        Data::ExponentialHistogram(h) => h
+                            .data_points
+                            .iter()
+                            .map(Point::exponential_histogram)
+                            .collect(),
+                        Data::Summary(s) => s
+                            .data_points
+                            .iter()
+                            .map(|p| Point {
+                                attributes: &p.attributes,
+                                time: p.time_unix_nano,
+                                flags: p.flags,
+                                value: Value::Summary {
+                                    quantiles: p
+                                        .quantile_values
+                                        .iter()
+                                        .map(|q| (q.quantile, q.value))
+                                        .collect(),
+                                    sum: p.sum,
+                                    count: p.count,
+                                },
+                                exemplars: &[],
+                            })
+                            .collect(),
+                    };
+                    for point in points {
+                        let mut labels = attribute_labels(point.attributes, strategy);
+                        merge_labels(&mut labels, &base);
+                        self.store_point(
+                            &name,
+                            kind,
+                            &metric.description,
+                            labels,
+                            point,
+                            delta,
+                            now,
+                            &mut report,
+                            touched.as_deref_mut(),
+                        );
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one call site, all of it per-point context")]
+    fn store_point(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        labels: Labels,
+        point: Point<'_>,
+        delta: bool,
+        now: Instant,
+        report: &mut IngestReport,
+        touched: Option<&mut Vec<(String, Labels)>>,
+    ) {
+        let family = self
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| Family {
+                kind,
+                help: help.to_string(),
+                series: HashMap::new(),
+            });
+        if family.kind != kind {
+            report.type_conflict += 1;
+            return;
+        }
+        if family.help.is_empty() && !help.is_empty() {
+            family.help = help.to_string();
+        }
+        if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
+            if family.series.remove(&labels).is_some() {
+                self.series -= 1;
+            }
+            return;
+        }
+        let exemplars = exemplars_for(&point.value, point.exemplars);
+        match family.series.get_mut(&labels) {
+            Some(series) => {
+                // Out-of-order points for a cumulative series are ignored; delta points are
+                // always added.
+                if !delta && point.time != 0 && point.time < series.time_unix_nano {
+                    return;
+                }
+                if delta {
+                    accumulate(&mut series.value, point.value);
+                } else {
+                    series.value = point.value;
+                }
+                series.updated = now;
+                series.time_unix_nano = series.time_unix_nano.max(point.time);
+                for (slot, new) in series.exemplars.iter_mut().zip(exemplars) {
+                    if new.is_some() {
+                        *slot = new;
+                    }
+                }
+            }
+            None => {
+                if self.series >= self.cfg.max_series {
+                    report.over_max_series += 1;
+                    return;
+                }
+                family.series.insert(
+                    labels.clone(),
+                    Series {
+                        value: point.value,
+                        updated: now,
+                        time_unix_nano: point.time,
+                        exemplars,
+                    },
+                );
+                self.series += 1;
+            }
+        }
+        report.stored += 1;
+        if let Some(t) = touched {
+            t.push((name.to_string(), labels));
+        }
+    }
+
+    fn resource_labels(&mut self, attrs: &[KeyValue], now: Instant) -> Labels {
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|a| a.key == k)
+                .and_then(|a| a.value.as_ref())
+                .map(any_value_string)
+        };
+        let mut labels = Labels::new();
+        let job = match (get("service.namespace"), get("service.name")) {
+            (Some(ns), Some(name)) if !ns.is_empty() => Some(format!("{ns}/{name}")),
+            (_, Some(name)) => Some(name),
+            _ => None,
+        };
+        if let Some(job) = job {
+            labels.push(("job".into(), job));
+        }
+        if let Some(instance) = get("service.instance.id") {
+            labels.push(("instance".into(), instance));
+        }
+        for key in &self.cfg.promote_resource_attributes {
+            if let Some(v) = get(key) {
+                labels.push((naming::label_name(key, self.cfg.strategy), v));
+            }
+        }
+        if self.cfg.target_info {
+            let others: Vec<KeyValue> = attrs
+                .iter()
+                .filter(|a| {
+                    !matches!(
+                        a.key.as_str(),
+                        "service.name" | "service.namespace" | "service.instance.id"
+                    )
+                })
+                .cloned()
+                .collect();
+            if !others.is_empty() {
+                let mut info = attribute_labels(&others, self.cfg.strategy);
+                merge_labels(
+                    &mut info,
+                    &labels
+                        .iter()
+                        .filter(|(k, _)| k == "job" || k == "instance")
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                let known = self.target_info.contains_key(&info);
+                if known || self.series < self.cfg.max_series {
+                    if !known {
+                        self.series += 1;
+                    }
+                    self.target_info.insert(info, now);
+                }
+            }
+        }
+        labels
+    }
+
+    /// Removes series not updated within the expiration.
+    pub fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        let Some(cutoff) = now.checked_sub(self.cfg.expiration) else {
+            return;
+        };
+        let mut removed = 0;
+        for family in self.families.values_mut() {
+            let before = family.series.len();
+            family.series.retain(|_, s| s.updated >= cutoff);
+            removed += before - family.series.len();
+        }
+        self.families.retain(|_, f| !f.series.is_empty());
+        let before = self.target_info.len();
+        self.target_info.retain(|_, t| *t >= cutoff);
+        removed += before - self.target_info.len();
+        self.series -= removed;
+    }
+
+    /// Renders the exposition: Prometheus text 0.0.4, or OpenMetrics 1.0 with exemplars.
+    pub fn render(&mut self, openmetrics: bool, now: Instant) -> String {
+        self.sweep(now);
+        let mut out = String::with_capacity(self.series * 96 + 256);
+        if !self.target_info.is_empty() {
+            if openmetrics {
+                out.push_str("# TYPE target info\n");
+            } else {
+                out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
+            }
+            let mut infos: Vec<&Labels> = self.target_info.keys().collect();
+            infos.sort();
+            for labels in infos {
+                write_sample(&mut out, "target_info", labels, None, 1.0);
+            }
+        }
+        for (name, family) in &self.families {
+            let family_name = if openmetrics && family.kind == Kind::Counter {
+                name.strip_suffix("_total").unwrap_or(name)
+            } else {
+                name.as_str()
+            };
+            if !family.help.is_empty() {
+                let _ = writeln!(out, "# HELP {} {}", quote_name(family_name), escape_help(&family.help));
+            }
+            let _ = writeln!(out, "# TYPE {} {}", quote_name(family_name), family.kind.text());
+            let mut series: Vec<(&Labels, &Series)> = family.series.iter().collect();
+            series.sort_by(|a, b| a.0.cmp(b.0));
+            // OpenMetrics counter samples always end in `_total`, even without suffixes.
+            let sample_name = if openmetrics && family.kind == Kind::Counter {
+                format!("{family_name}_total")
+            } else {
+                name.clone()
+            };
+            for (labels, s) in series {
+                render_series(&mut out, &sample_name, family.kind, labels, s, openmetrics);
+            }
+        }
+        if openmetrics {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+struct Point<'a> {
+    attributes: &'a [KeyValue],
+    time: u64,
+    flags: u32,
+    value: Value,
+    exemplars: &'a [Exemplar],
+}
+
+impl<'a> Point<'a> {
+    fn number(p: &'a NumberDataPoint) -> Point<'a> {
+        Point {
+            attributes: &p.attributes,
+            time: p.time_unix_nano,
+            flags: p.flags,
+            value: Value::Scalar(number_value(p.value.as_ref())),
+            exemplars: &p.exemplars,
+        }
+    }
+
+    fn histogram(p: &'a HistogramDataPoint) -> Point<'a> {
+        let mut counts = p.bucket_counts.clone();
+        counts.resize(p.explicit_bounds.len() + 1, 0);
+        if p.bucket_counts.is_empty() {
+            // Only count and sum were recorded: everything is in +Inf.
+            if let Some(last) = counts.last_mut() {
+                *last = p.count;
+            }
+        }
+        Point {
+            attributes: &p.attributes,
+            time: p.time_unix_nano,
+            flags: p.flags,
+            value: Value::Histogram {
+                bounds: p.explicit_bounds.clone(),
+                counts,
+                sum: p.sum.unwrap_or(0.0),
+                count: p.count,
+            },
+            exemplars: &p.exemplars,
+        }
+    }
+
+    fn exponential_histogram(p: &'a ExponentialHistogramDataPoint) -> Point<'a> {
+        let (bounds, counts) = exponential_to_classic(p);
+        Point {
+            attributes: &p.attributes,
+            time: p.time_unix_nano,
+            flags: p.flags,
+            value: Value::Histogram {
+                bounds,
+                counts,
+                sum: p.sum.unwrap_or(0.0),
+                count: p.count,
+            },
+            exemplars: &p.exemplars,
+        }
+    }
+}
+
+/// Converts an exponential histogram to classic buckets with the same boundaries: bucket `i`
+/// of scale `s` covers `(base^i, base^(i+1)]` with `base = 2^(2^-s)`.
+pub fn exponential_to_classic(p: &ExponentialHistogramDataPoint) -> (Vec<f64>, Vec<u64>) {
+    let base = 2f64.powf(2f64.powi(-p.scale));
+    let mut bounds = Vec::new();
+    let mut counts = Vec::new();
+    if let Some(neg) = &p.negative {
+        // Most negative first: negative bucket i covers [-(base^(i+1)), -(base^i)).
+        for (i, c) in neg.bucket_counts.iter().enumerate().rev() {
+            let index = neg.offset as i64 + i as i64;
+            bounds.push(-base.powi(index as i32));
+            counts.push(*c);
+        }
+    }
+    if p.zero_count > 0 || p.zero_threshold > 0.0 || bounds.is_empty() {
+        bounds.push(p.zero_threshold.max(0.0));
+        counts.push(p.zero_count);
+    }
+    if let Some(pos) = &p.positive {
+        for (i, c) in pos.bucket_counts.iter().enumerate() {
+            let index = pos.offset as i64 + i as i64;
+            let upper = base.powi((index + 1) as i32);
+            if bounds.last().is_some_and(|b| *b >= upper) {
+                if let Some(last) = counts.last_mut() {
+                    *last += *c;
+                }
+                continue;
+            }
+            bounds.push(upper);
+            counts.push(*c);
+        }
+    }
+    // +Inf holds whatever the buckets do not account for (normally nothing).
+    let bucketed: u64 = counts.iter().sum();
+    counts.push(p.count.saturating_sub(bucketed));
+    (bounds, counts)
+}
+
+fn number_value(v: Option<&number_data_point::Value>) -> f64 {
+    match v {
+        Some(number_data_point::Value::AsDouble(d)) => *d,
+        Some(number_data_point::Value::AsInt(i)) => *i as f64,
+        None => 0.0,
+    }
+}
+
+fn accumulate(stored: &mut Value, new: Value) {
+    match (stored, new) {
+        (Value::Scalar(a), Value::Scalar(b)) => *a += b,
+        (
+            Value::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+            },
+            Value::Histogram {
+                bounds: nb,
+                counts: nc,
+                sum: ns,
+                count: ncount,
+            },
+        ) if *bounds == nb => {
+            for (a, b) in counts.iter_mut().zip(nc) {
+                *a += b;
+            }
+            *sum += ns;
+            *count += ncount;
+        }
+        (stored, new) => *stored = new,
+    }
+}
+
+fn exemplars_for(value: &Value, exemplars: &[Exemplar]) -> Vec<Option<StoredExemplar>> {
+    let slots = match value {
+        Value::Scalar(_) => 1,
+        Value::Histogram { counts, .. } => counts.len(),
+        Value::Summary { .. } => 0,
+    };
+    let mut out = vec![None; slots];
+    for e in exemplars {
+        if e.trace_id.is_empty() && e.span_id.is_empty() {
+            continue;
+        }
+        let v = match e.value {
+            Some(exemplar::Value::AsDouble(d)) => d,
+            Some(exemplar::Value::AsInt(i)) => i as f64,
+            None => continue,
+        };
+        let slot = match value {
+            Value::Scalar(_) => 0,
+            Value::Histogram { bounds, .. } => bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len()),
+            Value::Summary { .. } => continue,
+        };
+        out[slot] = Some(StoredExemplar {
+            value: v,
+            time_unix_nano: e.time_unix_nano,
+            trace_id: hex(&e.trace_id),
+            span_id: hex(&e.span_id),
+        });
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// An attribute value as a label value: strings as they are, other scalars in their usual text,
+/// arrays and maps as JSON.
+pub fn any_value_string(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => hex(b),
+        Some(any_value::Value::ArrayValue(a)) => serde_json::to_string(
+            &a.values.iter().map(any_value_json).collect::<Vec<_>>(),
+        )
+        .unwrap_or_default(),
+        Some(any_value::Value::KvlistValue(_)) => {
+            serde_json::to_string(&any_value_json(v)).unwrap_or_default()
+        }
+        // A string-table index only has meaning inside profiles data.
+        Some(any_value::Value::StringValueStrindex(i)) => i.to_string(),
+        None => String::new(),
+    }
+}
+
+fn any_value_json(v: &AnyValue) -> serde_json::Value {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone().into(),
+        Some(any_value::Value::BoolValue(b)) => (*b).into(),
+        Some(any_value::Value::IntValue(i)) => (*i).into(),
+        Some(any_value::Value::DoubleValue(d)) => (*d).into(),
+        Some(any_value::Value::BytesValue(b)) => hex(b).into(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            a.values.iter().map(any_value_json).collect::<Vec<_>>().into()
+        }
+        Some(any_value::Value::KvlistValue(kv)) => kv
+            .values
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map(any_value_json).unwrap_or_default(),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Some(any_value::Value::StringValueStrindex(i)) => (*i).into(),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Attributes as sorted labels; attributes whose sanitized names collide are merged, their
+/// values joined with `;` in the order of the original keys.
+fn attribute_labels(attrs: &[KeyValue], strategy: TranslationStrategy) -> Labels {
+    let mut by_name: BTreeMap<String, Vec<(&str, String)>> = BTreeMap::new();
+    for a in attrs {
+        let value = a.value.as_ref().map(any_value_string).unwrap_or_default();
+        by_name
+            .entry(naming::label_name(&a.key, strategy))
+            .or_default()
+            .push((&a.key, value));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut values)| {
+            values.sort_by(|a, b| a.0.cmp(b.0));
+            let joined = values
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(";");
+            (name, joined)
+        })
+        .collect()
+}
+
+/// Adds `extra` to sorted `labels`; `extra` wins on equal names.
+fn merge_labels(labels: &mut Labels, extra: &[(String, String)]) {
+    for (k, v) in extra {
+        match labels.binary_search_by(|(n, _)| n.as_str().cmp(k)) {
+            Ok(i) => labels[i].1 = v.clone(),
+            Err(i) => labels.insert(i, (k.clone(), v.clone())),
+        }
+    }
+}
+
+fn render_series(out: &mut String, name: &str, kind: Kind, labels: &Labels, s: &Series, om: bool) {
+    match &s.value {
+        Value::Scalar(v) => {
+            let exemplar = if om && kind == Kind::Counter {
+                s.exemplars.first().and_then(|e| e.as_ref())
+            } else {
+                None
+            };
+            write_sample(out, name, labels, None, *v);
+            if let Some(e) = exemplar {
+                attach_exemplar(out, e);
+            }
+        }
+        Value::Histogram {
+            bounds,
+            counts,
+            sum,
+            count,
+        } => {
+            let bucket = format!("{name}_bucket");
+            let mut cumulative = 0u64;
+            for (i, c) in counts.iter().enumerate() {
+                cumulative += c;
+                let le = bounds.get(i).map_or("+Inf".to_string(), |b| format_float(*b));
+                write_sample(out, &bucket, labels, Some(("le", &le)), cumulative as f64);
+                if om && let Some(Some(e)) = s.exemplars.get(i) {
+                    attach_exemplar(out, e);
+                }
+            }
+            write_sample(out, &format!("{name}_sum"), labels, None, *sum);
+            write_sample(out, &format!("{name}_count"), labels, None, *count as f64);
+        }
+        Value::Summary {
+            quantiles,
+            sum,
+            count,
+        } => {
+            for (q, v) in quantiles {
+                write_sample(out, name, labels, Some(("quantile", &format_float(*q))), *v);
+            }
+            write_sample(out, &format!("{name}_sum"), labels, None, *sum);
+            write_sample(out, &format!("{name}_count"), labels, None, *count as f64);
+        }
+    }
+}
+
+fn attach_exemplar(out: &mut String, e: &StoredExemplar) {
+    // Replace the sample's newline with the exemplar.
+    out.pop();
+    let _ = write!(out, " # {{");
+    let mut first = true;
+    if !e.trace_id.is_empty() {
+        let _ = write!(out, "trace_id=\"{}\"", e.trace_id);
+        first = false;
+    }
+    if !e.span_id.is_empty() {
+        if !first {
+            out.push(',');
+        }
+        let _ = write!(out, "span_id=\"{}\"", e.span_id);
+    }
+    let _ = write!(out, "}} {}", format_float(e.value));
+    if e.time_unix_nano > 0 {
+        let _ = write!(out, " {:.3}", e.time_unix_nano as f64 / 1e9);
+    }
+    out.push('\n');
+}
+
+fn write_sample(out: &mut String, name: &str, labels: &Labels, extra: Option<(&str, &str)>, value: f64) {
+    let legacy = naming::is_legacy_name(name);
+    if legacy {
+        out.push_str(name);
+    }
+    let has_labels = !labels.is_empty() || extra.is_some() || !legacy;
+    if has_labels {
+        out.push('{');
+        let mut first = true;
+        if !legacy {
+            let _ = write!(out, "\"{}\"", escape_label_value(name));
+            first = false;
+        }
+        for (k, v) in labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra)
+        {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            if naming::is_legacy_name(k) {
+                out.push_str(k);
+            } else {
+                let _ = write!(out, "\"{}\"", escape_label_value(k));
+            }
+            let _ = write!(out, "=\"{}\"", escape_label_value(v));
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&format_float(value));
+    out.push('\n');
+}
+
+fn quote_name(name: &str) -> String {
+    if naming::is_legacy_name(name) {
+        name.to_string()
+    } else {
+        format!("\"{}\"", escape_label_value(name))
+    }
+}
+
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn escape_label_value(v: &str) -> String {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.to_string();
+    }
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+
+    #[test]
+    fn exponential_histogram_becomes_cumulative_classic_buckets() {
+        // scale 0: base 2; positive buckets at offset 0 cover (1,2], (2,4], (4,8].
+        let p = ExponentialHistogramDataPoint {
+            scale: 0,
+            count: 7,
+            zero_count: 1,
+            positive: Some(Buckets {
+                offset: 0,
+                bucket_counts: vec![1, 2, 3],
+            }),
+            ..Default::default()
+        };
+        let (bounds, counts) = exponential_to_classic(&p);
+        assert_eq!(bounds, vec![0.0, 2.0, 4.0, 8.0]);
+        assert_eq!(counts, vec![1, 1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn label_collisions_are_merged_in_key_order() {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        };
+        let labels = attribute_labels(
+            &[kv("a.b", "2"), kv("a_b", "1"), kv("c", "x")],
+            TranslationStrategy::UnderscoreEscapingWithSuffixes,
+        );
+        assert_eq!(
+            labels,
+            vec![("a_b".into(), "2;1".into()), ("c".into(), "x".into())]
+        );
+    }
+}
