@@ -19,7 +19,7 @@ use crate::admin::{self, AdminState, ExporterView, Health, PipelineView, Receive
 use crate::config::{Config, ReceiverKind};
 use crate::exporters::Exporter;
 use crate::pipeline::Pipeline;
-use crate::receivers::{Intake, otlp_grpc, otlp_http};
+use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
 use crate::server;
 
 /// How long a connection may take to send its request headers.
@@ -119,23 +119,47 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         leftovers.push(e.leftovers);
     }
 
-    // Receivers.
+    // Receivers. Remote write shares the OTLP/HTTP listener of one OTLP receiver.
     let receivers_token = CancellationToken::new();
     let mut receiver_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut receiver_views = Vec::new();
-    for spec in &config.receivers {
+    let intake_of = |name: &str| -> Option<Intake> {
         let handles: Vec<_> = pipelines
             .iter()
             .zip(&config.pipelines)
-            .filter(|(_, s)| s.receivers.contains(&spec.name))
+            .filter(|(_, s)| s.receivers.iter().any(|r| r == name))
             .map(|(p, _)| p.handle.clone())
             .collect();
         if handles.is_empty() {
-            tracing::warn!(receiver = %spec.name, "Receiver is not used by any pipeline.");
-            continue;
+            tracing::warn!(receiver = %name, "Receiver is not used by any pipeline.");
+            return None;
         }
-        let intake = Intake::new(&spec.name, handles, metrics.clone());
-        let ReceiverKind::Otlp(c) = &spec.kind;
+        Some(Intake::new(name, handles, metrics.clone()))
+    };
+    let mut remote_write_routes = Vec::new();
+    for spec in &config.receivers {
+        if let ReceiverKind::RemoteWrite(c) = &spec.kind
+            && let Some(intake) = intake_of(&spec.name)
+        {
+            remote_write_routes.push(remote_write::router(remote_write::RemoteWriteReceiver {
+                intake,
+                max_decoded: c.max_decoded_size_mib * 1024 * 1024,
+                read_timeout: c.read_timeout,
+            }));
+        }
+    }
+    let http_host = Config::http_host_of(&config.receivers).map(|r| r.name.clone());
+    for spec in &config.receivers {
+        let ReceiverKind::Otlp(c) = &spec.kind else {
+            continue;
+        };
+        let hosts_remote_write =
+            http_host.as_deref() == Some(spec.name.as_str()) && !remote_write_routes.is_empty();
+        let intake = match intake_of(&spec.name) {
+            Some(i) => i,
+            None if hosts_remote_write => Intake::new(&spec.name, Vec::new(), metrics.clone()),
+            None => continue,
+        };
         let drain = config.shutdown_timeout;
         if let Some(g) = &c.protocols.grpc {
             let what = format!("receiver {} (OTLP/gRPC)", spec.name);
@@ -151,7 +175,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                 intake: intake.clone(),
                 max_message: g.max_recv_msg_size_mib * 1024 * 1024,
                 read_timeout: g.read_timeout,
-            });
+            })
+            .layer(axum::middleware::from_fn(server::correlate));
             receiver_tasks.push(tokio::spawn(server::serve(
                 listener,
                 router,
@@ -170,11 +195,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                 transport: "http",
                 endpoint: local(&listener, &h.endpoint),
             });
-            let router = otlp_http::router(otlp_http::HttpReceiver {
+            let mut router = otlp_http::router(otlp_http::HttpReceiver {
                 intake: intake.clone(),
                 max_body: h.max_request_body_size_mib * 1024 * 1024,
                 read_timeout: h.read_timeout,
             });
+            if hosts_remote_write {
+                for rw in remote_write_routes.drain(..) {
+                    router = router.merge(rw);
+                }
+            }
+            let router = router.layer(axum::middleware::from_fn(server::correlate));
             receiver_tasks.push(tokio::spawn(server::serve(
                 listener,
                 router,

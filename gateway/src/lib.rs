@@ -14,4 +14,5 @@ pub mod gateway;
 pub mod grpc_codec;
 pub mod pipeline;
 pub mod receivers;
+pub mod remote_write;
 pub mod server;

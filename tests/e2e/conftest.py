@@ -361,10 +361,14 @@ def _sluice_binary():
 
 
 @pytest.fixture
-def gateway(tmp_path):
+def gateway(tmp_path, downstream, http_downstream):
     """Factory: `gateway(exporters=..., pipelines=..., grpc_options=..., ...)` starts a gateway on
     free ports and waits until it is ready; every gateway is stopped at teardown. Pass
-    `config=` (a dict or text; a callable gets the ports) to use a config of your own."""
+    `config=` (a dict or text; a callable gets the ports) to use a config of your own.
+
+    It depends on the downstream factories so that gateways stop before the fake backends do:
+    a gateway still delivering at teardown then finishes instead of retrying until its
+    shutdown timeout."""
     started: list[Gateway] = []
 
     def start(
@@ -397,8 +401,15 @@ def gateway(tmp_path):
         raise AssertionError(f"could not start the gateway: {last}")
 
     yield start
+    problems = []
     for gw in started:
-        gw.stop()
+        was_running = gw.alive()
+        code = gw.stop()
+        if was_running and code != 0:
+            tail = "\n".join(gw.stderr().splitlines()[-20:])
+            problems.append(f"gateway pid {gw.pid} exited with {code} on SIGTERM; stderr tail:\n{tail}")
+    if problems:
+        pytest.fail("\n\n".join(problems))
 
 
 # --------------------------------------------------------------------------- gRPC downstream

@@ -135,16 +135,14 @@ def test_validate_missing_file(tmp_path):
 
 
 def test_run_with_a_bad_config_exits_64_without_listening(tmp_path):
-    p = ports()
-    text = BAD_CONFIG.replace("127.0.0.1:4317 }", f"127.0.0.1:{p['grpc']} }}") + (
-        f"  admin: {{ endpoint: 127.0.0.1:{p['admin']} }}\n"
-    )
-    # `admin` belongs under `service`; it is appended there (the last block).
+    admin = free_port()
+    # BAD_CONFIG ends inside `service`, so the admin endpoint lands there.
+    text = BAD_CONFIG + f"  admin: {{ endpoint: 127.0.0.1:{admin} }}\n"
     path = write_config(tmp_path / "bad.yaml", text)
     r = sluice("run", "--config", str(path), timeout=15)
     assert r.returncode == EXIT_BAD_CONFIG, (r.returncode, r.stderr)
     assert_reports_every_error(r.stderr, str(path))
-    assert not port_is_listening(p["admin"])
+    assert not port_is_listening(admin)
 
 
 def test_run_reports_a_port_in_use(tmp_path):

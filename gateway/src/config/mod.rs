@@ -65,14 +65,25 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// The kinds of receiver this build knows.
-pub const RECEIVER_KINDS: &[&str] = &["otlp"];
+pub const RECEIVER_KINDS: &[&str] = &["otlp", "prometheus_remote_write"];
 /// The kinds of exporter this build knows.
-pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug", "prometheus"];
+pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug", "prometheus", "prometheus_remote_write"];
 const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "service"];
 
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
     Otlp(OtlpReceiverConfig),
+    /// Served on the OTLP/HTTP listener at `/api/v1/write`.
+    RemoteWrite(RemoteWriteReceiverConfig),
+}
+
+impl ReceiverKind {
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ReceiverKind::Otlp(_) => &Signal::ALL,
+            ReceiverKind::RemoteWrite(_) => &[Signal::Metrics],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +98,7 @@ pub enum ExporterKind {
     Otlp(OtlpExporterConfig),
     Debug(DebugExporterConfig),
     Prometheus(PrometheusExporterConfig),
+    RemoteWrite(RemoteWriteExporterConfig),
 }
 
 impl ExporterKind {
@@ -95,13 +107,14 @@ impl ExporterKind {
             ExporterKind::Otlp(c) => &c.sending_queue,
             ExporterKind::Debug(c) => &c.sending_queue,
             ExporterKind::Prometheus(c) => &c.sending_queue,
+            ExporterKind::RemoteWrite(c) => &c.sending_queue,
         }
     }
 
     /// The signals the exporter can take.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            ExporterKind::Prometheus(_) => &[Signal::Metrics],
+            ExporterKind::Prometheus(_) | ExporterKind::RemoteWrite(_) => &[Signal::Metrics],
             _ => &Signal::ALL,
         }
     }
@@ -184,6 +197,17 @@ impl Config {
                 errors,
             }),
         }
+    }
+
+    /// The OTLP receiver whose HTTP listener also serves remote write: `otlp` if it has HTTP,
+    /// else the first OTLP receiver with HTTP.
+    pub fn http_host_of(receivers: &[ReceiverSpec]) -> Option<&ReceiverSpec> {
+        let has_http = |r: &&ReceiverSpec| matches!(&r.kind, ReceiverKind::Otlp(c) if c.protocols.http.is_some());
+        receivers
+            .iter()
+            .filter(has_http)
+            .find(|r| r.name == "otlp")
+            .or_else(|| receivers.iter().find(has_http))
     }
 
     pub fn pipelines_of(&self, signal: Signal) -> impl Iterator<Item = &PipelineSpec> {
@@ -373,6 +397,14 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
                     });
                 }
             }
+            "prometheus_remote_write" => {
+                if let Some(c) = typed::<RemoteWriteReceiverConfig>(value, &path, errors) {
+                    receivers.push(ReceiverSpec {
+                        name,
+                        kind: ReceiverKind::RemoteWrite(c),
+                    });
+                }
+            }
             kind => err(
                 errors,
                 path,
@@ -409,6 +441,23 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
                 check_endpoint(&c.endpoint, &format!("{path}.endpoint"), errors);
                 ExporterKind::Prometheus(c)
             }),
+            "prometheus_remote_write" => typed::<RemoteWriteExporterConfig>(value, &path, errors)
+                .map(|c| {
+                    check_url(&c.endpoint, &format!("{path}.endpoint"), errors);
+                    if c.basic_auth.is_some()
+                        && (c.bearer_token.is_some() || c.bearer_token_file.is_some())
+                    {
+                        err(
+                            errors,
+                            &path,
+                            "set either `basic_auth` or a bearer token, not both",
+                        );
+                    }
+                    if c.shards == 0 {
+                        err(errors, format!("{path}.shards"), "must be at least 1");
+                    }
+                    ExporterKind::RemoteWrite(c)
+                }),
             kind => {
                 err(
                     errors,
@@ -481,6 +530,17 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
             &format!("{path}.exporters"),
             errors,
         );
+        for (i, receiver) in p.receivers.iter().enumerate() {
+            if let Some(r) = receivers.iter().find(|r| &r.name == receiver)
+                && !r.kind.signals().contains(&signal)
+            {
+                err(
+                    errors,
+                    format!("{path}.receivers[{i}]"),
+                    format!("receiver `{receiver}` does not produce {signal}"),
+                );
+            }
+        }
         for (i, exporter) in p.exporters.iter().enumerate() {
             if let Some(e) = exporters.iter().find(|e| &e.name == exporter)
                 && !e.kind.signals().contains(&signal)
@@ -518,6 +578,17 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
     }
     check_endpoint(&admin_endpoint, "service.admin.endpoint", errors);
     check_listeners(&receivers, &exporters, &admin_endpoint, errors);
+    if let Some(rw) = receivers
+        .iter()
+        .find(|r| matches!(r.kind, ReceiverKind::RemoteWrite(_)))
+        && Config::http_host_of(&receivers).is_none()
+    {
+        err(
+            errors,
+            format!("receivers.{}", rw.name),
+            "remote write is served on the OTLP/HTTP listener: add an `otlp` receiver with `protocols.http`",
+        );
+    }
 
     let mut logs = service.telemetry.logs.clone();
     if let Some(level) = &overrides.log_level {
@@ -693,7 +764,9 @@ fn check_listeners(
         }
     }
     for r in receivers {
-        let ReceiverKind::Otlp(c) = &r.kind;
+        let ReceiverKind::Otlp(c) = &r.kind else {
+            continue;
+        };
         let mut check = |endpoint: &str, path: String| {
             check_endpoint(endpoint, &path, errors);
             if let Some(other) = bound.get(endpoint) {
@@ -721,24 +794,26 @@ fn check_listeners(
     }
 }
 
-fn check_otlp_exporter(c: &OtlpExporterConfig, path: &str, errors: &mut Vec<ConfigError>) {
-    let ok = c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://");
-    if !ok {
+fn check_url(url: &str, path: &str, errors: &mut Vec<ConfigError>) {
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.parse::<http::Uri>().is_err()
+    {
         err(
             errors,
-            format!("{path}.endpoint"),
-            format!(
-                "invalid endpoint `{}`: expected a URL such as http://127.0.0.1:4317",
-                c.endpoint
-            ),
+            path,
+            format!("invalid endpoint `{url}`: expected a URL such as http://127.0.0.1:4317"),
         );
-    } else if c.endpoint.starts_with("https://") {
+    } else if url.starts_with("https://") {
         err(
             errors,
-            format!("{path}.endpoint"),
+            path,
             "TLS to exporters is not supported by this build yet; use http://",
         );
     }
+}
+
+fn check_otlp_exporter(c: &OtlpExporterConfig, path: &str, errors: &mut Vec<ConfigError>) {
+    check_url(&c.endpoint, &format!("{path}.endpoint"), errors);
     if c.retry_on_failure.multiplier < 1.0 {
         err(
             errors,
@@ -783,7 +858,9 @@ mod tests {
             ..Default::default()
         };
         let c = Config::embedded(&o).expect("valid");
-        let ReceiverKind::Otlp(r) = &c.receivers[0].kind;
+        let Some(ReceiverKind::Otlp(r)) = c.receivers.iter().map(|r| &r.kind).next() else {
+            panic!("the defaults start with the otlp receiver")
+        };
         assert_eq!(
             r.protocols.grpc.as_ref().map(|g| g.endpoint.as_str()),
             Some("127.0.0.1:14317")

@@ -88,6 +88,30 @@ fn default_read_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteReceiverConfig {
+    /// Largest request after snappy decompression; checked against the snappy header before
+    /// decompressing.
+    #[serde(default = "default_remote_write_max_mib")]
+    pub max_decoded_size_mib: usize,
+    #[serde(default = "default_read_timeout", with = "duration")]
+    pub read_timeout: Duration,
+}
+
+impl Default for RemoteWriteReceiverConfig {
+    fn default() -> Self {
+        RemoteWriteReceiverConfig {
+            max_decoded_size_mib: default_remote_write_max_mib(),
+            read_timeout: default_read_timeout(),
+        }
+    }
+}
+
+fn default_remote_write_max_mib() -> usize {
+    32
+}
+
 // ---------------------------------------------------------------- exporters
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -259,6 +283,99 @@ pub(crate) fn single_consumer_queue() -> SendingQueueConfig {
     SendingQueueConfig {
         queue_size: default_queue_size(),
         num_consumers: 1,
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Option<String>,
+    /// A file holding the password (preferred over an inline `password`).
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteExporterConfig {
+    /// The receiver's URL, e.g. `http://127.0.0.1:9090/api/v1/write`.
+    pub endpoint: String,
+    #[serde(default = "default_export_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Extra headers, e.g. `X-Scope-OrgID` for Mimir and Cortex.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub basic_auth: Option<BasicAuth>,
+    pub bearer_token: Option<String>,
+    /// A file holding the bearer token (preferred over an inline `bearer_token`).
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// Samples per request.
+    #[serde(default = "default_max_samples_per_send")]
+    pub max_samples_per_send: usize,
+    /// Parallel senders; each series always goes to the same shard, keeping its order.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+    #[serde(default)]
+    pub translation_strategy: crate::exporters::prometheus::naming::TranslationStrategy,
+    #[serde(default = "default_metric_expiration", with = "duration")]
+    pub metric_expiration: Duration,
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    #[serde(default)]
+    pub promote_resource_attributes: Vec<String>,
+    /// One consumer by default: batches are sent in order, so samples stay in order.
+    #[serde(default = "single_consumer_queue")]
+    pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+fn default_max_samples_per_send() -> usize {
+    2000
+}
+fn default_shards() -> usize {
+    4
+}
+
+/// Credentials for a remote-write backend, with secret files read.
+#[derive(Clone)]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+impl RemoteWriteExporterConfig {
+    pub fn credentials(&self) -> std::io::Result<Option<Credentials>> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        if let Some(b) = &self.basic_auth {
+            let password = match (&b.password_file, &b.password) {
+                (Some(f), _) => read(f)?,
+                (None, Some(p)) => p.clone(),
+                (None, None) => String::new(),
+            };
+            return Ok(Some(Credentials::Basic {
+                username: b.username.clone(),
+                password,
+            }));
+        }
+        Ok(match (&self.bearer_token_file, &self.bearer_token) {
+            (Some(f), _) => Some(Credentials::Bearer(read(f)?)),
+            (None, Some(t)) => Some(Credentials::Bearer(t.clone())),
+            (None, None) => None,
+        })
     }
 }
 

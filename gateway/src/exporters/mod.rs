@@ -8,6 +8,7 @@
 mod debug;
 mod otlp;
 pub mod prometheus;
+mod remote_write;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use crate::pipeline::Batch;
 pub use debug::DebugExporter;
 pub use otlp::OtlpExporter;
 pub use prometheus::PrometheusExporter;
+pub use remote_write::RemoteWriteExporter;
 
 /// A failed send attempt.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,6 +68,7 @@ pub enum Sender {
     Otlp(OtlpExporter),
     Debug(DebugExporter),
     Prometheus(PrometheusExporter),
+    RemoteWrite(Box<RemoteWriteExporter>),
 }
 
 impl Sender {
@@ -74,6 +77,7 @@ impl Sender {
             Sender::Otlp(e) => e.send(batch).await,
             Sender::Debug(e) => e.send(batch),
             Sender::Prometheus(e) => e.send(batch),
+            Sender::RemoteWrite(e) => e.send(batch).await,
         }
     }
 }
@@ -178,6 +182,14 @@ impl Exporter {
             }
             ExporterKind::Otlp(c) => (
                 Sender::Otlp(OtlpExporter::new(&spec.name, c)?),
+                c.retry_on_failure.clone(),
+            ),
+            ExporterKind::RemoteWrite(c) => (
+                Sender::RemoteWrite(Box::new(RemoteWriteExporter::new(
+                    &spec.name,
+                    c,
+                    metrics.clone(),
+                )?)),
                 c.retry_on_failure.clone(),
             ),
             ExporterKind::Debug(c) => (

@@ -275,6 +275,8 @@ impl Rejected {
 /// One export request in flight through a pipeline.
 #[derive(Debug)]
 pub struct Batch {
+    /// Unique within the process; lets an exporter recognise a retry of the same batch.
+    pub id: u64,
     payload: Payload,
     records: usize,
     encoded: OnceLock<Bytes>,
@@ -291,7 +293,9 @@ impl Batch {
         if let Some(bytes) = original {
             let _ = encoded.set(bytes);
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Batch {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             payload,
             records,
             encoded,

@@ -22,6 +22,8 @@ pub enum ReceiverError {
     TooLarge { limit: usize, decompressed: bool },
     #[error("{0}")]
     Malformed(#[from] DecodeError),
+    #[error("{0}")]
+    Invalid(String),
     #[error("the request body did not arrive within {0:?}")]
     ReadTimeout(Duration),
     #[error("cannot read the request body: {0}")]
@@ -47,6 +49,7 @@ impl ReceiverError {
             }
             ReceiverError::CorruptEncoding { .. }
             | ReceiverError::Malformed(_)
+            | ReceiverError::Invalid(_)
             | ReceiverError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ReceiverError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -69,6 +72,7 @@ impl ReceiverError {
             }
             ReceiverError::CorruptEncoding { .. }
             | ReceiverError::Malformed(_)
+            | ReceiverError::Invalid(_)
             | ReceiverError::BodyRead(_) => Code::InvalidArgument,
             ReceiverError::TooLarge { .. } => Code::ResourceExhausted,
             ReceiverError::ReadTimeout(_) => Code::DeadlineExceeded,
@@ -91,7 +95,7 @@ impl ReceiverError {
             ReceiverError::UnsupportedEncoding(_) => "unsupported_encoding",
             ReceiverError::CorruptEncoding { .. } => "corrupt_encoding",
             ReceiverError::TooLarge { .. } => "too_large",
-            ReceiverError::Malformed(_) => "malformed",
+            ReceiverError::Malformed(_) | ReceiverError::Invalid(_) => "malformed",
             ReceiverError::ReadTimeout(_) => "read_timeout",
             ReceiverError::BodyRead(_) => "body_read",
             ReceiverError::NoPipeline { .. } => "no_pipeline",

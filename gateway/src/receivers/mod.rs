@@ -9,6 +9,7 @@ pub mod body;
 mod error;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod remote_write;
 
 use std::sync::Arc;
 

@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
 use crate::pipeline::{Payload, Signal};
-use crate::server::{CorrelationId, correlate};
+use crate::server::CorrelationId;
 
 pub struct GrpcReceiver {
     pub intake: Intake,
@@ -43,7 +43,6 @@ pub fn router(receiver: GrpcReceiver) -> Router {
         .route(Signal::Metrics.grpc_path(), route(Signal::Metrics))
         .route(Signal::Logs.grpc_path(), route(Signal::Logs))
         .with_state(state)
-        .layer(axum::middleware::from_fn(correlate))
 }
 
 async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response {

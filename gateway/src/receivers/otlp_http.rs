@@ -23,7 +23,7 @@ use super::body::{Encoding, Format, decode_body};
 use super::error::RETRY_AFTER;
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::pipeline::{Payload, Rejected, Signal};
-use crate::server::{CorrelationId, correlate};
+use crate::server::CorrelationId;
 
 pub struct HttpReceiver {
     pub intake: Intake,
@@ -46,7 +46,6 @@ pub fn router(receiver: HttpReceiver) -> Router {
         .route(Signal::Metrics.http_path(), route(Signal::Metrics))
         .route(Signal::Logs.http_path(), route(Signal::Logs))
         .with_state(state)
-        .layer(axum::middleware::from_fn(correlate))
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
@@ -133,7 +132,11 @@ async fn handle(
         .accept(Transport::Http, payload, original, correlation)
 }
 
-async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ReceiverError> {
+pub(super) async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ReceiverError> {
     let collect = Limited::new(body, limit).collect();
     match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(ReceiverError::ReadTimeout(timeout)),

@@ -178,7 +178,12 @@ pub fn escape_metric_name(name: &str) -> String {
 }
 
 /// The Prometheus metric family name for an OTLP metric.
-pub fn metric_name(name: &str, unit: &str, kind: NameKind, strategy: TranslationStrategy) -> String {
+pub fn metric_name(
+    name: &str,
+    unit: &str,
+    kind: NameKind,
+    strategy: TranslationStrategy,
+) -> String {
     let mut out = if strategy.escapes() {
         escape_metric_name(name)
     } else {
@@ -256,26 +261,65 @@ mod tests {
     #[test]
     fn metric_names_follow_the_specification() {
         let cases = [
-            ("http.server.request.duration", "s", NameKind::Other, "http_server_request_duration_seconds"),
-            ("http.server.requests", "{request}", NameKind::Counter, "http_server_requests_total"),
-            ("system.memory.usage", "By", NameKind::Gauge, "system_memory_usage_bytes"),
+            (
+                "http.server.request.duration",
+                "s",
+                NameKind::Other,
+                "http_server_request_duration_seconds",
+            ),
+            (
+                "http.server.requests",
+                "{request}",
+                NameKind::Counter,
+                "http_server_requests_total",
+            ),
+            (
+                "system.memory.usage",
+                "By",
+                NameKind::Gauge,
+                "system_memory_usage_bytes",
+            ),
             ("net.io", "By", NameKind::Counter, "net_io_bytes_total"),
-            ("cpu.utilization", "1", NameKind::Gauge, "cpu_utilization_ratio"),
+            (
+                "cpu.utilization",
+                "1",
+                NameKind::Gauge,
+                "cpu_utilization_ratio",
+            ),
             ("queue.items", "1", NameKind::Counter, "queue_items_total"),
             ("speed", "m/s", NameKind::Gauge, "speed_meters_per_second"),
-            ("throughput", "{packet}/s", NameKind::Gauge, "throughput_per_second"),
+            (
+                "throughput",
+                "{packet}/s",
+                NameKind::Gauge,
+                "throughput_per_second",
+            ),
             ("temp", "Cel", NameKind::Gauge, "temp_celsius"),
             ("latency", "ms", NameKind::Other, "latency_milliseconds"),
             ("requests_total", "", NameKind::Counter, "requests_total"),
-            ("process.cpu.seconds", "s", NameKind::Counter, "process_cpu_seconds_total"),
-            ("disk.io.bytes", "By", NameKind::Counter, "disk_io_bytes_total"),
+            (
+                "process.cpu.seconds",
+                "s",
+                NameKind::Counter,
+                "process_cpu_seconds_total",
+            ),
+            (
+                "disk.io.bytes",
+                "By",
+                NameKind::Counter,
+                "disk_io_bytes_total",
+            ),
             ("2xx.count", "", NameKind::Counter, "_2xx_count_total"),
             ("weird..name__x", "", NameKind::Gauge, "weird_name_x"),
             ("memory", "MiBy", NameKind::Gauge, "memory_mebibytes"),
             ("custom", "widgets", NameKind::Gauge, "custom_widgets"),
         ];
         for (name, unit, kind, expected) in cases {
-            assert_eq!(metric_name(name, unit, kind, S), expected, "{name} [{unit}]");
+            assert_eq!(
+                metric_name(name, unit, kind, S),
+                expected,
+                "{name} [{unit}]"
+            );
         }
         assert_eq!(
             metric_name(

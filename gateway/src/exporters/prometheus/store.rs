@@ -239,7 +239,10 @@ impl Store {
         report
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one call site, all of it per-point context")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, all of it per-point context"
+    )]
     fn store_point(
         &mut self,
         name: &str,
@@ -417,9 +420,19 @@ impl Store {
                 name.as_str()
             };
             if !family.help.is_empty() {
-                let _ = writeln!(out, "# HELP {} {}", quote_name(family_name), escape_help(&family.help));
+                let _ = writeln!(
+                    out,
+                    "# HELP {} {}",
+                    quote_name(family_name),
+                    escape_help(&family.help)
+                );
             }
-            let _ = writeln!(out, "# TYPE {} {}", quote_name(family_name), family.kind.text());
+            let _ = writeln!(
+                out,
+                "# TYPE {} {}",
+                quote_name(family_name),
+                family.kind.text()
+            );
             let mut series: Vec<(&Labels, &Series)> = family.series.iter().collect();
             series.sort_by(|a, b| a.0.cmp(b.0));
             // OpenMetrics counter samples always end in `_total`, even without suffixes.
@@ -589,7 +602,9 @@ fn exemplars_for(value: &Value, exemplars: &[Exemplar]) -> Vec<Option<StoredExem
         };
         let slot = match value {
             Value::Scalar(_) => 0,
-            Value::Histogram { bounds, .. } => bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len()),
+            Value::Histogram { bounds, .. } => {
+                bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
+            }
             Value::Summary { .. } => continue,
         };
         out[slot] = Some(StoredExemplar {
@@ -619,10 +634,10 @@ pub fn any_value_string(v: &AnyValue) -> String {
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
         Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => serde_json::to_string(
-            &a.values.iter().map(any_value_json).collect::<Vec<_>>(),
-        )
-        .unwrap_or_default(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            serde_json::to_string(&a.values.iter().map(any_value_json).collect::<Vec<_>>())
+                .unwrap_or_default()
+        }
         Some(any_value::Value::KvlistValue(_)) => {
             serde_json::to_string(&any_value_json(v)).unwrap_or_default()
         }
@@ -639,9 +654,12 @@ fn any_value_json(v: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::IntValue(i)) => (*i).into(),
         Some(any_value::Value::DoubleValue(d)) => (*d).into(),
         Some(any_value::Value::BytesValue(b)) => hex(b).into(),
-        Some(any_value::Value::ArrayValue(a)) => {
-            a.values.iter().map(any_value_json).collect::<Vec<_>>().into()
-        }
+        Some(any_value::Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .map(any_value_json)
+            .collect::<Vec<_>>()
+            .into(),
         Some(any_value::Value::KvlistValue(kv)) => kv
             .values
             .iter()
@@ -716,7 +734,9 @@ fn render_series(out: &mut String, name: &str, kind: Kind, labels: &Labels, s: &
             let mut cumulative = 0u64;
             for (i, c) in counts.iter().enumerate() {
                 cumulative += c;
-                let le = bounds.get(i).map_or("+Inf".to_string(), |b| format_float(*b));
+                let le = bounds
+                    .get(i)
+                    .map_or("+Inf".to_string(), |b| format_float(*b));
                 write_sample(out, &bucket, labels, Some(("le", &le)), cumulative as f64);
                 if om && let Some(Some(e)) = s.exemplars.get(i) {
                     attach_exemplar(out, e);
@@ -761,7 +781,13 @@ fn attach_exemplar(out: &mut String, e: &StoredExemplar) {
     out.push('\n');
 }
 
-fn write_sample(out: &mut String, name: &str, labels: &Labels, extra: Option<(&str, &str)>, value: f64) {
+fn write_sample(
+    out: &mut String,
+    name: &str,
+    labels: &Labels,
+    extra: Option<(&str, &str)>,
+    value: f64,
+) {
     let legacy = naming::is_legacy_name(name);
     if legacy {
         out.push_str(name);
@@ -821,7 +847,9 @@ fn escape_label_value(v: &str) -> String {
     if !v.contains(['\\', '"', '\n']) {
         return v.to_string();
     }
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(v: &str) -> String {

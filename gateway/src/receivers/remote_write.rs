@@ -1,0 +1,480 @@
+//! Prometheus remote-write 1.0 in: `POST /api/v1/write` on the OTLP/HTTP port.
+//!
+//! The snappy-compressed `WriteRequest` becomes OTLP metrics that flow through the metrics
+//! pipelines like any OTLP input: `__name__` is the metric name, `job` and `instance` become the
+//! resource (`service.namespace/service.name`, `service.instance.id`), the other labels become
+//! attributes. Series typed COUNTER by the request's metadata (or, without metadata, named
+//! `*_total`) become monotonic cumulative sums; everything else becomes a gauge under its own
+//! name, so that names survive the round trip through the Prometheus exporters.
+//!
+//! Status codes follow the remote-write specification: 204 on success; 400 for anything a retry
+//! cannot fix (corrupt snappy, bad protobuf, out-of-order samples); 413 when the snappy header
+//! announces more than the limit, checked *before* decompressing; 503 with `Retry-After` when
+//! the pipeline is full, because Prometheus retries 5xx but, by default, not 429.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{StatusCode, header};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use super::error::RETRY_AFTER;
+use super::otlp_http::read_body;
+use super::{Intake, ReceiverError, Transport};
+use crate::pipeline::{Payload, Refusal};
+use crate::remote_write::{MetricType, WriteRequest};
+use crate::server::CorrelationId;
+
+pub const PATH: &str = "/api/v1/write";
+
+pub struct RemoteWriteReceiver {
+    pub intake: Intake,
+    /// Largest decompressed request.
+    pub max_decoded: usize,
+    pub read_timeout: Duration,
+}
+
+/// The route to merge into an OTLP/HTTP router.
+pub fn router(receiver: RemoteWriteReceiver) -> Router {
+    Router::new()
+        .route(PATH, post(write))
+        .with_state(Arc::new(receiver))
+}
+
+async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Response {
+    let started = Instant::now();
+    let correlation = req
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| "-".into());
+    let result = handle(&st, req, correlation).await;
+    let m = &st.intake.self_metrics;
+    let response = match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            if let Some(reason) = e.bad_request_reason() {
+                m.receiver_bad_requests
+                    .with_label_values(&[&st.intake.receiver, "http", reason])
+                    .inc();
+            }
+            let status = match &e {
+                ReceiverError::Refused {
+                    refusal: Refusal::QueueFull,
+                    ..
+                } => StatusCode::SERVICE_UNAVAILABLE,
+                other => other.http_status(),
+            };
+            let mut response = (status, format!("{e}\n")).into_response();
+            if e.retryable() {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    http::HeaderValue::from(RETRY_AFTER.as_secs()),
+                );
+            }
+            response
+        }
+    };
+    let labels = [&*st.intake.receiver, "http", "metrics"];
+    m.receiver_requests
+        .with_label_values(&[labels[0], labels[1], labels[2], response.status().as_str()])
+        .inc();
+    m.receiver_request_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn handle(
+    st: &RemoteWriteReceiver,
+    req: Request,
+    correlation: Arc<str>,
+) -> Result<(), ReceiverError> {
+    let (content_type, encoding) = {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        };
+        (
+            header(header::CONTENT_TYPE),
+            header(header::CONTENT_ENCODING),
+        )
+    };
+    if !content_type.starts_with("application/x-protobuf") {
+        return Err(ReceiverError::UnsupportedMediaType(content_type));
+    }
+    if encoding != "snappy" {
+        return Err(ReceiverError::UnsupportedEncoding(if encoding.is_empty() {
+            "(none; remote write requires snappy)".into()
+        } else {
+            encoding
+        }));
+    }
+    let body = read_body(req.into_body(), st.max_decoded, st.read_timeout).await?;
+    let decoded = decode_snappy(&body, st.max_decoded)?;
+    let write = WriteRequest::decode(decoded.as_slice()).map_err(|e| {
+        ReceiverError::Invalid(format!("invalid remote-write WriteRequest protobuf: {e}"))
+    })?;
+    let (request, native_histograms) = to_otlp(&write).map_err(ReceiverError::Invalid)?;
+    if native_histograms > 0 {
+        tracing::warn!(
+            native_histograms,
+            "Native histograms in remote-write input are not supported yet; they are dropped."
+        );
+        st.intake.self_metrics.drop_records(
+            &format!("receiver/{}", st.intake.receiver),
+            "metrics",
+            "native_histogram_unsupported",
+            native_histograms,
+        );
+    }
+    st.intake.accept(
+        Transport::Http,
+        Payload::Metrics(request),
+        None,
+        correlation,
+    )?;
+    Ok(())
+}
+
+/// Decompresses a snappy block after checking the length its header announces.
+pub fn decode_snappy(body: &[u8], limit: usize) -> Result<Vec<u8>, ReceiverError> {
+    let corrupt = |e: snap::Error| ReceiverError::CorruptEncoding {
+        encoding: "snappy".into(),
+        detail: e.to_string(),
+    };
+    let len = snap::raw::decompress_len(body).map_err(corrupt)?;
+    if len > limit {
+        return Err(ReceiverError::TooLarge {
+            limit,
+            decompressed: true,
+        });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(corrupt)
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Translates a `WriteRequest` into OTLP metrics. Returns the number of native histogram
+/// samples it could not translate.
+pub fn to_otlp(write: &WriteRequest) -> Result<(ExportMetricsServiceRequest, usize), String> {
+    let types: BTreeMap<&str, MetricType> = write
+        .metadata
+        .iter()
+        .map(|m| {
+            (
+                m.metric_family_name.as_str(),
+                MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown),
+            )
+        })
+        .collect();
+    let help: BTreeMap<&str, &str> = write
+        .metadata
+        .iter()
+        .map(|m| (m.metric_family_name.as_str(), m.help.as_str()))
+        .collect();
+    // (job, instance) -> metric name -> metric
+    let mut resources: BTreeMap<(String, String), BTreeMap<String, Metric>> = BTreeMap::new();
+    let mut native = 0;
+    for ts in &write.timeseries {
+        native += ts.histograms.len();
+        let mut name = None;
+        let mut job = String::new();
+        let mut instance = String::new();
+        let mut attributes = Vec::with_capacity(ts.labels.len());
+        for l in &ts.labels {
+            match l.name.as_str() {
+                "__name__" => name = Some(l.value.as_str()),
+                "job" => job = l.value.clone(),
+                "instance" => instance = l.value.clone(),
+                _ => attributes.push(string_kv(&l.name, &l.value)),
+            }
+        }
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return Err("a time series has no __name__ label".into());
+        };
+        if ts.samples.is_empty() {
+            continue;
+        }
+        if let Some(w) = ts
+            .samples
+            .windows(2)
+            .find(|w| w[1].timestamp < w[0].timestamp)
+        {
+            return Err(format!(
+                "samples of series {name} are out of order: {} after {}",
+                w[1].timestamp, w[0].timestamp
+            ));
+        }
+        let counter = match types.get(name) {
+            Some(MetricType::Counter) => true,
+            Some(_) => false,
+            None => name.ends_with("_total"),
+        };
+        let otlp_name = if counter {
+            name.strip_suffix("_total").unwrap_or(name)
+        } else {
+            name
+        };
+        let mut points: Vec<NumberDataPoint> = ts
+            .samples
+            .iter()
+            .map(|s| NumberDataPoint {
+                attributes: attributes.clone(),
+                time_unix_nano: (s.timestamp.max(0) as u64).saturating_mul(1_000_000),
+                value: Some(number_data_point::Value::AsDouble(s.value)),
+                ..Default::default()
+            })
+            .collect();
+        if let Some(last) = points.last_mut() {
+            last.exemplars = ts
+                .exemplars
+                .iter()
+                .map(|e| {
+                    let mut out = opentelemetry_proto::tonic::metrics::v1::Exemplar {
+                        time_unix_nano: (e.timestamp.max(0) as u64).saturating_mul(1_000_000),
+                        value: Some(exemplar::Value::AsDouble(e.value)),
+                        ..Default::default()
+                    };
+                    for l in &e.labels {
+                        match l.name.as_str() {
+                            "trace_id" => out.trace_id = from_hex(&l.value).unwrap_or_default(),
+                            "span_id" => out.span_id = from_hex(&l.value).unwrap_or_default(),
+                            _ => out.filtered_attributes.push(string_kv(&l.name, &l.value)),
+                        }
+                    }
+                    out
+                })
+                .collect();
+        }
+        let metric = resources
+            .entry((job, instance))
+            .or_default()
+            .entry(name.to_string())
+            .or_insert_with(|| Metric {
+                name: otlp_name.to_string(),
+                description: help.get(name).copied().unwrap_or_default().to_string(),
+                data: Some(if counter {
+                    metric::Data::Sum(Sum {
+                        data_points: Vec::new(),
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                    })
+                } else {
+                    metric::Data::Gauge(Gauge {
+                        data_points: Vec::new(),
+                    })
+                }),
+                ..Default::default()
+            });
+        match &mut metric.data {
+            Some(metric::Data::Sum(s)) => s.data_points.append(&mut points),
+            Some(metric::Data::Gauge(g)) => g.data_points.append(&mut points),
+            _ => {}
+        }
+    }
+    let resource_metrics = resources
+        .into_iter()
+        .map(|((job, instance), metrics)| {
+            let mut attributes = Vec::new();
+            match job.split_once('/') {
+                Some((ns, name)) => {
+                    attributes.push(string_kv("service.namespace", ns));
+                    attributes.push(string_kv("service.name", name));
+                }
+                None if !job.is_empty() => attributes.push(string_kv("service.name", &job)),
+                None => {}
+            }
+            if !instance.is_empty() {
+                attributes.push(string_kv("service.instance.id", &instance));
+            }
+            ResourceMetrics {
+                resource: Some(Resource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "sluice.prometheus_remote_write".into(),
+                        version: crate::build_info::VERSION.into(),
+                        ..Default::default()
+                    }),
+                    metrics: metrics.into_values().collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    Ok((ExportMetricsServiceRequest { resource_metrics }, native))
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Encodes a `WriteRequest` the way senders do (for tests and the exporter).
+pub fn encode_snappy(write: &WriteRequest) -> Result<Bytes, snap::Error> {
+    snap::raw::Encoder::new()
+        .compress_vec(&write.encode_to_vec())
+        .map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries};
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|(v, t)| Sample {
+                    value: *v,
+                    timestamp: *t,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counters_gauges_and_resources() {
+        let write = WriteRequest {
+            timeseries: vec![
+                series(
+                    &[
+                        ("__name__", "http_requests_total"),
+                        ("job", "shop/api"),
+                        ("instance", "a:1"),
+                        ("code", "200"),
+                    ],
+                    &[(5.0, 1000), (7.0, 2000)],
+                ),
+                series(&[("__name__", "up"), ("job", "node")], &[(1.0, 1000)]),
+                series(
+                    &[("__name__", "process_cpu_seconds"), ("job", "node")],
+                    &[(3.5, 1000)],
+                ),
+            ],
+            metadata: vec![MetricMetadata {
+                r#type: MetricType::Counter as i32,
+                metric_family_name: "process_cpu_seconds".into(),
+                help: "CPU".into(),
+                unit: String::new(),
+            }],
+        };
+        let (req, native) = to_otlp(&write).expect("valid");
+        assert_eq!(native, 0);
+        assert_eq!(req.resource_metrics.len(), 2);
+        let node = &req.resource_metrics[0];
+        let shop = &req.resource_metrics[1];
+        let attrs = |r: &ResourceMetrics| {
+            r.resource
+                .as_ref()
+                .map(|r| r.attributes.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(attrs(node), vec![string_kv("service.name", "node")]);
+        assert_eq!(
+            attrs(shop),
+            vec![
+                string_kv("service.namespace", "shop"),
+                string_kv("service.name", "api"),
+                string_kv("service.instance.id", "a:1")
+            ]
+        );
+        let http = &shop.scope_metrics[0].metrics[0];
+        assert_eq!(http.name, "http_requests");
+        let Some(metric::Data::Sum(sum)) = &http.data else {
+            panic!("counter expected")
+        };
+        assert!(sum.is_monotonic);
+        assert_eq!(sum.data_points.len(), 2);
+        assert_eq!(sum.data_points[1].time_unix_nano, 2_000_000_000);
+        let names: Vec<_> = node.scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["process_cpu_seconds", "up"]);
+        assert!(matches!(
+            node.scope_metrics[0].metrics[0].data,
+            Some(metric::Data::Sum(_))
+        ));
+        assert!(matches!(
+            node.scope_metrics[0].metrics[1].data,
+            Some(metric::Data::Gauge(_))
+        ));
+    }
+
+    #[test]
+    fn out_of_order_and_nameless_series_are_rejected() {
+        let w = WriteRequest {
+            timeseries: vec![series(&[("__name__", "x")], &[(1.0, 2000), (2.0, 1000)])],
+            ..Default::default()
+        };
+        assert!(
+            to_otlp(&w)
+                .expect_err("out of order")
+                .contains("out of order")
+        );
+        let w = WriteRequest {
+            timeseries: vec![series(&[("job", "x")], &[(1.0, 1)])],
+            ..Default::default()
+        };
+        assert!(to_otlp(&w).expect_err("no name").contains("__name__"));
+    }
+
+    #[test]
+    fn snappy_bomb_is_refused_before_decoding() {
+        // A snappy header is a varint of the decoded length: claim 1 GiB.
+        let bomb = [0x80, 0x80, 0x80, 0x80, 0x04, 0x00];
+        let err = decode_snappy(&bomb, 32 << 20).expect_err("refused");
+        assert!(matches!(err, ReceiverError::TooLarge { .. }), "{err}");
+        let err = decode_snappy(b"\x05garbage", 32 << 20).expect_err("corrupt");
+        assert!(
+            matches!(err, ReceiverError::CorruptEncoding { .. }),
+            "{err}"
+        );
+    }
+}
