@@ -7,6 +7,8 @@
 //! resets), and new series beyond `max_series` are refused and counted, even if nobody scrapes.
 
 use std::collections::{BTreeMap, HashMap};
+
+use indexmap::IndexMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -93,7 +95,8 @@ pub struct Series {
 pub struct Family {
     pub kind: Kind,
     pub help: String,
-    pub series: HashMap<Labels, Series>,
+    /// In first-seen order, so a scrape needs no sort and its output is stable.
+    pub series: IndexMap<Labels, Series>,
 }
 
 /// What an ingest could not store, for the exporter's drop counters.
@@ -261,7 +264,7 @@ impl Store {
             .or_insert_with(|| Family {
                 kind,
                 help: help.to_string(),
-                series: HashMap::new(),
+                series: IndexMap::new(),
             });
         if family.kind != kind {
             report.type_conflict += 1;
@@ -271,7 +274,7 @@ impl Store {
             family.help = help.to_string();
         }
         if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
-            if family.series.remove(&labels).is_some() {
+            if family.series.shift_remove(&labels).is_some() {
                 self.series -= 1;
             }
             return;
@@ -433,15 +436,13 @@ impl Store {
                 quote_name(family_name),
                 family.kind.text()
             );
-            let mut series: Vec<(&Labels, &Series)> = family.series.iter().collect();
-            series.sort_by(|a, b| a.0.cmp(b.0));
             // OpenMetrics counter samples always end in `_total`, even without suffixes.
             let sample_name = if openmetrics && family.kind == Kind::Counter {
                 format!("{family_name}_total")
             } else {
                 name.clone()
             };
-            for (labels, s) in series {
+            for (labels, s) in &family.series {
                 render_series(&mut out, &sample_name, family.kind, labels, s, openmetrics);
             }
         }
@@ -797,7 +798,7 @@ fn write_sample(
         out.push('{');
         let mut first = true;
         if !legacy {
-            let _ = write!(out, "\"{}\"", escape_label_value(name));
+            push_quoted(out, name);
             first = false;
         }
         for (k, v) in labels
@@ -812,15 +813,42 @@ fn write_sample(
             if naming::is_legacy_name(k) {
                 out.push_str(k);
             } else {
-                let _ = write!(out, "\"{}\"", escape_label_value(k));
+                push_quoted(out, k);
             }
-            let _ = write!(out, "=\"{}\"", escape_label_value(v));
+            out.push('=');
+            push_quoted(out, v);
         }
         out.push('}');
     }
     out.push(' ');
-    out.push_str(&format_float(value));
+    push_float(out, value);
     out.push('\n');
+}
+
+/// Appends `"v"` with the exposition format's escapes, without allocating.
+fn push_quoted(out: &mut String, v: &str) {
+    out.push('"');
+    if v.contains(['\\', '"', '\n']) {
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+    } else {
+        out.push_str(v);
+    }
+    out.push('"');
+}
+
+fn push_float(out: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_float(v));
+    }
 }
 
 fn quote_name(name: &str) -> String {
