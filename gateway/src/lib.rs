@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod receivers;
 pub mod remote_write;
 pub mod server;
+pub mod telemetry;

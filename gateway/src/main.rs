@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice::cli::{Cli, Command, RunArgs};
-use sluice::config::{Config, ConfigErrors, LogFormat};
+use sluice::config::{Config, ConfigErrors};
 use tokio_util::sync::CancellationToken;
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE, as the design asks for bad configuration.
@@ -47,8 +47,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            init_logging(&config);
-            match run(config) {
+            let telemetry = match sluice::telemetry::init(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let result = run(config);
+            drop(telemetry);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "Sluice stopped with an error.");
@@ -57,20 +65,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.logs.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match config.logs.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

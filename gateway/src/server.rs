@@ -99,9 +99,35 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
     let id = crate::receivers::correlation_id(req.headers());
     req.extensions_mut().insert(CorrelationId(id.clone()));
     let span = tracing::info_span!("request", correlation_id = %id, path = %req.uri().path());
+    // Continue the client's trace in the gateway's own traces.
+    if let Some(parent) = remote_parent(req.headers()) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(parent);
+    }
     let mut response = next.run(req).instrument(span).await;
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-correlation-id", v);
     }
     response
+}
+
+/// The W3C trace context a request carries, if any.
+fn remote_parent(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
+    use opentelemetry::propagation::{Extractor, TextMapPropagator};
+    use opentelemetry::trace::TraceContextExt;
+    struct Headers<'a>(&'a http::HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
+    let cx =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers));
+    cx.span().span_context().is_valid().then_some(cx)
 }

@@ -151,6 +151,8 @@ pub struct Config {
     pub pipelines: Vec<PipelineSpec>,
     pub admin_endpoint: String,
     pub logs: LogsConfig,
+    /// Where the gateway sends its own traces (OTLP/HTTP), if anywhere.
+    pub traces_endpoint: Option<String>,
     pub shutdown_timeout: Duration,
 }
 
@@ -590,6 +592,9 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         );
     }
 
+    if let Some(e) = &service.telemetry.traces.endpoint {
+        check_url(e, "service.telemetry.traces.endpoint", errors);
+    }
     let mut logs = service.telemetry.logs.clone();
     if let Some(level) = &overrides.log_level {
         logs.level = level.clone();
@@ -614,6 +619,7 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         pipelines,
         admin_endpoint,
         logs,
+        traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
     })
 }
@@ -847,6 +853,7 @@ mod tests {
     fn embedded_defaults_are_valid() {
         let c = Config::embedded(&Overrides::default()).expect("defaults validate");
         assert_eq!(c.pipelines.len(), 3);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.admin_endpoint, "127.0.0.1:8888");
     }
 

@@ -381,7 +381,7 @@ impl RemoteWriteExporterConfig {
 
 // ---------------------------------------------------------------- service
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     #[serde(default)]
@@ -393,6 +393,17 @@ pub struct ServiceConfig {
     /// How long a SIGTERM waits for queues to drain before exiting.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            pipelines: BTreeMap::new(),
+            admin: AdminConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -442,6 +453,16 @@ fn default_admin_endpoint() -> String {
 pub struct TelemetryConfig {
     #[serde(default)]
     pub logs: LogsConfig,
+    #[serde(default)]
+    pub traces: TracesConfig,
+}
+
+/// The gateway's own traces; off unless `endpoint` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// OTLP/HTTP endpoint, e.g. `http://127.0.0.1:4318` (`/v1/traces` is appended to a base URL).
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
@@ -256,7 +257,8 @@ impl Worker {
                 batch
             };
             let Some(batch) = batch else { break };
-            self.deliver(&batch).await;
+            let span = tracing::debug_span!(parent: &batch.span, "export", exporter = %self.name);
+            self.deliver(&batch).instrument(span).await;
         }
     }
 

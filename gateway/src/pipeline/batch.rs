@@ -282,6 +282,9 @@ pub struct Batch {
     encoded: OnceLock<Bytes>,
     pub received_at: Instant,
     pub correlation_id: Arc<str>,
+    /// The batch's span in the gateway's own traces (disabled unless they are exported); it
+    /// ends when the last exporter is done with the batch.
+    pub span: tracing::Span,
 }
 
 impl Batch {
@@ -289,6 +292,7 @@ impl Batch {
     /// exactly; exporters then forward it as is.
     pub fn new(payload: Payload, original: Option<Bytes>, correlation_id: Arc<str>) -> Batch {
         let records = payload.record_count();
+        let payload_signal = payload.signal();
         let encoded = OnceLock::new();
         if let Some(bytes) = original {
             let _ = encoded.set(bytes);
@@ -300,6 +304,7 @@ impl Batch {
             records,
             encoded,
             received_at: Instant::now(),
+            span: tracing::debug_span!("batch", signal = %payload_signal, records, correlation_id = %correlation_id),
             correlation_id,
         }
     }
