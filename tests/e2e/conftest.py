@@ -764,12 +764,13 @@ def prometheus_tool(name: str) -> str:
     """The path of `prometheus` or `promtool`: `$PROMETHEUS_BIN` / `$PROMTOOL_BIN`, else the one
     on PATH. Fails (does not skip) the test when it is missing: CI installs both."""
     variable = {"prometheus": "PROMETHEUS_BIN", "promtool": "PROMTOOL_BIN"}[name]
-    path = os.environ.get(variable) or shutil.which(name)
+    configured = os.environ.get(variable)
+    path = configured or shutil.which(name)
     if not path or not os.access(path, os.X_OK):
+        where = f"${variable}={configured} is not an executable" if configured else "it is not on PATH"
         pytest.fail(
-            f"`{name}` is not installed (not on PATH and ${variable} unset): the Prometheus "
-            f"end-to-end tests need a real Prometheus; install it (apt-get install prometheus) "
-            f"or set ${variable}",
+            f"`{name}` not found ({where}): the Prometheus end-to-end tests need a real "
+            f"Prometheus; install it (apt-get install prometheus) or set ${variable}",
             pytrace=False,
         )
     return path
@@ -780,7 +781,13 @@ class Prometheus:
 
     _count = 0
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | Callable[[int], Any], flags: list[str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | Callable[[int], Any],
+        flags: list[str] | None = None,
+        port: int | None = None,
+    ):
         Prometheus._count += 1
         self.ident = Prometheus._count
         self.binary = prometheus_tool("prometheus")
@@ -817,7 +824,8 @@ class Prometheus:
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
-                pytest.fail(f"prometheus exited with {self.proc.returncode if self.proc else None}; log:\n{self.log()}")
+                code = self.proc.returncode if self.proc else None
+                pytest.fail(f"prometheus exited with {code} before it was ready; log:\n{self.log()}")
             return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
 
         wait_until(ready, timeout, f"prometheus /-/ready on port {self.port}", interval=0.05)
@@ -846,7 +854,8 @@ class Prometheus:
     def api(self, path: str, **params) -> Any:
         r = requests.get(self.url + path, params=params, timeout=5)
         body = r.json()
-        assert r.status_code == 200 and body.get("status") == "success", f"GET {path} {params}: {r.status_code} {r.text}"
+        ok = r.status_code == 200 and body.get("status") == "success"
+        assert ok, f"GET {path} {params}: {r.status_code} {r.text}"
         return body["data"]
 
     def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
@@ -857,13 +866,15 @@ class Prometheus:
         assert data["resultType"] == "vector", data
         return [(r["metric"], float(r["value"][1])) for r in data["result"]]
 
-    def query_range_samples(self, selector: str, window: str = "5m") -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    def query_range_samples(self, selector: str, window: str = "5m") -> list[tuple[dict, list]]:
         """The raw samples of `selector` over the last `window` (a range-vector query)."""
         data = self.api("/api/v1/query", query=f"{selector}[{window}]")
         assert data["resultType"] == "matrix", data
         return [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
-    def wait_query(self, promql: str, check: Callable[[list], Any], timeout: float = 15.0, what: str | None = None):
+    def wait_query(
+        self, promql: str, check: Callable[[list], Any], timeout: float = 15.0, what: str | None = None
+    ) -> list:
         """Polls `promql` until `check(result)` is truthy; returns the result. On timeout the
         failure shows the last result."""
         seen: dict[str, Any] = {}
@@ -895,7 +906,9 @@ def prometheus(tmp_path):
     callable given its port) and waits for /-/ready; every one is stopped by PID at teardown."""
     started: list[Prometheus] = []
 
-    def start(config, *, flags: list[str] | None = None, port: int | None = None, wait_ready: bool = True) -> Prometheus:
+    def start(
+        config, *, flags: list[str] | None = None, port: int | None = None, wait_ready: bool = True
+    ) -> Prometheus:
         p = Prometheus(tmp_path, config, flags=flags, port=port)
         started.append(p)
         return p.start(wait_ready=wait_ready)
