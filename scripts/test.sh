@@ -10,8 +10,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
-echo "== cargo build (binary for the end-to-end tests)"
+echo "== cargo build (binary and test plugins for the end-to-end tests)"
 cargo build -p sluice
+cargo build --release --target wasm32-wasip2 -p sluice-plugin-chaos
 echo "== end-to-end tests"
 export SLUICE_BIN="$PWD/target/debug/sluice"
+export SLUICE_TEST_PLUGINS="$PWD/target/wasm32-wasip2/release"
 python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"

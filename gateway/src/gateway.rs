@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::metrics::SelfMetrics;
 use crate::admin::{self, AdminState, ExporterView, Health, PipelineView, ReceiverView};
-use crate::config::{Config, ReceiverKind};
+use crate::config::{Config, ProcessorSpec, ReceiverKind};
 use crate::exporters::Exporter;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{EmitRouter, Pipeline};
+use crate::plugins::{PluginEngine, Processor};
 use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
 use crate::server;
 
@@ -31,6 +32,74 @@ pub enum GatewayError {
     Bind(#[source] std::io::Error),
     #[error("exporter {name}: {message}")]
     Exporter { name: String, message: String },
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// Ticks every plugin about once a second (routing what they emit), reloads plugins whose
+/// file changed, and reloads all of them on SIGHUP.
+fn start_plugin_tasks(
+    processors: Vec<Arc<Processor>>,
+    emit: Arc<EmitRouter>,
+    reload_interval: Duration,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    if processors.is_empty() {
+        return Vec::new();
+    }
+    let ticker = {
+        let processors = processors.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                for p in &processors {
+                    let out = crate::pipeline::blocking(|| p.tick(now));
+                    if !out.is_empty() {
+                        emit.route(&p.name, out);
+                    }
+                }
+            }
+        })
+    };
+    let reloader = tokio::spawn(async move {
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let period = if reload_interval.is_zero() {
+            Duration::from_secs(3600 * 24 * 365)
+        } else {
+            reload_interval
+        };
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let force = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => reload_interval.is_zero(),
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("Received SIGHUP: reloading plugins.");
+                    true
+                }
+            };
+            if reload_interval.is_zero() && !force {
+                continue;
+            }
+            for p in &processors {
+                let p = p.clone();
+                let _ = tokio::task::spawn_blocking(move || p.reload(force)).await;
+            }
+        }
+    });
+    vec![ticker, reloader]
 }
 
 /// Runs the gateway until `shutdown` is cancelled, then shuts down gracefully.
@@ -58,6 +127,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         exporters.insert(spec.name.clone(), exporter);
     }
 
+    // Processors: every plugin is compiled, instantiated and initialised before anything
+    // listens, so a plugin that cannot start stops the gateway with its reason.
+    let mut processors: BTreeMap<String, Arc<Processor>> = BTreeMap::new();
+    let used: Vec<&ProcessorSpec> = config
+        .processors
+        .iter()
+        .filter(|p| {
+            config
+                .pipelines
+                .iter()
+                .any(|pl| pl.processors.contains(&p.name))
+        })
+        .collect();
+    if !used.is_empty() {
+        let engine = PluginEngine::new(config.plugin_cache_dir.clone())
+            .map_err(|e| GatewayError::Plugin(format!("cannot start the plugin engine: {e:#}")))?;
+        for spec in used {
+            let loaded = Processor::load(spec.clone(), engine.clone(), metrics.clone())
+                .map_err(|e| GatewayError::Plugin(e.to_string()))?;
+            tracing::info!(processor = %spec.name, plugin = %loaded.status().plugin, version = %loaded.status().version, "Plugin loaded.");
+            processors.insert(spec.name.clone(), Arc::new(loaded));
+        }
+    }
+    let emit = EmitRouter::new();
+
     // Pipelines.
     let mut pipelines = Vec::new();
     let mut pipeline_views = Vec::new();
@@ -67,11 +161,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             .iter()
             .filter_map(|name| exporters.get(name).map(|e| e.handle.clone()))
             .collect();
+        let chain = spec
+            .processors
+            .iter()
+            .filter_map(|name| processors.get(name).cloned())
+            .collect();
         let pipeline = Pipeline::start(
             &spec.name,
             spec.signal,
             spec.queue_size,
+            chain,
             handles,
+            emit.clone(),
             metrics.clone(),
         );
         pipeline_views.push(PipelineView {
@@ -80,11 +181,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             receivers: spec.receivers.clone(),
             processors: spec.processors.clone(),
             exporters: spec.exporters.clone(),
-            queue: pipeline.handle_weak(),
+            queue: pipeline.probe(),
             capacity: spec.queue_size,
         });
         pipelines.push(pipeline);
     }
+    emit.connect(&pipelines, metrics.clone());
+    let plugin_tasks = start_plugin_tasks(
+        processors.values().cloned().collect(),
+        emit.clone(),
+        config.plugin_reload_interval,
+        shutdown.clone(),
+    );
     let exporter_views: Vec<ExporterView> = exporters
         .values()
         .map(|e| ExporterView {
@@ -228,6 +336,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         receivers: receiver_views.clone(),
         pipelines: pipeline_views,
         exporters: exporter_views,
+        processors: processors.values().cloned().collect(),
     });
     let admin_task = tokio::spawn(server::serve(
         admin_listener,
@@ -271,6 +380,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         Err(_) => tracing::warn!(
             "Shutdown timeout reached with data still queued; it is dropped (sluice_dropped_records_total{{reason=\"shutdown\"}})."
         ),
+    }
+    for t in plugin_tasks {
+        t.abort();
     }
     admin_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(3), admin_task).await;

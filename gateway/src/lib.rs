@@ -13,6 +13,7 @@ pub mod exporters;
 pub mod gateway;
 pub mod grpc_codec;
 pub mod pipeline;
+pub mod plugins;
 pub mod receivers;
 pub mod remote_write;
 pub mod server;

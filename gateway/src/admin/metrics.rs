@@ -40,6 +40,14 @@ pub struct SelfMetrics {
     pub exporter_series: IntGaugeVec,
     /// Records lost anywhere after a receiver accepted them, with component and reason.
     pub dropped: IntCounterVec,
+    pub plugin_calls: IntCounterVec,
+    pub plugin_errors: IntCounterVec,
+    pub plugin_call_duration: HistogramVec,
+    pub plugin_records_in: IntCounterVec,
+    pub plugin_records_out: IntCounterVec,
+    pub plugin_reloads: IntCounterVec,
+    pub plugin_restarts: IntCounterVec,
+    pub plugin_breaker_open: IntGaugeVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -181,6 +189,54 @@ impl SelfMetrics {
                 "sluice_dropped_records_total",
                 "Records lost after a receiver accepted them, by component and reason.",
                 &["component", "signal", "reason"],
+            ),
+            plugin_calls: counter(
+                &r,
+                "sluice_plugin_calls_total",
+                "Plugin calls, by processor and outcome (ok, failed).",
+                &["processor", "outcome"],
+            ),
+            plugin_errors: counter(
+                &r,
+                "sluice_plugin_errors_total",
+                "Plugin failures by kind: trap, timeout, memory, plugin_error, invalid_output, init, too_large, breaker_open.",
+                &["processor", "kind"],
+            ),
+            plugin_call_duration: histogram(
+                &r,
+                "sluice_plugin_call_duration_seconds",
+                "Duration of one plugin call (one batch).",
+                &["processor"],
+            ),
+            plugin_records_in: counter(
+                &r,
+                "sluice_plugin_records_in_total",
+                "Records given to a plugin.",
+                &["processor"],
+            ),
+            plugin_records_out: counter(
+                &r,
+                "sluice_plugin_records_out_total",
+                "Records a plugin passed on.",
+                &["processor"],
+            ),
+            plugin_reloads: counter(
+                &r,
+                "sluice_plugin_reloads_total",
+                "Plugin reloads, by result (ok, failed).",
+                &["processor", "result"],
+            ),
+            plugin_restarts: counter(
+                &r,
+                "sluice_plugin_restarts_total",
+                "Plugin instances recreated after a trap, timeout or memory overrun.",
+                &["processor"],
+            ),
+            plugin_breaker_open: gauge(
+                &r,
+                "sluice_plugin_breaker_open",
+                "1 while a plugin's breaker is open (calls skipped, on_error applied).",
+                &["processor"],
             ),
             registry: r,
         }

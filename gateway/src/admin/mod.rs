@@ -13,18 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::build_info;
+use crate::exporters::ExporterStatus;
+use crate::pipeline::{QueueProbe, Signal};
+use crate::plugins::Processor;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
-use serde_json::json;
-use tokio::sync::mpsc;
-
-use crate::build_info;
-use crate::exporters::ExporterStatus;
-use crate::pipeline::{Batch, Signal};
 use metrics::SelfMetrics;
+use serde_json::json;
 
 /// Lifecycle flags the health endpoints report.
 #[derive(Debug, Default)]
@@ -48,14 +47,14 @@ pub struct PipelineView {
     pub receivers: Vec<String>,
     pub processors: Vec<String>,
     pub exporters: Vec<String>,
-    pub queue: mpsc::WeakSender<Arc<Batch>>,
+    pub queue: QueueProbe,
     pub capacity: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct ExporterView {
     pub name: String,
-    pub queue: mpsc::WeakSender<Arc<Batch>>,
+    pub queue: QueueProbe,
     pub capacity: usize,
     pub status: Arc<ExporterStatus>,
 }
@@ -69,6 +68,7 @@ pub struct AdminState {
     pub receivers: Vec<ReceiverView>,
     pub pipelines: Vec<PipelineView>,
     pub exporters: Vec<ExporterView>,
+    pub processors: Vec<Arc<Processor>>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -80,13 +80,6 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
         .with_state(state)
-}
-
-fn depth(queue: &mpsc::WeakSender<Arc<Batch>>, capacity: usize) -> usize {
-    // A queue that no longer has senders has been drained and closed.
-    queue
-        .upgrade()
-        .map_or(0, |s| capacity.saturating_sub(s.capacity()))
 }
 
 fn phase(h: &Health) -> &'static str {
@@ -115,9 +108,10 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
             json!({
                 "name": p.name,
                 "signal": p.signal,
-                "queue_depth": depth(&p.queue, p.capacity),
+                "queue_depth": p.queue.depth().unwrap_or(0),
                 "queue_capacity": p.capacity,
-                "status": if p.queue.upgrade().is_some() { "running" } else { "stopped" },
+                "processors": p.processors,
+                "status": if p.queue.depth().is_some() { "running" } else { "stopped" },
             })
         })
         .collect();
@@ -129,7 +123,7 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
             let last_error = e.status.last_error.lock().ok().and_then(|l| l.clone());
             json!({
                 "name": e.name,
-                "queue_depth": depth(&e.queue, e.capacity),
+                "queue_depth": e.queue.depth().unwrap_or(0),
                 "queue_capacity": e.capacity,
                 "consecutive_failures": failures,
                 "last_error": last_error,
@@ -142,6 +136,15 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
         .iter()
         .map(|r| json!({"name": r.name, "transport": r.transport, "endpoint": r.endpoint, "status": phase}))
         .collect();
+    let processors: Vec<_> = st
+        .processors
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p.status()).unwrap_or_default();
+            v["name"] = json!(&*p.name);
+            v
+        })
+        .collect();
     let code = if phase == "ready" {
         StatusCode::OK
     } else {
@@ -153,6 +156,7 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
             "status": phase,
             "receivers": receivers,
             "pipelines": pipelines,
+            "processors": processors,
             "exporters": exporters,
         })),
     )

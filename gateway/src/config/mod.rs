@@ -148,8 +148,12 @@ pub struct PipelineSpec {
 pub struct Config {
     pub receivers: Vec<ReceiverSpec>,
     pub exporters: Vec<ExporterSpec>,
+    pub processors: Vec<ProcessorSpec>,
     pub pipelines: Vec<PipelineSpec>,
     pub admin_endpoint: String,
+    /// Where compiled plugins are cached, if anywhere.
+    pub plugin_cache_dir: Option<std::path::PathBuf>,
+    pub plugin_reload_interval: Duration,
     pub logs: LogsConfig,
     /// Where the gateway sends its own traces (OTLP/HTTP), if anywhere.
     pub traces_endpoint: Option<String>,
@@ -177,7 +181,8 @@ impl Config {
                 message: format!("cannot read the config file: {e}"),
             }],
         })?;
-        Config::from_yaml(&text, &source_name, overrides)
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse_with_base(&text, &source_name, &base, overrides)
     }
 
     /// The embedded defaults, with overrides applied.
@@ -185,13 +190,23 @@ impl Config {
         Config::from_yaml(DEFAULT_CONFIG, "embedded defaults", overrides)
     }
 
+    /// Parses config text; relative plugin paths are relative to the current directory.
     pub fn from_yaml(
         text: &str,
         source_name: &str,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
+        Config::parse_with_base(text, source_name, Path::new(""), overrides)
+    }
+
+    fn parse_with_base(
+        text: &str,
+        source_name: &str,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let config = parse(text, overrides, &mut errors);
+        let config = parse(text, base, overrides, &mut errors);
         match config {
             Some(c) if errors.is_empty() => Ok(c),
             _ => Err(ConfigErrors {
@@ -342,7 +357,12 @@ fn mapping_entries(
     }
 }
 
-fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Option<Config> {
+fn parse(
+    text: &str,
+    base: &Path,
+    overrides: &Overrides,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Config> {
     let root: Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -418,13 +438,50 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         }
     }
 
-    // Processors: the Wasm plugin runtime is not part of this build yet.
-    for (name, _) in mapping_entries(top.remove("processors"), "processors", errors) {
-        err(
-            errors,
-            format!("processors.{name}"),
-            "processors (Wasm plugins) are not supported by this build of sluice yet",
-        );
+    // Processors: Wasm plugins.
+    let mut processors = Vec::new();
+    let mut processor_keys = Vec::new();
+    for (name, value) in mapping_entries(top.remove("processors"), "processors", errors) {
+        processor_keys.push(name.clone());
+        let path = format!("processors.{name}");
+        let Some(c) = typed::<ProcessorConfig>(value, &path, errors) else {
+            continue;
+        };
+        if c.plugin.trim().is_empty() {
+            err(
+                errors,
+                format!("{path}.plugin"),
+                "the path of the plugin's .wasm file is empty",
+            );
+        }
+        let config_json = match c.config.map(|v| serde_json::to_string(&v)) {
+            None => "{}".to_string(),
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                err(
+                    errors,
+                    format!("{path}.config"),
+                    format!("cannot be expressed as JSON: {e}"),
+                );
+                continue;
+            }
+        };
+        if c.limits.memory_mb == 0 || c.limits.timeout_ms == 0 || c.limits.max_batch_mb == 0 {
+            err(
+                errors,
+                format!("{path}.limits"),
+                "limits must be greater than zero",
+            );
+        }
+        processors.push(ProcessorSpec {
+            path: base.join(&c.plugin),
+            name,
+            config_json,
+            memory_mb: c.limits.memory_mb,
+            timeout: Duration::from_millis(c.limits.timeout_ms),
+            max_batch_bytes: c.limits.max_batch_mb << 20,
+            on_error: c.on_error,
+        });
     }
 
     // Exporters.
@@ -554,11 +611,14 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
                 );
             }
         }
-        for (i, proc_name) in p.processors.iter().enumerate() {
-            err(
+        let processor_names: Vec<&str> = processor_keys.iter().map(String::as_str).collect();
+        if !p.processors.is_empty() {
+            check_refs(
+                &p.processors,
+                &processor_names,
+                "processor",
+                &format!("{path}.processors"),
                 errors,
-                format!("{path}.processors[{i}]"),
-                format!("unknown processor `{proc_name}`: no processors are defined"),
             );
         }
         if p.queue_size == 0 {
@@ -613,10 +673,23 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
         );
     }
 
+    let plugin_cache_dir = match service.plugins.cache_dir.as_deref() {
+        Some("") => None,
+        Some(dir) => Some(base.join(dir)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .map(|d| d.join("sluice").join("plugins")),
+    };
     Some(Config {
         receivers,
         exporters,
+        processors,
         pipelines,
+        plugin_cache_dir,
+        plugin_reload_interval: service.plugins.reload_interval,
         admin_endpoint,
         logs,
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
@@ -624,7 +697,13 @@ fn parse(text: &str, overrides: &Overrides, errors: &mut Vec<ConfigError>) -> Op
     })
 }
 
-const SERVICE_KEYS: &[&str] = &["pipelines", "admin", "telemetry", "shutdown_timeout"];
+const SERVICE_KEYS: &[&str] = &[
+    "pipelines",
+    "admin",
+    "telemetry",
+    "plugins",
+    "shutdown_timeout",
+];
 const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
 /// A level (`debug`) or a filter of `target=level` directives (`sluice=debug,info`).
@@ -671,6 +750,9 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
     }
     if let Some(v) = map.remove("telemetry") {
         service.telemetry = typed(v, "service.telemetry", errors).unwrap_or_default();
+    }
+    if let Some(v) = map.remove("plugins") {
+        service.plugins = typed(v, "service.plugins", errors).unwrap_or_default();
     }
     if let Some(v) = map.remove("shutdown_timeout") {
         #[derive(serde::Deserialize)]

@@ -112,6 +112,79 @@ fn default_remote_write_max_mib() -> usize {
     32
 }
 
+// ---------------------------------------------------------------- processors
+
+/// What happens to a batch a plugin fails on (trap, timeout, memory, plugin error).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Forward the batch unchanged.
+    #[default]
+    Pass,
+    /// Drop the batch (counted).
+    Drop,
+    /// Answer the client with a retryable error; nothing is forwarded.
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: usize,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Larger batches are not given to the plugin; `on_error` applies.
+    #[serde(default = "default_max_batch_mb")]
+    pub max_batch_mb: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_mb: default_memory_mb(),
+            timeout_ms: default_timeout_ms(),
+            max_batch_mb: default_max_batch_mb(),
+        }
+    }
+}
+
+fn default_memory_mb() -> usize {
+    64
+}
+fn default_timeout_ms() -> u64 {
+    100
+}
+fn default_max_batch_mb() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Path to the plugin's `.wasm` component (relative to the config file's directory).
+    pub plugin: String,
+    /// The plugin's own settings, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub limits: PluginLimits,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// A validated processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorSpec {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub config_json: String,
+    pub memory_mb: usize,
+    pub timeout: Duration,
+    pub max_batch_bytes: usize,
+    pub on_error: OnError,
+}
+
 // ---------------------------------------------------------------- exporters
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -390,6 +463,8 @@ pub struct ServiceConfig {
     pub admin: AdminConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
     /// How long a SIGTERM waits for queues to drain before exiting.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
@@ -401,9 +476,35 @@ impl Default for ServiceConfig {
             pipelines: BTreeMap::new(),
             admin: AdminConfig::default(),
             telemetry: TelemetryConfig::default(),
+            plugins: PluginsConfig::default(),
             shutdown_timeout: default_shutdown_timeout(),
         }
     }
+}
+
+/// Settings shared by all plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Where compiled plugins are cached (default: `$XDG_CACHE_HOME/sluice` or
+    /// `~/.cache/sluice`); `""` turns the cache off.
+    pub cache_dir: Option<String>,
+    /// How often plugin files are checked for changes (hot reload); `0s` turns it off.
+    #[serde(default = "default_reload_interval", with = "duration")]
+    pub reload_interval: Duration,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            cache_dir: None,
+            reload_interval: default_reload_interval(),
+        }
+    }
+}
+
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_shutdown_timeout() -> Duration {

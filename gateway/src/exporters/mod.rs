@@ -134,7 +134,7 @@ impl ExporterHandle {
 pub struct Exporter {
     pub handle: ExporterHandle,
     pub status: Arc<ExporterStatus>,
-    pub queue: mpsc::WeakSender<Arc<Batch>>,
+    pub queue: crate::pipeline::QueueProbe,
     pub capacity: usize,
     pub tasks: Vec<JoinHandle<()>>,
     pub leftovers: Leftovers,
@@ -221,7 +221,7 @@ impl Exporter {
             .map(|_| tokio::spawn(worker.clone().run()))
             .collect();
         let leftovers = Leftovers(worker);
-        let queue_weak = tx.downgrade();
+        let queue_weak = crate::pipeline::QueueProbe::of(tx.downgrade());
         Ok(Exporter {
             handle: ExporterHandle { name, tx, metrics },
             status,

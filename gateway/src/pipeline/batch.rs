@@ -232,6 +232,70 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// Keeps only the records at `indices` (document order across resources and scopes, as
+    /// plugins count them) and removes scopes and resources left empty. Indices out of range
+    /// are ignored.
+    pub fn retain_records(&mut self, indices: &[u32]) {
+        let mut keep: Vec<u32> = indices.to_vec();
+        keep.sort_unstable();
+        keep.dedup();
+        let mut next = 0usize; // position in `keep`
+        let mut i = 0u32; // record index
+        let mut wanted = |n: &mut u32| {
+            let here = *n;
+            *n += 1;
+            while next < keep.len() && keep[next] < here {
+                next += 1;
+            }
+            next < keep.len() && keep[next] == here
+        };
+        match self {
+            Payload::Traces(r) => {
+                for rs in &mut r.resource_spans {
+                    for ss in &mut rs.scope_spans {
+                        ss.spans.retain(|_| wanted(&mut i));
+                    }
+                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+                }
+                r.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+            }
+            Payload::Logs(r) => {
+                for rl in &mut r.resource_logs {
+                    for sl in &mut rl.scope_logs {
+                        sl.log_records.retain(|_| wanted(&mut i));
+                    }
+                    rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
+                }
+                r.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
+            }
+            Payload::Metrics(r) => {
+                for rm in &mut r.resource_metrics {
+                    for sm in &mut rm.scope_metrics {
+                        for m in &mut sm.metrics {
+                            match &mut m.data {
+                                Some(Data::Gauge(g)) => g.data_points.retain(|_| wanted(&mut i)),
+                                Some(Data::Sum(s)) => s.data_points.retain(|_| wanted(&mut i)),
+                                Some(Data::Histogram(h)) => {
+                                    h.data_points.retain(|_| wanted(&mut i))
+                                }
+                                Some(Data::ExponentialHistogram(h)) => {
+                                    h.data_points.retain(|_| wanted(&mut i))
+                                }
+                                Some(Data::Summary(s)) => s.data_points.retain(|_| wanted(&mut i)),
+                                None => {}
+                            }
+                        }
+                        sm.metrics.retain(|m| data_point_count(m.data.as_ref()) > 0);
+                    }
+                    rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
+                }
+                r.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
+            }
+        }
+    }
+}
+
 fn request_name(signal: Signal) -> &'static str {
     match signal {
         Signal::Traces => "ExportTraceServiceRequest",
@@ -285,6 +349,8 @@ pub struct Batch {
     /// The batch's span in the gateway's own traces (disabled unless they are exported); it
     /// ends when the last exporter is done with the batch.
     pub span: tracing::Span,
+    /// The processor that emitted this batch (derived telemetry), which it must not see again.
+    pub origin: Option<Arc<str>>,
 }
 
 impl Batch {
@@ -306,7 +372,18 @@ impl Batch {
             received_at: Instant::now(),
             span: tracing::debug_span!("batch", signal = %payload_signal, records, correlation_id = %correlation_id),
             correlation_id,
+            origin: None,
         }
+    }
+
+    /// A batch that replaces this one after a processor: same identity for correlation and
+    /// tracing, new content. `original` is the exact protobuf of `payload`, if known.
+    pub fn derive(&self, payload: Payload, original: Option<Bytes>) -> Batch {
+        let mut b = Batch::new(payload, original, self.correlation_id.clone());
+        b.span = self.span.clone();
+        b.origin = self.origin.clone();
+        b.received_at = self.received_at;
+        b
     }
 
     pub fn signal(&self) -> Signal {
@@ -411,6 +488,46 @@ mod tests {
             Some("trace_id must be 16 bytes and not all zero")
         );
         assert_eq!(payload.record_count(), 1);
+    }
+
+    #[test]
+    fn retain_records_keeps_indices_across_resources_and_prunes_empties() {
+        let mut payload = Payload::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![span(vec![1; 16], vec![1; 8]), span(vec![1; 16], vec![2; 8])],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![span(vec![1; 16], vec![3; 8])],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ],
+        });
+        payload.retain_records(&[2, 0, 9]);
+        let Payload::Traces(r) = &payload else {
+            panic!("traces")
+        };
+        let ids: Vec<u8> = r
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| s.span_id[0])
+            .collect();
+        assert_eq!(ids, vec![1, 3]);
+        payload.retain_records(&[]);
+        assert_eq!(payload.record_count(), 0);
+        let Payload::Traces(r) = &payload else {
+            panic!("traces")
+        };
+        assert!(r.resource_spans.is_empty());
     }
 
     #[test]

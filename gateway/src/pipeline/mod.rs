@@ -1,24 +1,31 @@
 //! Pipelines: one per `service.pipelines` entry, each carrying one signal.
 //!
 //! Receivers hand a [`Batch`] to a pipeline through its [`PipelineHandle`]; the batch waits in the
-//! pipeline's bounded queue, passes its processors, and is offered to every exporter's own
-//! bounded queue. Admission is decided at the receiver: when the pipeline queue is full, or when
-//! no exporter of the pipeline has room left, the receiver refuses with a retryable error, so a
-//! well-behaved client retries and nothing is lost silently. When one exporter of several is full
-//! (a slow backend), the others keep flowing and that exporter's drops are counted
-//! (`sluice_dropped_records_total{reason="queue_full"}`).
+//! pipeline's bounded queue, passes its processors (Wasm plugins, once per batch), and is
+//! offered to every exporter's own bounded queue. Admission is decided at the receiver: when the
+//! pipeline queue is full, or when no exporter of the pipeline has room left, the receiver
+//! refuses with a retryable error, so a well-behaved client retries and nothing is lost
+//! silently. When one exporter of several is full (a slow backend), the others keep flowing and
+//! that exporter's drops are counted (`sluice_dropped_records_total{reason="queue_full"}`).
+//!
+//! A pipeline with processors answers each submission once its processors are done, so a
+//! processor's `on_error: reject` reaches the client as a retryable error. Telemetry a plugin
+//! emits enters the pipelines of its signal through the [`EmitRouter`], never reaching the
+//! processor that emitted it again.
 
 mod batch;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
 
 use crate::admin::metrics::SelfMetrics;
 use crate::exporters::ExporterHandle;
+use crate::plugins::{Emitted, Outcome, Processor};
 
 /// Why a pipeline did not take a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +43,27 @@ impl Refusal {
     }
 }
 
+/// A processor's `on_error: reject`, for the client.
+#[derive(Debug, Clone)]
+pub struct Rejection(pub String);
+
+/// The answer to a submission to a pipeline with processors.
+pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
+
+struct Submission {
+    batch: Arc<Batch>,
+    ack: Option<oneshot::Sender<Result<(), Rejection>>>,
+}
+
 /// What receivers hold to submit batches. Cloning is cheap. It holds the exporters' queues only
 /// weakly, so that exporters drain and stop once the pipelines are gone.
 #[derive(Clone)]
 pub struct PipelineHandle {
     pub name: Arc<str>,
     pub signal: Signal,
-    tx: mpsc::Sender<Arc<Batch>>,
+    tx: mpsc::Sender<Submission>,
     exporters: Arc<[mpsc::WeakSender<Arc<Batch>>]>,
+    has_processors: bool,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -65,11 +85,23 @@ impl PipelineHandle {
                 .any(|e| e.upgrade().is_some_and(|s| s.capacity() > 0))
     }
 
-    pub fn try_submit(&self, batch: Arc<Batch>) -> Result<(), Refusal> {
-        let result = self.tx.try_send(batch).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Refusal::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
-        });
+    /// Queues the batch. For a pipeline with processors, returns the [`Ack`] that tells when
+    /// they are done (and whether one rejected the batch).
+    pub fn try_submit(&self, batch: Arc<Batch>) -> Result<Option<Ack>, Refusal> {
+        let (ack, answer) = if self.has_processors {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let result = self
+            .tx
+            .try_send(Submission { batch, ack })
+            .map(|_| answer)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Refusal::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
+            });
         self.metrics
             .pipeline_queue_depth
             .with_label_values(&[&self.name])
@@ -86,6 +118,105 @@ impl PipelineHandle {
     }
 }
 
+/// Reads a queue's depth without keeping the queue open; `None` once it has closed.
+#[derive(Clone)]
+pub struct QueueProbe(Arc<dyn Fn() -> Option<usize> + Send + Sync>);
+
+impl std::fmt::Debug for QueueProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueProbe")
+    }
+}
+
+impl QueueProbe {
+    pub fn of<T: Send + 'static>(queue: mpsc::WeakSender<T>) -> QueueProbe {
+        QueueProbe(Arc::new(move || {
+            queue.upgrade().map(|s| s.max_capacity() - s.capacity())
+        }))
+    }
+
+    pub fn depth(&self) -> Option<usize> {
+        (self.0)()
+    }
+}
+
+/// A pipeline emitted telemetry can enter: its signal, name and queue.
+type EmitTarget = (Signal, Arc<str>, mpsc::WeakSender<Submission>);
+
+/// Routes telemetry emitted by plugins into the pipelines of its signal. Holds the pipelines
+/// weakly, so it never keeps them from shutting down.
+#[derive(Default)]
+pub struct EmitRouter {
+    pipelines: OnceLock<Vec<EmitTarget>>,
+    metrics: OnceLock<Arc<SelfMetrics>>,
+}
+
+impl EmitRouter {
+    pub fn new() -> Arc<EmitRouter> {
+        Arc::new(EmitRouter::default())
+    }
+
+    /// Called once every pipeline runs.
+    pub fn connect(&self, pipelines: &[Pipeline], metrics: Arc<SelfMetrics>) {
+        let _ = self.pipelines.set(
+            pipelines
+                .iter()
+                .map(|p| {
+                    (
+                        p.handle.signal,
+                        p.handle.name.clone(),
+                        p.handle.tx.downgrade(),
+                    )
+                })
+                .collect(),
+        );
+        let _ = self.metrics.set(metrics);
+    }
+
+    pub fn route(&self, processor: &Arc<str>, emitted: Emitted) {
+        let Some(pipelines) = self.pipelines.get() else {
+            return;
+        };
+        for (signal, data) in emitted {
+            let payload = match Payload::decode_protobuf(signal, &data) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(processor = %processor, error = %e, "Plugin emitted invalid telemetry; ignoring it.");
+                    continue;
+                }
+            };
+            let mut batch = Batch::new(
+                payload,
+                Some(data.into()),
+                format!("plugin/{processor}").into(),
+            );
+            batch.origin = Some(processor.clone());
+            let batch = Arc::new(batch);
+            for (s, name, tx) in pipelines {
+                if *s != signal {
+                    continue;
+                }
+                let sent = tx.upgrade().map(|tx| {
+                    tx.try_send(Submission {
+                        batch: batch.clone(),
+                        ack: None,
+                    })
+                });
+                if !matches!(sent, Some(Ok(())))
+                    && let Some(m) = self.metrics.get()
+                {
+                    m.drop_records(
+                        &format!("pipeline/{name}"),
+                        signal.as_str(),
+                        "queue_full",
+                        batch.records(),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A running pipeline: its handle and the task that moves batches to the exporters.
 pub struct Pipeline {
     pub handle: PipelineHandle,
@@ -93,9 +224,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The pipeline's queue, held weakly (it closes once the receivers are gone).
-    pub fn handle_weak(&self) -> mpsc::WeakSender<Arc<Batch>> {
-        self.handle.tx.downgrade()
+    /// A look at the pipeline's queue that does not keep it open.
+    pub fn probe(&self) -> QueueProbe {
+        QueueProbe::of(self.handle.tx.downgrade())
     }
 
     /// Starts the pipeline's task. It ends once every handle is dropped and the queue is empty;
@@ -104,7 +235,9 @@ impl Pipeline {
         name: &str,
         signal: Signal,
         queue_size: usize,
+        processors: Vec<Arc<Processor>>,
         exporters: Vec<ExporterHandle>,
+        emit: Arc<EmitRouter>,
         metrics: Arc<SelfMetrics>,
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel(queue_size);
@@ -118,25 +251,80 @@ impl Pipeline {
             signal,
             tx,
             exporters: exporters.iter().map(|e| e.downgrade()).collect(),
+            has_processors: !processors.is_empty(),
             metrics: metrics.clone(),
         };
-        let task = tokio::spawn(run(name, rx, exporters, metrics));
+        let task = tokio::spawn(run(name, rx, processors, exporters, emit, metrics));
         Pipeline { handle, task }
+    }
+}
+
+/// How long a receiver waits for a pipeline's processors before answering "retry later".
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the processors in order; `Ok(None)` when the batch ends here.
+fn run_chain(
+    processors: &[Arc<Processor>],
+    mut batch: Arc<Batch>,
+    emitted: &mut Vec<(Arc<str>, Emitted)>,
+) -> Result<Option<Arc<Batch>>, Rejection> {
+    for p in processors {
+        if batch.origin.as_deref() == Some(&*p.name) {
+            continue;
+        }
+        let (outcome, out) = p.process(batch);
+        if !out.is_empty() {
+            emitted.push((p.name.clone(), out));
+        }
+        match outcome {
+            Outcome::Forward(b) => batch = b,
+            Outcome::Drop { .. } => return Ok(None),
+            Outcome::Reject { message } => return Err(Rejection(message)),
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// Runs CPU-bound plugin work without stalling the runtime's other tasks.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
 async fn run(
     name: Arc<str>,
-    mut rx: mpsc::Receiver<Arc<Batch>>,
+    mut rx: mpsc::Receiver<Submission>,
+    processors: Vec<Arc<Processor>>,
     exporters: Vec<ExporterHandle>,
+    emit: Arc<EmitRouter>,
     metrics: Arc<SelfMetrics>,
 ) {
     let depth = metrics.pipeline_queue_depth.with_label_values(&[&name]);
-    while let Some(batch) = rx.recv().await {
+    while let Some(Submission { batch, ack }) = rx.recv().await {
         depth.set(rx.len() as i64);
-        // Processors (Wasm plugins) run here, once per batch.
-        for exporter in &exporters {
-            exporter.offer(batch.clone());
+        let mut emitted = Vec::new();
+        let result = if processors.is_empty() {
+            Ok(Some(batch))
+        } else {
+            let _span = batch.span.enter();
+            blocking(|| run_chain(&processors, batch.clone(), &mut emitted))
+        };
+        for (processor, out) in emitted {
+            emit.route(&processor, out);
+        }
+        let (answer, batch) = match result {
+            Ok(b) => (Ok(()), b),
+            Err(rejection) => (Err(rejection), None),
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(answer);
+        }
+        if let Some(batch) = batch {
+            for exporter in &exporters {
+                exporter.offer(batch.clone());
+            }
         }
     }
     tracing::debug!(pipeline = %name, "Pipeline drained and stopped.");

@@ -24,6 +24,8 @@ pub enum ReceiverError {
     Malformed(#[from] DecodeError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}; retry later")]
+    RejectedByProcessor(String),
     #[error("the request body did not arrive within {0:?}")]
     ReadTimeout(Duration),
     #[error("cannot read the request body: {0}")]
@@ -61,7 +63,8 @@ impl ReceiverError {
             ReceiverError::Refused {
                 refusal: Refusal::ShuttingDown,
                 ..
-            } => StatusCode::SERVICE_UNAVAILABLE,
+            }
+            | ReceiverError::RejectedByProcessor(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -78,13 +81,18 @@ impl ReceiverError {
             ReceiverError::ReadTimeout(_) => Code::DeadlineExceeded,
             ReceiverError::NoPipeline { .. } => Code::Unimplemented,
             // UNAVAILABLE is retryable by every OTLP client without further detail.
-            ReceiverError::Refused { .. } => Code::Unavailable,
+            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => {
+                Code::Unavailable
+            }
         }
     }
 
     /// Whether the client should retry (and so gets `Retry-After`).
     pub fn retryable(&self) -> bool {
-        matches!(self, ReceiverError::Refused { .. })
+        matches!(
+            self,
+            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_)
+        )
     }
 
     /// The `reason` label for `sluice_receiver_bad_requests_total`, for errors that stop a
@@ -99,7 +107,7 @@ impl ReceiverError {
             ReceiverError::ReadTimeout(_) => "read_timeout",
             ReceiverError::BodyRead(_) => "body_read",
             ReceiverError::NoPipeline { .. } => "no_pipeline",
-            ReceiverError::Refused { .. } => return None,
+            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => return None,
         })
     }
 }

@@ -28,7 +28,9 @@ use prost::Message;
 pub use error::ReceiverError;
 
 use crate::admin::metrics::SelfMetrics;
-use crate::pipeline::{Batch, Payload, PipelineHandle, Refusal, Rejected, Signal};
+use crate::pipeline::{
+    ACK_TIMEOUT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection, Signal,
+};
 
 /// How a request reached us, for metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +85,9 @@ impl Intake {
     }
 
     /// Hands a decoded request to the pipelines. `original` is the protobuf it came from, if
-    /// any. Returns the records removed as invalid.
-    pub fn accept(
+    /// any. Returns the records removed as invalid. For pipelines with processors it answers
+    /// once they are done, so a processor's rejection reaches the client.
+    pub async fn accept(
         &self,
         transport: Transport,
         mut payload: Payload,
@@ -116,34 +119,55 @@ impl Intake {
         if records == 0 {
             return Ok(rejected);
         }
-        let refuse = |refusal: Refusal| {
+        let refuse = |refusal: Refusal, pipeline: &str| {
             m.receiver_refused
                 .with_label_values(&[labels[0], labels[1], labels[2], refusal.reason()])
                 .inc_by(records as u64);
             Err(ReceiverError::Refused {
                 refusal,
                 signal,
-                pipeline: pipelines[0].name.to_string(),
+                pipeline: pipeline.to_string(),
             })
         };
         if let Some(full) = pipelines.iter().find(|p| !p.has_room()) {
-            let _ = full;
-            return refuse(Refusal::QueueFull);
+            return refuse(Refusal::QueueFull, &full.name);
         }
         let batch = Arc::new(batch);
+        let mut acks = Vec::new();
         for (i, p) in pipelines.iter().enumerate() {
-            if let Err(refusal) = p.try_submit(batch.clone()) {
-                if i == 0 {
-                    return refuse(refusal);
+            match p.try_submit(batch.clone()) {
+                Ok(ack) => acks.extend(ack),
+                Err(refusal) if i == 0 => return refuse(refusal, &p.name),
+                Err(refusal) => {
+                    // Raced with another request for the last slot of a later pipeline: the
+                    // first pipelines have the batch, so the client must not retry; count it.
+                    m.drop_records(
+                        &format!("pipeline/{}", p.name),
+                        signal.as_str(),
+                        refusal.reason(),
+                        records,
+                    );
                 }
-                // Raced with another request for the last slot of a later pipeline: the first
-                // pipelines have the batch, so the client must not retry; count the loss.
-                m.drop_records(
-                    &format!("pipeline/{}", p.name),
-                    signal.as_str(),
-                    refusal.reason(),
-                    records,
-                );
+            }
+        }
+        for ack in acks {
+            match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(Rejection(message)))) => {
+                    m.receiver_refused
+                        .with_label_values(&[
+                            labels[0],
+                            labels[1],
+                            labels[2],
+                            "rejected_by_processor",
+                        ])
+                        .inc_by(records as u64);
+                    return Err(ReceiverError::RejectedByProcessor(message));
+                }
+                // The pipeline stopped (shutdown) or its processors took too long: the client
+                // retries; at worst the data arrives twice.
+                Ok(Err(_)) => return refuse(Refusal::ShuttingDown, &pipelines[0].name),
+                Err(_) => return refuse(Refusal::QueueFull, &pipelines[0].name),
             }
         }
         m.receiver_accepted

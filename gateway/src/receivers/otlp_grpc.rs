@@ -65,7 +65,7 @@ async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response
             reached.store(true, Ordering::Relaxed);
             let st = st.clone();
             let correlation = correlation.clone();
-            async move { handle(&st, signal, request.into_inner(), correlation) }
+            async move { handle(&st, signal, request.into_inner(), correlation).await }
         })
     };
     let mut response = match tokio::time::timeout(st.read_timeout, grpc.unary(service, req)).await {
@@ -130,18 +130,20 @@ fn count_bad(st: &GrpcReceiver, e: &ReceiverError) {
     }
 }
 
-fn handle(
+async fn handle(
     st: &GrpcReceiver,
     signal: Signal,
     bytes: Bytes,
     correlation: Arc<str>,
 ) -> Result<tonic::Response<Bytes>, Status> {
-    let result = Payload::decode_protobuf(signal, &bytes)
-        .map_err(ReceiverError::from)
-        .and_then(|payload| {
+    let result = match Payload::decode_protobuf(signal, &bytes) {
+        Ok(payload) => {
             st.intake
                 .accept(Transport::Grpc, payload, Some(bytes), correlation)
-        });
+                .await
+        }
+        Err(e) => Err(ReceiverError::from(e)),
+    };
     match result {
         Ok(rejected) => Ok(tonic::Response::new(
             ExportResponse::new(signal, &rejected).to_protobuf().into(),

@@ -130,6 +130,7 @@ async fn handle(
     let original = (format == Format::Protobuf).then_some(body);
     st.intake
         .accept(Transport::Http, payload, original, correlation)
+        .await
 }
 
 pub(super) async fn read_body(

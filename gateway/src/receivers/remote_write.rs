@@ -144,12 +144,14 @@ async fn handle(
             native_histograms,
         );
     }
-    st.intake.accept(
-        Transport::Http,
-        Payload::Metrics(request),
-        None,
-        correlation,
-    )?;
+    st.intake
+        .accept(
+            Transport::Http,
+            Payload::Metrics(request),
+            None,
+            correlation,
+        )
+        .await?;
     Ok(())
 }
 

@@ -1,0 +1,252 @@
+//! The shared wasmtime engine: configuration, the epoch ticker, the linker, and compiling
+//! components with an on-disk cache of precompiled artifacts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, StoreLimits};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::Processor as World;
+use super::bindings::sluice::plugin::host::{self, Level};
+use super::bindings::sluice::plugin::types::{self, Signal};
+
+/// How often the epoch advances; per-call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin {path} is not a valid sluice:plugin component: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("plugin {name}: init failed: {message}")]
+    Init { name: String, message: String },
+}
+
+/// The state a plugin's store carries.
+pub struct HostState {
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    /// Guest stdout and stderr, capped; read after each call.
+    pub output: MemoryOutputPipe,
+    pub output_read: usize,
+    /// Telemetry the plugin emitted during the current call.
+    pub emitted: Vec<(crate::pipeline::Signal, Vec<u8>)>,
+    /// Log lines left for this call (a chatty plugin cannot flood the gateway log).
+    pub log_budget: usize,
+}
+
+/// Guest stdout/stderr kept per instance.
+const OUTPUT_CAP: usize = 1 << 20;
+/// Log lines a plugin may write per call.
+pub const LOG_LINES_PER_CALL: usize = 100;
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, limits: StoreLimits) -> HostState {
+        let output = MemoryOutputPipe::new(OUTPUT_CAP);
+        // No preopened directories, no network, no environment, no arguments.
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
+        HostState {
+            plugin,
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            output,
+            output_read: 0,
+            emitted: Vec::new(),
+            log_budget: LOG_LINES_PER_CALL,
+        }
+    }
+
+    /// Logs what the guest printed since the last call.
+    pub fn flush_output(&mut self) {
+        let all = self.output.contents();
+        if all.len() > self.output_read {
+            let text = String::from_utf8_lossy(&all[self.output_read..]);
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(plugin = %self.plugin, "Plugin output: {line}");
+            }
+            self.output_read = all.len();
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: Level, msg: String) {
+        if self.log_budget == 0 {
+            return;
+        }
+        self.log_budget -= 1;
+        let msg: String = msg.chars().take(2000).collect();
+        match level {
+            Level::Debug => tracing::debug!(plugin = %self.plugin, "{msg}"),
+            Level::Info => tracing::info!(plugin = %self.plugin, "{msg}"),
+            Level::Warn => tracing::warn!(plugin = %self.plugin, "{msg}"),
+            Level::Error => tracing::error!(plugin = %self.plugin, "{msg}"),
+        }
+    }
+
+    fn now(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+
+    fn emit(&mut self, signal: Signal, data: Vec<u8>) {
+        let signal = match signal {
+            Signal::Traces => crate::pipeline::Signal::Traces,
+            Signal::Metrics => crate::pipeline::Signal::Metrics,
+            Signal::Logs => crate::pipeline::Signal::Logs,
+        };
+        // Bounded: a plugin cannot queue unbounded derived telemetry in one call.
+        if self.emitted.len() < 64 {
+            self.emitted.push((signal, data));
+        }
+    }
+}
+
+/// The engine every plugin runs on, with its epoch ticker.
+pub struct PluginEngine {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine")
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Arc<PluginEngine>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        World::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = engine.weak();
+        let stop_ticker = stop.clone();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !stop_ticker.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(wasmtime::Error::from)?;
+        Ok(Arc::new(PluginEngine {
+            engine,
+            linker,
+            cache_dir,
+            stop,
+        }))
+    }
+
+    /// Compiles a component, or loads its precompiled artifact from the cache.
+    pub fn compile(&self, path: &Path) -> Result<Component, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.compile_bytes(path, &bytes)
+    }
+
+    pub fn compile_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Component, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(invalid);
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut compat);
+        let key = format!(
+            "{:x}-{:016x}.cwasm",
+            hasher.finalize(),
+            std::hash::Hasher::finish(&compat)
+        );
+        let cached = dir.join(key);
+        if cached.exists() {
+            match load_precompiled(&self.engine, &cached) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), error = %e, "Ignoring an unusable cached plugin artifact.")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        match component.serialize() {
+            Ok(artifact) => {
+                let tmp = cached.with_extension("tmp");
+                let written = std::fs::create_dir_all(dir)
+                    .and_then(|_| std::fs::write(&tmp, artifact))
+                    .and_then(|_| std::fs::rename(&tmp, &cached));
+                if let Err(e) = written {
+                    tracing::debug!(dir = %dir.display(), error = %e, "Cannot cache a compiled plugin.");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Cannot serialize a compiled plugin."),
+        }
+        Ok(component)
+    }
+}
+
+/// Loads an artifact this process's engine wrote into the cache. Artifacts are named by the
+/// hash of their source and of the engine's compatibility hash, written atomically (rename),
+/// and wasmtime checks the engine configuration again when loading them.
+#[allow(
+    unsafe_code,
+    reason = "wasmtime marks deserializing precompiled code unsafe; the cache only holds artifacts this engine produced"
+)]
+fn load_precompiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see above: the file was produced by `Component::serialize` on a compatible engine
+    // and is only ever replaced atomically.
+    unsafe { Component::deserialize_file(engine, path) }
+}

@@ -1,0 +1,27 @@
+//! The WebAssembly plugin host: loading, limits, calls, recovery and reload.
+//!
+//! A plugin is a component of the `sluice:plugin/processor` world (`sdk/wit/plugin.wit`),
+//! compiled once per file (precompiled artifacts are cached by file hash and engine
+//! compatibility hash) into an `InstancePre`. Each processor owns one long-lived instance in its
+//! own `Store`, with an empty WASI context (no filesystem, network or environment; guest
+//! stdout and stderr go to the gateway log, capped), a linear-memory cap and an epoch deadline
+//! per call.
+//!
+//! A trap, a timeout or a memory overrun poisons the instance: it is dropped and the next call
+//! gets a fresh one, `init`ed and `restore`d from the last snapshot. The failed batch follows
+//! the processor's `on_error` policy. Repeated failures open a breaker that applies the policy
+//! without calling the plugin for a while. Every outcome is counted.
+
+mod engine;
+mod processor;
+
+pub use engine::{PluginEngine, PluginError};
+pub use processor::{Emitted, Outcome, Processor, ProcessorStatus};
+
+/// Host bindings generated from the WIT world, the single source of truth.
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "processor",
+        path: "../sdk/wit",
+    });
+}

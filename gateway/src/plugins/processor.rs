@@ -1,0 +1,547 @@
+//! One configured processor: a plugin instance, its limits, its error policy, its breaker, and
+//! its reloads.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use wasmtime::component::Component;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use super::bindings::exports::sluice::plugin::plugin::{Error as GuestError, Verdict};
+use super::bindings::sluice::plugin::types::Signal as WitSignal;
+use super::bindings::{Processor as World, ProcessorPre};
+use super::engine::{EPOCH_TICK, HostState, LOG_LINES_PER_CALL, PluginEngine, PluginError};
+use crate::admin::metrics::SelfMetrics;
+use crate::config::{OnError, ProcessorSpec};
+use crate::pipeline::{Batch, Payload, Signal};
+
+/// What happens to a batch after a processor.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Continue with this batch (the same one, or what the plugin made of it).
+    Forward(Arc<Batch>),
+    /// The batch ends here (filtered out entirely, or dropped by `on_error: drop`).
+    Drop { reason: &'static str },
+    /// `on_error: reject`: the client gets a retryable error.
+    Reject { message: String },
+}
+
+/// Telemetry a plugin emitted during a call: signal and OTLP protobuf.
+pub type Emitted = Vec<(Signal, Vec<u8>)>;
+
+/// What `/health/detailed` shows about a processor.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProcessorStatus {
+    pub plugin: String,
+    pub version: String,
+    pub path: String,
+    pub state: &'static str,
+    pub last_error: Option<String>,
+    pub last_reload_error: Option<String>,
+    pub reloads: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: World,
+}
+
+struct Slot {
+    pre: ProcessorPre<HostState>,
+    signals: Vec<Signal>,
+    stateful: bool,
+    fingerprint: Option<(SystemTime, u64)>,
+    instance: Option<Live>,
+    snapshot: Vec<u8>,
+    failures: u32,
+    open_until: Option<Instant>,
+    status: ProcessorStatus,
+}
+
+pub struct Processor {
+    pub name: Arc<str>,
+    spec: ProcessorSpec,
+    engine: Arc<PluginEngine>,
+    slot: Mutex<Slot>,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Consecutive failures that open the breaker, and how long it stays open.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+
+fn wit_signal(s: Signal) -> WitSignal {
+    match s {
+        Signal::Traces => WitSignal::Traces,
+        Signal::Metrics => WitSignal::Metrics,
+        Signal::Logs => WitSignal::Logs,
+    }
+}
+
+fn from_wit_signal(s: WitSignal) -> Signal {
+    match s {
+        WitSignal::Traces => Signal::Traces,
+        WitSignal::Metrics => Signal::Metrics,
+        WitSignal::Logs => Signal::Logs,
+    }
+}
+
+fn guest_error(e: &GuestError) -> String {
+    match e {
+        GuestError::Config(m) => format!("config: {m}"),
+        GuestError::Input(m) => format!("input: {m}"),
+        GuestError::Internal(m) => format!("internal: {m}"),
+    }
+}
+
+/// Why a call failed, for `sluice_plugin_errors_total{kind}`.
+fn failure_kind(e: &wasmtime::Error) -> &'static str {
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return "timeout";
+    }
+    let text = format!("{e:?}");
+    if text.contains("growing memory") || text.contains("memory allocation") {
+        "memory"
+    } else {
+        "trap"
+    }
+}
+
+fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Processor {
+    /// Compiles, instantiates and initialises the plugin; fails with the plugin's own message
+    /// when `init` refuses the config.
+    pub fn load(
+        spec: ProcessorSpec,
+        engine: Arc<PluginEngine>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Result<Processor, PluginError> {
+        let name: Arc<str> = spec.name.as_str().into();
+        let component = engine.compile(&spec.path)?;
+        let slot = Self::prepare(&spec, &engine, &name, &component, Vec::new())?;
+        Ok(Processor {
+            name,
+            spec,
+            engine,
+            slot: Mutex::new(slot),
+            metrics,
+        })
+    }
+
+    fn prepare(
+        spec: &ProcessorSpec,
+        engine: &PluginEngine,
+        name: &Arc<str>,
+        component: &Component,
+        snapshot: Vec<u8>,
+    ) -> Result<Slot, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid {
+            path: spec.path.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = engine
+            .linker
+            .instantiate_pre(component)
+            .and_then(ProcessorPre::new)
+            .map_err(invalid)?;
+        let mut live = instantiate(&pre, spec, name).map_err(invalid)?;
+        let info = live
+            .bindings
+            .sluice_plugin_plugin()
+            .call_describe(&mut live.store)
+            .map_err(invalid)?;
+        init(&mut live, spec, &snapshot).map_err(|message| PluginError::Init {
+            name: spec.name.clone(),
+            message,
+        })?;
+        Ok(Slot {
+            pre,
+            signals: info.signals.into_iter().map(from_wit_signal).collect(),
+            stateful: info.stateful,
+            fingerprint: fingerprint(&spec.path),
+            instance: Some(live),
+            snapshot,
+            failures: 0,
+            open_until: None,
+            status: ProcessorStatus {
+                plugin: info.name,
+                version: info.version,
+                path: spec.path.display().to_string(),
+                state: "ok",
+                ..Default::default()
+            },
+        })
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // A panic while holding the lock is a bug; the slot itself stays consistent (an
+        // instance is only replaced whole), so keep going.
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn status(&self) -> ProcessorStatus {
+        self.slot().status.clone()
+    }
+
+    pub fn signals(&self) -> Vec<Signal> {
+        self.slot().signals.clone()
+    }
+
+    /// Runs the plugin over one batch.
+    pub fn process(&self, batch: Arc<Batch>) -> (Outcome, Emitted) {
+        let signal = batch.signal();
+        let mut slot = self.slot();
+        if !slot.signals.contains(&signal) {
+            return (Outcome::Forward(batch), Vec::new());
+        }
+        let name = &*self.name;
+        let m = &self.metrics;
+        if let Some(until) = slot.open_until {
+            if Instant::now() < until {
+                return (
+                    self.on_error(batch, "breaker_open", "breaker open".into()),
+                    Vec::new(),
+                );
+            }
+            slot.open_until = None;
+            m.plugin_breaker_open.with_label_values(&[name]).set(0);
+        }
+        let bytes = batch.encoded().clone();
+        if bytes.len() > self.spec.max_batch_bytes {
+            let msg = format!(
+                "batch of {} bytes exceeds the plugin's limit of {}",
+                bytes.len(),
+                self.spec.max_batch_bytes
+            );
+            return (self.on_error(batch, "too_large", msg), Vec::new());
+        }
+        if slot.instance.is_none() {
+            let snapshot = slot.snapshot.clone();
+            match instantiate(&slot.pre, &self.spec, &self.name)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|mut live| init(&mut live, &self.spec, &snapshot).map(|_| live))
+            {
+                Ok(live) => {
+                    slot.instance = Some(live);
+                    m.plugin_restarts.with_label_values(&[name]).inc();
+                }
+                Err(msg) => {
+                    self.fail(&mut slot, "init", &msg);
+                    return (self.on_error(batch, "init", msg), Vec::new());
+                }
+            }
+        }
+        let started = Instant::now();
+        let records_in = batch.records();
+        m.plugin_records_in
+            .with_label_values(&[name])
+            .inc_by(records_in as u64);
+        let Some(live) = slot.instance.as_mut() else {
+            return (
+                self.on_error(batch, "init", "no instance".into()),
+                Vec::new(),
+            );
+        };
+        live.store
+            .set_epoch_deadline(deadline_ticks(self.spec.timeout));
+        live.store.data_mut().log_budget = LOG_LINES_PER_CALL;
+        let result = live.bindings.sluice_plugin_plugin().call_process(
+            &mut live.store,
+            wit_signal(signal),
+            &bytes.to_vec(),
+        );
+        live.store.data_mut().flush_output();
+        let emitted = std::mem::take(&mut live.store.data_mut().emitted);
+        m.plugin_call_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(Ok(verdict)) => {
+                slot.failures = 0;
+                slot.status.state = "ok";
+                match self.apply(batch.clone(), verdict) {
+                    Ok(outcome) => {
+                        m.plugin_calls.with_label_values(&[name, "ok"]).inc();
+                        outcome
+                    }
+                    Err(msg) => {
+                        m.plugin_errors
+                            .with_label_values(&[name, "invalid_output"])
+                            .inc();
+                        self.on_error(batch, "invalid_output", msg)
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                let msg = guest_error(&e);
+                m.plugin_errors
+                    .with_label_values(&[name, "plugin_error"])
+                    .inc();
+                slot.status.last_error = Some(msg.clone());
+                self.on_error(batch, "plugin_error", msg)
+            }
+            Err(e) => {
+                let kind = failure_kind(&e);
+                let msg = format!("{kind}: {}", e.root_cause());
+                // The instance may be in any state after a trap: poison it.
+                slot.instance = None;
+                self.fail(&mut slot, kind, &msg);
+                self.on_error(batch, kind, msg)
+            }
+        };
+        if let Outcome::Forward(b) = &outcome {
+            m.plugin_records_out
+                .with_label_values(&[name])
+                .inc_by(b.records() as u64);
+        }
+        (outcome, emitted)
+    }
+
+    fn fail(&self, slot: &mut Slot, kind: &'static str, msg: &str) {
+        let name = &*self.name;
+        self.metrics
+            .plugin_errors
+            .with_label_values(&[name, kind])
+            .inc();
+        self.metrics
+            .plugin_calls
+            .with_label_values(&[name, "failed"])
+            .inc();
+        tracing::warn!(processor = name, kind, error = %msg, "Plugin call failed; its instance will be recreated.");
+        slot.failures += 1;
+        slot.status.last_error = Some(msg.to_string());
+        slot.status.state = "failing";
+        if slot.failures >= BREAKER_THRESHOLD {
+            slot.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
+            slot.status.state = "breaker_open";
+            self.metrics
+                .plugin_breaker_open
+                .with_label_values(&[name])
+                .set(1);
+            tracing::error!(
+                processor = name,
+                failures = slot.failures,
+                cooldown_s = BREAKER_COOLDOWN.as_secs(),
+                "Plugin keeps failing; breaker open, on_error applies without calling it."
+            );
+        }
+    }
+
+    fn on_error(&self, batch: Arc<Batch>, reason: &'static str, message: String) -> Outcome {
+        let name = &*self.name;
+        match self.spec.on_error {
+            OnError::Pass => Outcome::Forward(batch),
+            OnError::Drop => {
+                self.metrics.drop_records(
+                    &format!("processor/{name}"),
+                    batch.signal().as_str(),
+                    reason,
+                    batch.records(),
+                );
+                Outcome::Drop { reason }
+            }
+            OnError::Reject => Outcome::Reject {
+                message: format!("processor {name} could not process the batch ({message})"),
+            },
+        }
+    }
+
+    fn apply(&self, batch: Arc<Batch>, verdict: Verdict) -> Result<Outcome, String> {
+        Ok(match verdict {
+            Verdict::Unchanged => Outcome::Forward(batch),
+            Verdict::Keep(indices) => {
+                if indices.len() == batch.records()
+                    && indices.iter().enumerate().all(|(i, v)| *v as usize == i)
+                {
+                    return Ok(Outcome::Forward(batch));
+                }
+                let mut payload = batch.payload().clone();
+                payload.retain_records(&indices);
+                let filtered = batch.records() - payload.record_count();
+                self.metrics.drop_records(
+                    &format!("processor/{}", self.name),
+                    batch.signal().as_str(),
+                    "filtered",
+                    filtered,
+                );
+                if payload.record_count() == 0 {
+                    return Ok(Outcome::Drop { reason: "filtered" });
+                }
+                Outcome::Forward(Arc::new(batch.derive(payload, None)))
+            }
+            Verdict::Replace(bytes) => {
+                let payload = Payload::decode_protobuf(batch.signal(), &bytes)
+                    .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
+                Outcome::Forward(Arc::new(batch.derive(payload, Some(bytes.into()))))
+            }
+        })
+    }
+
+    /// Calls the plugin's `tick`, and keeps a snapshot of a stateful plugin's state.
+    pub fn tick(&self, now: u64) -> Emitted {
+        let mut slot = self.slot();
+        let stateful = slot.stateful;
+        let Some(live) = slot.instance.as_mut() else {
+            return Vec::new();
+        };
+        let ticks = deadline_ticks(self.spec.timeout);
+        live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().log_budget = LOG_LINES_PER_CALL;
+        let plugin = live.bindings.sluice_plugin_plugin();
+        let mut result = plugin
+            .call_tick(&mut live.store, now)
+            .map(|r| r.map_err(|e| guest_error(&e)));
+        let mut snapshot = None;
+        if stateful && matches!(result, Ok(Ok(()))) {
+            live.store.set_epoch_deadline(ticks);
+            match plugin.call_snapshot(&mut live.store) {
+                Ok(s) => snapshot = Some(s),
+                Err(e) => result = Err(e),
+            }
+        }
+        live.store.data_mut().flush_output();
+        let emitted = std::mem::take(&mut live.store.data_mut().emitted);
+        if let Some(s) = snapshot {
+            slot.snapshot = s;
+        }
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => {
+                self.metrics
+                    .plugin_errors
+                    .with_label_values(&[&self.name, "plugin_error"])
+                    .inc();
+                tracing::warn!(processor = %self.name, error = %msg, "Plugin tick failed.");
+            }
+            Err(e) => {
+                let kind = failure_kind(&e);
+                slot.instance = None;
+                self.fail(
+                    &mut slot,
+                    kind,
+                    &format!("tick: {kind}: {}", e.root_cause()),
+                );
+            }
+        }
+        emitted
+    }
+
+    /// Reloads the plugin from its file if the file changed (`force` reloads regardless).
+    /// A plugin that fails to load or init keeps the old one running. Returns whether it
+    /// swapped.
+    pub fn reload(&self, force: bool) -> Result<bool, PluginError> {
+        let current = fingerprint(&self.spec.path);
+        {
+            let slot = self.slot();
+            if !force && (current.is_none() || current == slot.fingerprint) {
+                return Ok(false);
+            }
+        }
+        // Compile outside the lock: batches keep flowing on the old instance meanwhile.
+        let compiled = self.engine.compile(&self.spec.path);
+        let mut slot = self.slot();
+        let stateful = slot.stateful;
+        let last = slot.snapshot.clone();
+        let snapshot = match slot.instance.as_mut() {
+            Some(live) if stateful => {
+                live.store
+                    .set_epoch_deadline(deadline_ticks(self.spec.timeout));
+                live.bindings
+                    .sluice_plugin_plugin()
+                    .call_snapshot(&mut live.store)
+                    .unwrap_or(last)
+            }
+            _ => last,
+        };
+        let result = compiled.and_then(|component| {
+            Self::prepare(&self.spec, &self.engine, &self.name, &component, snapshot)
+        });
+        let name = &*self.name;
+        match result {
+            Ok(mut fresh) => {
+                fresh.status.reloads = slot.status.reloads + 1;
+                *slot = fresh;
+                self.metrics
+                    .plugin_reloads
+                    .with_label_values(&[name, "ok"])
+                    .inc();
+                self.metrics
+                    .plugin_breaker_open
+                    .with_label_values(&[name])
+                    .set(0);
+                tracing::info!(processor = name, version = %slot.status.version, "Plugin reloaded.");
+                Ok(true)
+            }
+            Err(e) => {
+                // Do not retry the same broken file every poll.
+                slot.fingerprint = current;
+                slot.status.last_reload_error = Some(e.to_string());
+                self.metrics
+                    .plugin_reloads
+                    .with_label_values(&[name, "failed"])
+                    .inc();
+                tracing::error!(processor = name, error = %e, "Plugin reload failed; the previous version keeps running.");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn instantiate(
+    pre: &ProcessorPre<HostState>,
+    spec: &ProcessorSpec,
+    name: &Arc<str>,
+) -> wasmtime::Result<Live> {
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(spec.memory_mb << 20)
+        .trap_on_grow_failure(true)
+        .instances(32)
+        .tables(64)
+        .memories(8)
+        .build();
+    let mut store = Store::new(pre.engine(), HostState::new(name.clone(), limits));
+    store.limiter(|s| &mut s.limits);
+    // Instantiation and init get ten times the per-batch deadline.
+    store.set_epoch_deadline(deadline_ticks(spec.timeout) * 10);
+    let bindings = pre.instantiate(&mut store)?;
+    Ok(Live { store, bindings })
+}
+
+fn init(live: &mut Live, spec: &ProcessorSpec, snapshot: &[u8]) -> Result<(), String> {
+    let ticks = deadline_ticks(spec.timeout) * 10;
+    live.store.set_epoch_deadline(ticks);
+    let plugin = live.bindings.sluice_plugin_plugin();
+    let result = plugin
+        .call_init(&mut live.store, &spec.config_json)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|r| r.map_err(|e| guest_error(&e)));
+    live.store.data_mut().flush_output();
+    result?;
+    if !snapshot.is_empty() {
+        live.store.set_epoch_deadline(ticks);
+        plugin
+            .call_restore(&mut live.store, snapshot)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|r| r.map_err(|e| guest_error(&e)))
+            .map_err(|e| format!("restore: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A call's deadline in epoch ticks.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}

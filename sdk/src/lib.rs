@@ -1,0 +1,234 @@
+//! # Sluice plugin SDK
+//!
+//! Write a Sluice plugin as a Rust type implementing [`Plugin`], export it with
+//! [`export_plugin!`], and build it with `cargo build --release --target wasm32-wasip2`. The
+//! gateway calls the plugin once per batch with the batch's OTLP request, already decoded into
+//! the [`otlp`] types; every method has a default that passes data through unchanged.
+//!
+//! ```
+//! use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
+//! use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, keep_spans};
+//!
+//! /// Drops health-check spans.
+//! #[derive(Default)]
+//! pub struct DropHealthChecks {
+//!     prefix: String,
+//! }
+//!
+//! impl Plugin for DropHealthChecks {
+//!     fn describe() -> Info {
+//!         Info::new("drop-health-checks", "0.1.0", &[Signal::Traces])
+//!     }
+//!
+//!     fn new(config: &str) -> Result<Self, Error> {
+//!         #[derive(serde::Deserialize, Default)]
+//!         struct Config { prefix: Option<String> }
+//!         let c: Config = sluice_sdk::parse_config(config)?;
+//!         Ok(DropHealthChecks { prefix: c.prefix.unwrap_or_else(|| "GET /health".into()) })
+//!     }
+//!
+//!     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
+//!         Ok(keep_spans(batch, |_resource, _scope, span| !span.name.starts_with(&self.prefix)))
+//!     }
+//! }
+//!
+//! // In the plugin crate: sluice_sdk::export_plugin!(DropHealthChecks);
+//!
+//! // A native unit test, with the SDK's mock host:
+//! let mut p = DropHealthChecks::new("{}").unwrap();
+//! let mut batch = sluice_sdk::testing::traces(&["GET /health", "GET /users"]);
+//! assert_eq!(p.traces(&mut batch).unwrap(), Verdict::Keep(vec![1]));
+//! ```
+//!
+//! Data crosses the WebAssembly boundary as one protobuf message per batch (never per record);
+//! a plugin that only reads answers [`Verdict::Unchanged`] or [`Verdict::Keep`] and the gateway
+//! forwards its own bytes, so only plugins that rewrite pay for an encode.
+
+pub mod host;
+pub mod records;
+pub mod testing;
+
+#[doc(hidden)]
+pub mod guest;
+
+/// The OTLP types (prost structs from `opentelemetry-proto`).
+pub use opentelemetry_proto::tonic as otlp;
+pub use prost;
+pub use records::{keep_data_points, keep_logs, keep_spans, map_logs, map_spans};
+pub use serde_json;
+
+use otlp::collector::logs::v1::ExportLogsServiceRequest;
+use otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use otlp::collector::trace::v1::ExportTraceServiceRequest;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "processor",
+        path: "wit",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_sdk::bindings",
+    });
+}
+
+/// The OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub name: String,
+    pub version: String,
+    /// The signals the gateway should call the plugin for.
+    pub signals: Vec<Signal>,
+    /// Whether the plugin keeps state across batches (see [`Plugin::snapshot`]).
+    pub stateful: bool,
+}
+
+impl Info {
+    pub fn new(name: &str, version: &str, signals: &[Signal]) -> Info {
+        Info {
+            name: name.into(),
+            version: version.into(),
+            signals: signals.to_vec(),
+            stateful: false,
+        }
+    }
+
+    pub fn stateful(mut self) -> Info {
+        self.stateful = true;
+        self
+    }
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward the batch as it came.
+    Unchanged,
+    /// Keep only the records at these indices (document order across resources and scopes).
+    Keep(Vec<u32>),
+    /// The plugin changed the batch in place; forward the changed batch.
+    Modified,
+}
+
+/// A plugin's error. `Config` from `new` keeps the gateway from loading the plugin; `Input`
+/// and `Internal` from a call apply the processor's `on_error` policy to that batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    Config(String),
+    Input(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config(m) => write!(f, "config: {m}"),
+            Error::Input(m) => write!(f, "input: {m}"),
+            Error::Internal(m) => write!(f, "internal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Parses the JSON of the processor's `config:` block into `T` (an empty config is `{}`).
+pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, Error> {
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
+    serde_json::from_str(text).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// A Sluice plugin. Implement the methods for the signals listed in [`Plugin::describe`]; the
+/// defaults pass everything through.
+pub trait Plugin: Sized + 'static {
+    /// Name, version, signals, statefulness.
+    fn describe() -> Info;
+
+    /// Builds the plugin from the JSON of its `config:` block.
+    fn new(config: &str) -> Result<Self, Error>;
+
+    fn traces(&mut self, _batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
+        Ok(Verdict::Unchanged)
+    }
+
+    fn metrics(&mut self, _batch: &mut ExportMetricsServiceRequest) -> Result<Verdict, Error> {
+        Ok(Verdict::Unchanged)
+    }
+
+    fn logs(&mut self, _batch: &mut ExportLogsServiceRequest) -> Result<Verdict, Error> {
+        Ok(Verdict::Unchanged)
+    }
+
+    /// Called about once a second with the current unix time in nanoseconds.
+    fn tick(&mut self, _now: u64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The state to hand to a fresh instance after a reload or a trap.
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Takes over the state of a previous instance.
+    fn restore(&mut self, _state: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Exports a [`Plugin`] as the component's `sluice:plugin/plugin` interface.
+///
+/// ```text
+/// sluice_sdk::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        // Only a WebAssembly build exports the interface; a native build (unit tests) has
+        // nothing to export.
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        mod __sluice_export {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::bindings::exports::sluice::plugin::plugin as wit;
+
+            pub struct Guest;
+
+            impl wit::Guest for Guest {
+                fn describe() -> wit::Info {
+                    $crate::guest::describe::<$plugin>()
+                }
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), wit::Error> {
+                    $crate::guest::init::<$plugin>(&config)
+                }
+                fn process(
+                    signal: wit::Signal,
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<wit::Verdict, wit::Error> {
+                    $crate::guest::process::<$plugin>(signal, &batch)
+                }
+                fn tick(now: u64) -> ::std::result::Result<(), wit::Error> {
+                    $crate::guest::tick::<$plugin>(now)
+                }
+                fn snapshot() -> ::std::vec::Vec<u8> {
+                    $crate::guest::snapshot::<$plugin>()
+                }
+                fn restore(state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), wit::Error> {
+                    $crate::guest::restore::<$plugin>(&state)
+                }
+            }
+
+            $crate::bindings::export!(Guest with_types_in $crate::bindings);
+        }
+    };
+}

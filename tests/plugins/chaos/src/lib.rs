@@ -1,0 +1,210 @@
+//! `chaos`: the plugin the gateway's tests use to exercise the runtime.
+//!
+//! Behaviour per batch, by span name: `chaos:trap` panics (a trap), `chaos:loop` never returns,
+//! `chaos:alloc` allocates until the memory limit stops it, `chaos:error` returns an input
+//! error. Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
+//! indices), `rename` (prefixes span names, so the batch is replaced), `count` (counts spans,
+//! emits the total as a metric on every tick, and keeps the count across reloads and traps
+//! through snapshot/restore).
+
+use sluice_sdk::host::{self, Level};
+use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use sluice_sdk::otlp::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
+use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, keep_spans, map_spans};
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    prefix: String,
+    /// Makes `init` fail, to test reloads that must keep the old plugin.
+    #[serde(default)]
+    fail_init: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    #[default]
+    Pass,
+    KeepEven,
+    Rename,
+    Count,
+}
+
+#[derive(Debug)]
+pub struct Chaos {
+    config: Config,
+    spans_seen: u64,
+}
+
+impl Plugin for Chaos {
+    fn describe() -> Info {
+        Info::new("chaos", env!("CARGO_PKG_VERSION"), &[Signal::Traces]).stateful()
+    }
+
+    fn new(config: &str) -> Result<Self, Error> {
+        let config: Config = sluice_sdk::parse_config(config)?;
+        if config.fail_init {
+            return Err(Error::Config("fail_init is set".into()));
+        }
+        Ok(Chaos {
+            config,
+            spans_seen: 0,
+        })
+    }
+
+    fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
+        let names: Vec<&str> = batch
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| s.name.as_str())
+            .collect();
+        if names.contains(&"chaos:trap") {
+            panic!("chaos:trap asked for a trap");
+        }
+        if names.contains(&"chaos:loop") {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        if names.contains(&"chaos:alloc") {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        if names.contains(&"chaos:error") {
+            return Err(Error::Input("chaos:error asked for an error".into()));
+        }
+        self.spans_seen += names.len() as u64;
+        host::log(Level::Debug, &format!("saw {} spans", names.len()));
+        Ok(match self.config.mode {
+            Mode::Pass | Mode::Count => Verdict::Unchanged,
+            Mode::KeepEven => {
+                let mut i = 0;
+                keep_spans(batch, |_, _, _| {
+                    i += 1;
+                    (i - 1) % 2 == 0
+                })
+            }
+            Mode::Rename => {
+                let prefix = self.config.prefix.clone();
+                map_spans(batch, |s| {
+                    s.name = format!("{prefix}{}", s.name);
+                    true
+                })
+            }
+        })
+    }
+
+    fn tick(&mut self, now: u64) -> Result<(), Error> {
+        if self.config.mode == Mode::Count {
+            host::emit_metrics(&count_metric(self.spans_seen, now));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.spans_seen.to_le_bytes().to_vec()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let bytes: [u8; 8] = state
+            .try_into()
+            .map_err(|_| Error::Input(format!("state of {} bytes, expected 8", state.len())))?;
+        self.spans_seen = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+fn count_metric(total: u64, now: u64) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "chaos.spans".into(),
+                    description: "Spans the chaos plugin has seen.".into(),
+                    unit: "{span}".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: now,
+                            value: Some(number_data_point::Value::AsInt(total as i64)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+sluice_sdk::export_plugin!(Chaos);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::prost::Message;
+    use sluice_sdk::testing;
+
+    #[test]
+    fn keep_even_and_rename() {
+        let mut p = Chaos::new(r#"{"mode": "keep_even"}"#).expect("valid config");
+        let mut batch = testing::traces(&["a", "b", "c"]);
+        assert_eq!(p.traces(&mut batch), Ok(Verdict::Keep(vec![0, 2])));
+        let mut p = Chaos::new(r#"{"mode": "rename", "prefix": "x-"}"#).expect("valid config");
+        let mut batch = testing::traces(&["a"]);
+        assert_eq!(p.traces(&mut batch), Ok(Verdict::Modified));
+        assert_eq!(batch.resource_spans[0].scope_spans[0].spans[0].name, "x-a");
+    }
+
+    #[test]
+    fn count_emits_and_survives_snapshot_restore() {
+        let mut p = Chaos::new(r#"{"mode": "count"}"#).expect("valid config");
+        p.traces(&mut testing::traces(&["a", "b"]))
+            .expect("processes");
+        let state = p.snapshot();
+        let mut q = Chaos::new(r#"{"mode": "count"}"#).expect("valid config");
+        q.restore(&state).expect("restores");
+        testing::set_now(42);
+        q.tick(testing::take_logs().len() as u64).expect("ticks");
+        let emitted = testing::take_emitted();
+        assert_eq!(emitted.len(), 1);
+        let req = ExportMetricsServiceRequest::decode(emitted[0].1.as_slice()).expect("metrics");
+        let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
+        let Some(metric::Data::Sum(sum)) = &m.data else {
+            panic!("sum expected")
+        };
+        assert_eq!(
+            sum.data_points[0].value,
+            Some(number_data_point::Value::AsInt(2))
+        );
+    }
+
+    #[test]
+    fn bad_config_is_a_config_error() {
+        assert!(matches!(
+            Chaos::new(r#"{"mode": "nope"}"#),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            Chaos::new(r#"{"fail_init": true}"#),
+            Err(Error::Config(_))
+        ));
+    }
+}
