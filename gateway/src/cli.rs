@@ -22,8 +22,48 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (on the embedded defaults when no config is given).
     Run(RunArgs),
-    /// Check a config file and report every problem with its location; exit 0 or 64.
+    /// Check a config file and report every problem with its location, then load and
+    /// instantiate every plugin it uses; exit 0 or 64.
     Validate(RunArgs),
+    /// Write and test Wasm plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a plugin crate that builds with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// The crate name, e.g. `my-plugin`.
+        name: String,
+        /// The SDK directory (`sdk/` of a Sluice checkout); found automatically when run from
+        /// a checkout.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+        /// Where to create the crate (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a plugin over one OTLP/JSON batch under the gateway's engine and limits.
+    Test {
+        /// The plugin's `.wasm` component.
+        plugin: PathBuf,
+        /// An OTLP/JSON batch (traces, metrics or logs).
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin's config, JSON or YAML (default: `{}`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The expected output as OTLP/JSON; exit 1 if it differs.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        #[arg(long, default_value_t = 64)]
+        memory_mb: usize,
+        #[arg(long, default_value_t = 100)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::cli::{Cli, Command, RunArgs};
+use sluice::cli::{Cli, Command, PluginCommand, RunArgs};
 use sluice::config::{Config, ConfigErrors};
+use sluice::plugins::tool;
 use tokio_util::sync::CancellationToken;
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE, as the design asks for bad configuration.
@@ -21,8 +22,17 @@ fn load(args: &RunArgs) -> Result<Config, ConfigErrors> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Plugin { command } => plugin(command),
         Command::Validate(args) => match load(&args) {
             Ok(c) => {
+                let problems = sluice::plugins::tool::load_all(&c);
+                if !problems.is_empty() {
+                    eprintln!("{} plugin error(s):", problems.len());
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
                 println!(
                     "{}: valid ({} receivers, {} exporters, {} pipelines)",
                     args.config
@@ -65,6 +75,49 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn plugin(command: PluginCommand) -> ExitCode {
+    match command {
+        PluginCommand::New { name, sdk, dir } => {
+            let created =
+                tool::find_sdk(sdk.as_deref()).and_then(|sdk| tool::scaffold(&name, &dir, &sdk));
+            match created {
+                Ok(path) => {
+                    println!("Created {}.", path.display());
+                    println!("  cd {} && cargo test", path.display());
+                    println!("  cargo build --release --target wasm32-wasip2");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        PluginCommand::Test {
+            plugin,
+            input,
+            config,
+            expect,
+            memory_mb,
+            timeout_ms,
+        } => match tool::test_command(
+            &plugin,
+            &input,
+            config.as_deref(),
+            expect.as_deref(),
+            memory_mb,
+            std::time::Duration::from_millis(timeout_ms),
+        ) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

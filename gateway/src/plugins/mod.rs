@@ -14,6 +14,7 @@
 
 mod engine;
 mod processor;
+pub mod tool;
 
 pub use engine::{PluginEngine, PluginError};
 pub use processor::{Emitted, Outcome, Processor, ProcessorStatus};

@@ -200,6 +200,14 @@ impl Processor {
         self.slot().signals.clone()
     }
 
+    /// The largest linear memory the current instance has used, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.slot()
+            .instance
+            .as_ref()
+            .map_or(0, |l| l.store.data().limits.peak_memory)
+    }
+
     /// Runs the plugin over one batch.
     pub fn process(&self, batch: Arc<Batch>) -> (Outcome, Emitted) {
         let signal = batch.signal();

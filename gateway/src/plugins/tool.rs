@@ -1,0 +1,363 @@
+//! `sluice plugin new` and `sluice plugin test`: the plugin author's tools.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::admin::metrics::SelfMetrics;
+use crate::config::{OnError, ProcessorSpec};
+use crate::pipeline::{Batch, Payload, Signal};
+
+use super::{Outcome, PluginEngine, Processor};
+
+/// Finds the SDK: `--sdk`, else a `sdk/` beside an ancestor of the current directory or of the
+/// `sluice` executable (a checkout of this repository).
+pub fn find_sdk(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.join("Cargo.toml").exists() {
+            std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))
+        } else {
+            Err(format!(
+                "{} has no Cargo.toml: pass the sdk/ directory of a Sluice checkout",
+                p.display()
+            ))
+        };
+    }
+    let mut starts = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        starts.push(exe);
+    }
+    for start in starts {
+        for dir in start.ancestors() {
+            let manifest = dir.join("sdk/Cargo.toml");
+            if std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("name = \"sluice-sdk\""))
+            {
+                return std::fs::canonicalize(dir.join("sdk")).map_err(|e| e.to_string());
+            }
+        }
+    }
+    Err(
+        "cannot find the Sluice SDK: run from a Sluice checkout or pass --sdk PATH/TO/sluice/sdk"
+            .into(),
+    )
+}
+
+/// Creates a plugin crate `name` in `parent`.
+pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic());
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a valid crate name: use letters, digits, - and _, starting with a letter"
+        ));
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(format!("{} already exists", dir.display()));
+    }
+    let type_name: String = name
+        .split(['-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    let sdk_path = sdk.display().to_string().replace('\\', "/");
+    let cargo = format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+serde = {{ version = "1", features = ["derive"] }}
+sluice-sdk = {{ path = "{sdk_path}" }}
+
+[profile.release]
+opt-level = "s"
+strip = "debuginfo"
+
+# A plugin is its own workspace.
+[workspace]
+"#
+    );
+    let lib = format!(
+        r##"//! {name}: a Sluice plugin.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2`
+//! Try:   `sluice plugin test target/wasm32-wasip2/release/{crate_file}.wasm --input batch.json`
+
+use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use sluice_sdk::{{Error, Info, Plugin, Signal, Verdict, keep_spans}};
+
+/// Drops spans whose name starts with a configured prefix.
+#[derive(Debug)]
+pub struct {type_name} {{
+    drop_prefix: String,
+}}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {{
+    /// Spans whose name starts with this are dropped.
+    drop_prefix: Option<String>,
+}}
+
+impl Plugin for {type_name} {{
+    fn describe() -> Info {{
+        Info::new("{name}", env!("CARGO_PKG_VERSION"), &[Signal::Traces])
+    }}
+
+    fn new(config: &str) -> Result<Self, Error> {{
+        let config: Config = sluice_sdk::parse_config(config)?;
+        Ok({type_name} {{
+            drop_prefix: config.drop_prefix.unwrap_or_else(|| "GET /health".into()),
+        }})
+    }}
+
+    fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {{
+        Ok(keep_spans(batch, |_resource, _scope, span| {{
+            !span.name.starts_with(&self.drop_prefix)
+        }}))
+    }}
+}}
+
+sluice_sdk::export_plugin!({type_name});
+
+#[cfg(test)]
+mod tests {{
+    use super::*;
+    use sluice_sdk::testing;
+
+    #[test]
+    fn drops_spans_with_the_prefix() {{
+        let mut plugin = {type_name}::new("{{}}").expect("default config is valid");
+        let mut batch = testing::traces(&["GET /health", "GET /orders"]);
+        assert_eq!(plugin.traces(&mut batch), Ok(Verdict::Keep(vec![1])));
+    }}
+
+    #[test]
+    fn unknown_config_keys_are_refused() {{
+        assert!(matches!({type_name}::new(r#"{{"drop": "x"}}"#), Err(Error::Config(_))));
+    }}
+}}
+"##,
+        crate_file = name.replace('-', "_"),
+    );
+    let batch = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"demo"}}]},"scopeSpans":[{"spans":[
+ {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /health","kind":2},
+ {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175","name":"GET /orders","kind":2}]}]}]}
+"#;
+    std::fs::create_dir_all(dir.join("src"))
+        .and_then(|_| std::fs::write(dir.join("Cargo.toml"), cargo))
+        .and_then(|_| std::fs::write(dir.join("src/lib.rs"), lib))
+        .and_then(|_| std::fs::write(dir.join("batch.json"), batch))
+        .and_then(|_| std::fs::write(dir.join(".gitignore"), "target/\n"))
+        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// What `sluice plugin test` found.
+#[derive(Debug)]
+pub struct TestReport {
+    /// The batch after the plugin, as OTLP/JSON; `None` if the plugin dropped all of it.
+    pub output: Option<Payload>,
+    pub emitted: Vec<(Signal, Payload)>,
+    pub elapsed: Duration,
+    pub peak_memory: usize,
+    pub error: Option<String>,
+}
+
+/// Which signal an OTLP/JSON document carries.
+pub fn signal_of_json(text: &str) -> Option<Signal> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let o = v.as_object()?;
+    if o.contains_key("resourceSpans") {
+        Some(Signal::Traces)
+    } else if o.contains_key("resourceMetrics") {
+        Some(Signal::Metrics)
+    } else if o.contains_key("resourceLogs") {
+        Some(Signal::Logs)
+    } else {
+        None
+    }
+}
+
+/// Runs a plugin over one OTLP/JSON batch under the gateway's own engine and limits.
+pub fn run_test(
+    plugin: &Path,
+    input: &str,
+    config_json: &str,
+    memory_mb: usize,
+    timeout: Duration,
+) -> Result<TestReport, String> {
+    let signal = signal_of_json(input).ok_or(
+        "the input is not an OTLP/JSON batch (no resourceSpans, resourceMetrics or resourceLogs)",
+    )?;
+    let payload = Payload::decode_json(signal, input.as_bytes()).map_err(|e| e.to_string())?;
+    let engine = PluginEngine::new(None).map_err(|e| format!("{e:#}"))?;
+    let spec = ProcessorSpec {
+        name: "test".into(),
+        path: plugin.to_path_buf(),
+        config_json: config_json.to_string(),
+        memory_mb,
+        timeout,
+        max_batch_bytes: usize::MAX,
+        on_error: OnError::Reject,
+    };
+    let processor =
+        Processor::load(spec, engine, Arc::new(SelfMetrics::new())).map_err(|e| e.to_string())?;
+    if !processor.signals().contains(&signal) {
+        return Err(format!(
+            "the plugin does not take {signal} (it declares {:?})",
+            processor.signals()
+        ));
+    }
+    let batch = Arc::new(Batch::new(payload, None, "plugin-test".into()));
+    let started = Instant::now();
+    let (outcome, emitted) = processor.process(batch);
+    let elapsed = started.elapsed();
+    let emitted = emitted
+        .into_iter()
+        .filter_map(|(s, bytes)| Payload::decode_protobuf(s, &bytes).ok().map(|p| (s, p)))
+        .collect();
+    let (output, error) = match outcome {
+        Outcome::Forward(b) => (Some(b.payload().clone()), None),
+        Outcome::Drop { .. } => (None, None),
+        Outcome::Reject { message } => (None, Some(message)),
+    };
+    Ok(TestReport {
+        output,
+        emitted,
+        elapsed,
+        peak_memory: processor.peak_memory(),
+        error,
+    })
+}
+
+/// `sluice plugin test`: prints the result, the time and the peak memory; returns whether the
+/// output matched `expect` (always true without one) and the plugin did not fail.
+pub fn test_command(
+    plugin: &Path,
+    input: &Path,
+    config: Option<&Path>,
+    expect: Option<&Path>,
+    memory_mb: usize,
+    timeout: Duration,
+) -> Result<bool, String> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let input_text = read(input)?;
+    let config_json = match config {
+        None => "{}".to_string(),
+        Some(p) => {
+            let text = read(p)?;
+            let value: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            serde_json::to_string(&value).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+    };
+    let report = run_test(plugin, &input_text, &config_json, memory_mb, timeout)?;
+    let rendered = match &report.output {
+        Some(p) => pretty(p)?,
+        None => "(the plugin dropped the whole batch)".to_string(),
+    };
+    if let Some(e) = &report.error {
+        eprintln!("plugin failed: {e}");
+    } else {
+        println!("{rendered}");
+    }
+    for (signal, p) in &report.emitted {
+        eprintln!("emitted {signal}: {}", p.to_json().unwrap_or_default());
+    }
+    eprintln!(
+        "time: {:.3} ms, peak memory: {:.1} MiB, records in: {}, out: {}",
+        report.elapsed.as_secs_f64() * 1e3,
+        report.peak_memory as f64 / (1 << 20) as f64,
+        Payload::decode_json(
+            signal_of_json(&input_text).unwrap_or(Signal::Traces),
+            input_text.as_bytes()
+        )
+        .map(|p| p.record_count())
+        .unwrap_or(0),
+        report.output.as_ref().map_or(0, Payload::record_count),
+    );
+    if report.error.is_some() {
+        return Ok(false);
+    }
+    let Some(expect) = expect else {
+        return Ok(true);
+    };
+    let expected_text = read(expect)?;
+    let expected = match signal_of_json(&expected_text) {
+        Some(s) => Some(
+            Payload::decode_json(s, expected_text.as_bytes())
+                .map_err(|e| format!("{}: {e}", expect.display()))?,
+        ),
+        None if expected_text.trim().is_empty() || expected_text.trim() == "{}" => None,
+        None => return Err(format!("{} is not an OTLP/JSON batch", expect.display())),
+    };
+    if expected == report.output {
+        eprintln!("output matches {}", expect.display());
+        Ok(true)
+    } else {
+        eprintln!("output differs from {}; expected:", expect.display());
+        eprintln!(
+            "{}",
+            expected
+                .as_ref()
+                .map(pretty)
+                .transpose()?
+                .unwrap_or_else(|| "(nothing)".into())
+        );
+        Ok(false)
+    }
+}
+
+fn pretty(p: &Payload) -> Result<String, String> {
+    let json = p.to_json().map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
+}
+
+/// Loads and instantiates every plugin a config uses (for `sluice validate`); returns the
+/// problems found.
+pub fn load_all(config: &crate::config::Config) -> Vec<String> {
+    let used: Vec<&ProcessorSpec> = config
+        .processors
+        .iter()
+        .filter(|p| {
+            config
+                .pipelines
+                .iter()
+                .any(|pl| pl.processors.contains(&p.name))
+        })
+        .collect();
+    if used.is_empty() {
+        return Vec::new();
+    }
+    let engine = match PluginEngine::new(config.plugin_cache_dir.clone()) {
+        Ok(e) => e,
+        Err(e) => return vec![format!("cannot start the plugin engine: {e:#}")],
+    };
+    let metrics = Arc::new(SelfMetrics::new());
+    used.into_iter()
+        .filter_map(|spec| {
+            Processor::load(spec.clone(), engine.clone(), metrics.clone())
+                .err()
+                .map(|e| format!("processors.{}: {e}", spec.name))
+        })
+        .collect()
+}
