@@ -12,7 +12,7 @@ echo "== cargo test"
 cargo test --workspace
 echo "== cargo build (binary and test plugins for the end-to-end tests)"
 cargo build -p sluice
-cargo build --release --target wasm32-wasip2 -p sluice-plugin-chaos
+./scripts/build-plugins.sh
 echo "== end-to-end tests"
 export SLUICE_BIN="$PWD/target/debug/sluice"
 export SLUICE_TEST_PLUGINS="$PWD/target/wasm32-wasip2/release"

@@ -99,6 +99,8 @@ pub enum ExporterKind {
     Debug(DebugExporterConfig),
     Prometheus(PrometheusExporterConfig),
     RemoteWrite(RemoteWriteExporterConfig),
+    /// Counts and discards (a downstream for benchmarks).
+    Blackhole(BlackholeExporterConfig),
 }
 
 impl ExporterKind {
@@ -108,6 +110,7 @@ impl ExporterKind {
             ExporterKind::Debug(c) => &c.sending_queue,
             ExporterKind::Prometheus(c) => &c.sending_queue,
             ExporterKind::RemoteWrite(c) => &c.sending_queue,
+            ExporterKind::Blackhole(c) => &c.sending_queue,
         }
     }
 
@@ -454,6 +457,16 @@ fn parse(
                 "the path of the plugin's .wasm file is empty",
             );
         }
+        let plugin_path = match c.plugin.strip_prefix("builtin/") {
+            None => base.join(&c.plugin),
+            Some(builtin) => match builtin_plugin(builtin) {
+                Ok(p) => p,
+                Err(message) => {
+                    err(errors, format!("{path}.plugin"), message);
+                    continue;
+                }
+            },
+        };
         let config_json = match c.config.map(|v| serde_json::to_string(&v)) {
             None => "{}".to_string(),
             Some(Ok(json)) => json,
@@ -474,7 +487,7 @@ fn parse(
             );
         }
         processors.push(ProcessorSpec {
-            path: base.join(&c.plugin),
+            path: plugin_path,
             name,
             config_json,
             memory_mb: c.limits.memory_mb,
@@ -496,6 +509,9 @@ fn parse(
                 ExporterKind::Otlp(c)
             }),
             "debug" => typed::<DebugExporterConfig>(value, &path, errors).map(ExporterKind::Debug),
+            "blackhole" => {
+                typed::<BlackholeExporterConfig>(value, &path, errors).map(ExporterKind::Blackhole)
+            }
             "prometheus" => typed::<PrometheusExporterConfig>(value, &path, errors).map(|c| {
                 check_endpoint(&c.endpoint, &format!("{path}.endpoint"), errors);
                 ExporterKind::Prometheus(c)
@@ -695,6 +711,52 @@ fn parse(
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
     })
+}
+
+/// The plugins that ship with Sluice, usable as `plugin: builtin/NAME`.
+pub const BUILTIN_PLUGINS: &[&str] = &["redact"];
+
+/// Where `builtin/NAME` is looked for, in order: `$SLUICE_PLUGIN_DIR`, `plugins/` beside the
+/// executable, the build directory of a checkout (`target/wasm32-wasip2/release`), and
+/// `/usr/lib/sluice/plugins`.
+pub fn builtin_plugin_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("SLUICE_PLUGIN_DIR") {
+        dirs.push(std::path::PathBuf::from(d));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("plugins"));
+        dirs.push(exe_dir.join("../wasm32-wasip2/release"));
+        dirs.push(exe_dir.join("../../wasm32-wasip2/release"));
+    }
+    dirs.push("/usr/lib/sluice/plugins".into());
+    dirs
+}
+
+fn builtin_plugin(name: &str) -> Result<std::path::PathBuf, String> {
+    if !BUILTIN_PLUGINS.contains(&name) {
+        return Err(format!(
+            "unknown built-in plugin `{name}`{}",
+            suggestion(name, BUILTIN_PLUGINS)
+        ));
+    }
+    let dirs = builtin_plugin_dirs();
+    let candidates = [format!("{name}.wasm"), format!("sluice_plugin_{name}.wasm")];
+    dirs.iter()
+        .flat_map(|d| candidates.iter().map(move |c| d.join(c)))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "built-in plugin `{name}` not found in {}; build the plugins with scripts/build-plugins.sh or set SLUICE_PLUGIN_DIR",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 const SERVICE_KEYS: &[&str] = &[

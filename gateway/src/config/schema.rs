@@ -452,6 +452,13 @@ impl RemoteWriteExporterConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeExporterConfig {
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+}
+
 // ---------------------------------------------------------------- service
 
 #[derive(Debug, Clone, Deserialize)]

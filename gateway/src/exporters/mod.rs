@@ -70,6 +70,8 @@ pub enum Sender {
     Debug(DebugExporter),
     Prometheus(PrometheusExporter),
     RemoteWrite(Box<RemoteWriteExporter>),
+    /// Counts (in `sluice_exporter_sent_records_total`) and discards.
+    Blackhole,
 }
 
 impl Sender {
@@ -79,6 +81,7 @@ impl Sender {
             Sender::Debug(e) => e.send(batch),
             Sender::Prometheus(e) => e.send(batch),
             Sender::RemoteWrite(e) => e.send(batch).await,
+            Sender::Blackhole => Ok(Delivered::default()),
         }
     }
 }
@@ -192,6 +195,13 @@ impl Exporter {
                     metrics.clone(),
                 )?)),
                 c.retry_on_failure.clone(),
+            ),
+            ExporterKind::Blackhole(_) => (
+                Sender::Blackhole,
+                RetryConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
             ),
             ExporterKind::Debug(c) => (
                 Sender::Debug(DebugExporter::new(&spec.name, c.verbosity)),

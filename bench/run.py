@@ -1,0 +1,232 @@
+"""Gateway benchmark: a fixed OTLP/HTTP load from wrk into a release `sluice`, which forwards
+over OTLP/gRPC to a second `sluice` with a blackhole exporter. Prints a table and JSON:
+spans/s accepted, gateway CPU seconds per million spans (from /proc, the gateway process
+only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals.
+
+    python3 bench/run.py [--duration 15] [--connections 4] [--spans 100]
+                         [--scenarios passthrough,redact,chain3]
+
+Needs: a release build (`cargo build --release -p sluice`), the plugins
+(`scripts/build-plugins.sh`) for the plugin scenarios, `wrk`, and the Python packages in
+tests/requirements.txt. Loopback only; every process is stopped by PID.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("SLUICE_BENCH_BIN", REPO / "target" / "release" / "sluice"))
+PLUGINS = REPO / "target" / "wasm32-wasip2" / "release"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metric_sum(admin: str, name: str, **labels) -> float:
+    text = urllib.request.urlopen(f"http://{admin}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def start(config: dict, workdir: Path, name: str) -> subprocess.Popen:
+    path = workdir / f"{name}.yaml"
+    path.write_text(json.dumps(config))
+    log = open(workdir / f"{name}.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN), "run", "--config", str(path), "--log-level", "warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "SLUICE_PLUGIN_DIR": str(PLUGINS)},
+    )
+    admin = config["service"]["admin"]["endpoint"]
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {(workdir / f'{name}.log').read_text()[-2000:]}")
+        try:
+            if urllib.request.urlopen(f"http://{admin}/health/ready", timeout=1).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{name} did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def processors_for(scenario: str) -> dict:
+    if scenario == "passthrough":
+        return {}
+    if scenario == "redact":
+        return {"redact": {"plugin": "builtin/redact", "on_error": "reject"}}
+    if scenario == "chain3":
+        chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
+        return {
+            "first": {"plugin": chaos, "config": {"mode": "pass"}},
+            "redact": {"plugin": "builtin/redact", "on_error": "reject"},
+            "last": {"plugin": chaos, "config": {"mode": "count"}},
+        }
+    raise SystemExit(f"unknown scenario {scenario}")
+
+
+def run_scenario(scenario: str, args, workdir: Path, batch: Path) -> dict:
+    down = {"grpc": free_port(), "admin": free_port()}
+    up = {"http": free_port(), "admin": free_port()}
+    downstream = start(
+        {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{down['grpc']}"}}}},
+            "exporters": {"blackhole": {}},
+            "service": {
+                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["blackhole"]}},
+                "admin": {"endpoint": f"127.0.0.1:{down['admin']}"},
+            },
+        },
+        workdir,
+        f"{scenario}-downstream",
+    )
+    procs = processors_for(scenario)
+    gateway = None
+    try:
+        gateway = start(
+            {
+                "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{up['http']}"}}}},
+                "processors": procs,
+                "exporters": {
+                    "otlp/down": {"endpoint": f"http://127.0.0.1:{down['grpc']}", "protocol": "grpc"}
+                },
+                "service": {
+                    "pipelines": {
+                        "traces": {
+                            "receivers": ["otlp"],
+                            "processors": list(procs),
+                            "exporters": ["otlp/down"],
+                        }
+                    },
+                    "admin": {"endpoint": f"127.0.0.1:{up['admin']}"},
+                    "plugins": {"cache_dir": str(workdir / "cache")},
+                },
+            },
+            workdir,
+            f"{scenario}-gateway",
+        )
+        admin = f"127.0.0.1:{up['admin']}"
+        cpu0 = cpu_seconds(gateway.pid)
+        t0 = time.time()
+        wrk = subprocess.run(
+            [
+                "wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.duration}s",
+                "--latency", "-s", str(REPO / "bench" / "post.lua"),
+                f"http://127.0.0.1:{up['http']}/v1/traces",
+            ],
+            capture_output=True, text=True, env={**os.environ, "BATCH": str(batch)},
+            timeout=args.duration + 30,
+        )
+        elapsed = time.time() - t0
+        cpu = cpu_seconds(gateway.pid) - cpu0
+        accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
+        refused = metric_sum(admin, "sluice_receiver_refused_records_total")
+        deadline = time.time() + 15
+        delivered = 0.0
+        while time.time() < deadline:
+            delivered = metric_sum(f"127.0.0.1:{down['admin']}", "sluice_exporter_sent_records_total")
+            if delivered >= accepted:
+                break
+            time.sleep(0.2)
+        lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", wrk.stdout, re.M))
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk.stdout)
+        return {
+            "scenario": scenario,
+            "seconds": round(elapsed, 1),
+            "spans_accepted": int(accepted),
+            "spans_delivered": int(delivered),
+            "spans_refused": int(refused),
+            "non_2xx_responses": int(non2xx.group(1)) if non2xx else 0,
+            "spans_per_s": round(accepted / elapsed),
+            "gateway_cpu_s": round(cpu, 2),
+            "spans_per_cpu_s": round(accepted / cpu) if cpu else None,
+            "cpu_s_per_million_spans": round(cpu / accepted * 1e6, 2) if accepted else None,
+            "peak_rss_mib": round(peak_rss_mib(gateway.pid), 1),
+            "latency_p50": lat.get("50"),
+            "latency_p99": lat.get("99"),
+        }
+    finally:
+        if gateway:
+            stop(gateway)
+        stop(downstream)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=15)
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--spans", type=int, default=100)
+    p.add_argument("--scenarios", default="passthrough,redact,chain3")
+    args = p.parse_args()
+    if not BIN.exists():
+        raise SystemExit(f"{BIN} is missing: cargo build --release -p sluice")
+    sys.path.insert(0, str(REPO / "bench"))
+    from make_batch import batch as make
+
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
+        workdir = Path(tmp)
+        batch = workdir / "batch.pb"
+        batch.write_bytes(make(args.spans))
+        results = []
+        for scenario in args.scenarios.split(","):
+            r = run_scenario(scenario, args, workdir, batch)
+            results.append(r)
+            print(f"{scenario}: done", file=sys.stderr)
+    base = next((r for r in results if r["scenario"] == "passthrough"), None)
+    cols = ["scenario", "spans_per_s", "spans_per_cpu_s", "cpu_s_per_million_spans", "peak_rss_mib",
+            "latency_p50", "latency_p99", "spans_refused", "spans_delivered"]
+    print(" | ".join(cols) + (" | vs_passthrough_per_cpu" if base else ""))
+    for r in results:
+        row = " | ".join(str(r[c]) for c in cols)
+        if base and base["spans_per_cpu_s"] and r["spans_per_cpu_s"]:
+            row += f" | {r['spans_per_cpu_s'] / base['spans_per_cpu_s']:.0%}"
+        print(row)
+    print(json.dumps({"spans_per_batch": args.spans,
+                      "connections": args.connections, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

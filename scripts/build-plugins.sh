@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the built-in plugins (plugins/*) and the test plugins (tests/plugins/*) as
+# wasm32-wasip2 components into target/wasm32-wasip2/release/, where `plugin: builtin/NAME`
+# finds them from a checkout. Install with: cp target/wasm32-wasip2/release/sluice_plugin_*.wasm
+# into a directory named in SLUICE_PLUGIN_DIR (or plugins/ beside the sluice binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
+packages=()
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+  [ -f "$manifest" ] || continue
+  packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
+done
+cargo build --release --target wasm32-wasip2 "${packages[@]}"
+ls -1 target/wasm32-wasip2/release/*.wasm
