@@ -25,10 +25,24 @@ pub enum Command {
     /// Check a config file and report every problem with its location, then load and
     /// instantiate every plugin it uses; exit 0 or 64.
     Validate(RunArgs),
+    /// SLO tooling.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
     /// Write and test Wasm plugins.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Print Prometheus recording and alerting rules for the SLOs in a gateway config.
+    Rules {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
     },
 }
 

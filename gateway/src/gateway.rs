@@ -74,25 +74,20 @@ fn start_plugin_tasks(
     let reloader = tokio::spawn(async move {
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let period = if reload_interval.is_zero() {
-            Duration::from_secs(3600 * 24 * 365)
-        } else {
-            reload_interval
-        };
-        let mut every = tokio::time::interval(period);
+        // Polling is off with a zero interval: only SIGHUP reloads.
+        let polling = !reload_interval.is_zero();
+        let mut every = tokio::time::interval(reload_interval.max(Duration::from_millis(100)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
         loop {
             let force = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = every.tick() => reload_interval.is_zero(),
+                _ = every.tick(), if polling => false,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("Received SIGHUP: reloading plugins.");
                     true
                 }
             };
-            if reload_interval.is_zero() && !force {
-                continue;
-            }
             for p in &processors {
                 let p = p.clone();
                 let _ = tokio::task::spawn_blocking(move || p.reload(force)).await;

@@ -17,4 +17,5 @@ pub mod plugins;
 pub mod receivers;
 pub mod remote_write;
 pub mod server;
+pub mod slo;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::cli::{Cli, Command, PluginCommand, RunArgs};
+use sluice::cli::{Cli, Command, PluginCommand, RunArgs, SloCommand};
 use sluice::config::{Config, ConfigErrors};
 use sluice::plugins::tool;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin { command } => plugin(command),
+        Command::Slo {
+            command: SloCommand::Rules { config },
+        } => {
+            let rules = std::fs::read_to_string(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))
+                .and_then(|text| sluice::slo::slos_in_gateway_config(&text))
+                .and_then(|slos| {
+                    if slos.is_empty() {
+                        Err(format!(
+                            "{}: no SLOs (processors.*.config.slos)",
+                            config.display()
+                        ))
+                    } else {
+                        sluice::slo::rules(&slos)
+                    }
+                });
+            match rules {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
         Command::Validate(args) => match load(&args) {
             Ok(c) => {
                 let problems = sluice::plugins::tool::load_all(&c);

@@ -219,6 +219,7 @@ impl Processor {
         let m = &self.metrics;
         if let Some(until) = slot.open_until {
             if Instant::now() < until {
+                self.count_error("breaker_open", false);
                 return (
                     self.on_error(batch, "breaker_open", "breaker open".into()),
                     Vec::new(),
@@ -234,6 +235,7 @@ impl Processor {
                 bytes.len(),
                 self.spec.max_batch_bytes
             );
+            self.count_error("too_large", false);
             return (self.on_error(batch, "too_large", msg), Vec::new());
         }
         if slot.instance.is_none() {
@@ -286,18 +288,14 @@ impl Processor {
                         outcome
                     }
                     Err(msg) => {
-                        m.plugin_errors
-                            .with_label_values(&[name, "invalid_output"])
-                            .inc();
+                        self.count_error("invalid_output", true);
                         self.on_error(batch, "invalid_output", msg)
                     }
                 }
             }
             Ok(Err(e)) => {
                 let msg = guest_error(&e);
-                m.plugin_errors
-                    .with_label_values(&[name, "plugin_error"])
-                    .inc();
+                self.count_error("plugin_error", true);
                 slot.status.last_error = Some(msg.clone());
                 self.on_error(batch, "plugin_error", msg)
             }
@@ -345,6 +343,21 @@ impl Processor {
                 cooldown_s = BREAKER_COOLDOWN.as_secs(),
                 "Plugin keeps failing; breaker open, on_error applies without calling it."
             );
+        }
+    }
+
+    /// Counts a failure that needs no new instance; `called` says whether the plugin ran.
+    fn count_error(&self, kind: &'static str, called: bool) {
+        let name = &*self.name;
+        self.metrics
+            .plugin_errors
+            .with_label_values(&[name, kind])
+            .inc();
+        if called {
+            self.metrics
+                .plugin_calls
+                .with_label_values(&[name, "failed"])
+                .inc();
         }
     }
 
