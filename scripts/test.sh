@@ -8,11 +8,12 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== plugins (wasm32-wasip2; the example configs that use builtin/* need them)"
+./scripts/build-plugins.sh
 echo "== cargo test"
 cargo test --workspace
-echo "== cargo build (binary and test plugins for the end-to-end tests)"
+echo "== cargo build (binary for the end-to-end tests)"
 cargo build -p sluice
-./scripts/build-plugins.sh
 echo "== end-to-end tests"
 export SLUICE_BIN="$PWD/target/debug/sluice"
 export SLUICE_TEST_PLUGINS="$PWD/target/wasm32-wasip2/release"
