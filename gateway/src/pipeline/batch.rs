@@ -94,6 +94,14 @@ pub enum DecodeError {
 }
 
 impl Payload {
+    pub fn empty(signal: Signal) -> Payload {
+        match signal {
+            Signal::Traces => Payload::Traces(Default::default()),
+            Signal::Metrics => Payload::Metrics(Default::default()),
+            Signal::Logs => Payload::Logs(Default::default()),
+        }
+    }
+
     pub fn signal(&self) -> Signal {
         match self {
             Payload::Traces(_) => Signal::Traces,
@@ -341,7 +349,12 @@ impl Rejected {
 pub struct Batch {
     /// Unique within the process; lets an exporter recognise a retry of the same batch.
     pub id: u64,
-    payload: Payload,
+    signal: Signal,
+    /// The decoded form, kept or decoded again on demand: a batch that arrived as valid
+    /// protobuf keeps only its bytes while it waits in queues (several times less memory), and
+    /// the consumers that need the decoded form (plugins' verdicts, debug and Prometheus
+    /// exporters) decode it once.
+    payload: OnceLock<Payload>,
     records: usize,
     encoded: OnceLock<Bytes>,
     pub received_at: Instant,
@@ -363,9 +376,11 @@ impl Batch {
         if let Some(bytes) = original {
             let _ = encoded.set(bytes);
         }
+        let payload = OnceLock::from(payload);
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Batch {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            signal: payload_signal,
             payload,
             records,
             encoded,
@@ -387,11 +402,26 @@ impl Batch {
     }
 
     pub fn signal(&self) -> Signal {
-        self.payload.signal()
+        self.signal
+    }
+
+    /// Drops the decoded form when the bytes describe the batch exactly; see `payload`.
+    pub fn compact(mut self) -> Batch {
+        if self.encoded.get().is_some() {
+            self.payload = OnceLock::new();
+        }
+        self
     }
 
     pub fn payload(&self) -> &Payload {
-        &self.payload
+        self.payload.get_or_init(|| {
+            let bytes = self.encoded.get().map(|b| b.as_ref()).unwrap_or_default();
+            Payload::decode_protobuf(self.signal, bytes).unwrap_or_else(|e| {
+                // The bytes were decoded successfully before `compact`; this cannot happen.
+                tracing::error!(error = %e, "A compacted batch no longer decodes.");
+                Payload::empty(self.signal)
+            })
+        })
     }
 
     pub fn records(&self) -> usize {
@@ -400,7 +430,8 @@ impl Batch {
 
     /// The protobuf encoding, computed at most once and shared by all exporters.
     pub fn encoded(&self) -> &Bytes {
-        self.encoded.get_or_init(|| self.payload.encode_protobuf())
+        self.encoded
+            .get_or_init(|| self.payload().encode_protobuf())
     }
 }
 
@@ -538,6 +569,11 @@ mod tests {
         assert_eq!(batch.encoded(), &original);
         let batch = Batch::new(payload.clone(), None, "c".into());
         assert_eq!(batch.encoded(), &payload.encode_protobuf());
+        // Compacted: only the bytes are kept; the payload decodes again on demand.
+        let compact =
+            Batch::new(payload.clone(), Some(payload.encode_protobuf()), "c".into()).compact();
+        assert_eq!(compact.payload(), &payload);
+        assert_eq!(compact.records(), 1);
         assert_eq!(batch.records(), 1);
     }
 }

@@ -132,7 +132,7 @@ impl Intake {
         if let Some(full) = pipelines.iter().find(|p| !p.has_room()) {
             return refuse(Refusal::QueueFull, &full.name);
         }
-        let batch = Arc::new(batch);
+        let batch = Arc::new(batch.compact());
         let mut acks = Vec::new();
         for (i, p) in pipelines.iter().enumerate() {
             match p.try_submit(batch.clone()) {
