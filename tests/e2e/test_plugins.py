@@ -1011,3 +1011,17 @@ def test_other_pipelines_keep_flowing_while_a_plugin_fails(gateway, downstream, 
     ds.wait_records("logs", len(log_results), timeout=10)
     assert ds.records("logs") == len(log_results)
     assert ds.requests("traces") == []
+
+
+def test_the_sandbox_denies_files_environment_sockets_and_clocks(gateway, downstream, chaos_wasm, plugin_cache):
+    """The plugin tries to read a file, list the environment, connect to the gateway's own
+    OTLP/HTTP port and read the wall clock; it reports what it found in the span name."""
+    ds = downstream()
+    gw = start_chaos(gateway, ds, chaos_wasm, plugin_cache, plugin_config={"mode": "pass"})
+    r, _, _ = post_spans(gw, "chaos:probe", "other")
+    assert r.status_code == 200, r.text
+    ds.wait_for("traces", 1)
+    names = [s.name for s in received_spans(ds)]
+    assert "probe:file=denied,env=0,net=denied,clock=0" in names, names
+    assert "other" in names
+    assert gw.alive()

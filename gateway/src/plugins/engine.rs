@@ -48,6 +48,30 @@ pub struct HostState {
     pub log_budget: usize,
 }
 
+/// The WASI clocks a plugin gets: always zero. Time comes from `host::now`, so that tests
+/// (`sluice plugin test`, the SDK's mock host) and the gateway agree on what a plugin can see.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// Guest stdout/stderr kept per instance.
 const OUTPUT_CAP: usize = 1 << 20;
 /// Log lines a plugin may write per call.
@@ -56,10 +80,13 @@ pub const LOG_LINES_PER_CALL: usize = 100;
 impl HostState {
     pub fn new(plugin: Arc<str>, limits: StoreLimits) -> HostState {
         let output = MemoryOutputPipe::new(OUTPUT_CAP);
-        // No preopened directories, no network, no environment, no arguments.
+        // No preopened directories, no network, no environment, no arguments, and clocks that
+        // stand still: the only time a plugin sees is the host's `now`.
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
             .build();
         HostState {
             plugin,

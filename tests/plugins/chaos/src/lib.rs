@@ -2,7 +2,9 @@
 //!
 //! Behaviour per batch, by span name: `chaos:trap` panics (a trap), `chaos:loop` never returns,
 //! `chaos:alloc` allocates until the memory limit stops it, `chaos:error` returns an input
-//! error. Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
+//! error, `chaos:probe` tries to read a file, the environment, a socket and the wall clock and
+//! renames that span to what it found (`probe:file=denied,env=0,net=denied,clock=0` in the
+//! gateway). Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
 //! indices), `rename` (prefixes span names, so the batch is replaced), `count` (counts spans,
 //! emits the total as a metric on every tick, and keeps the count across reloads and traps
 //! through snapshot/restore).
@@ -84,6 +86,18 @@ impl Plugin for Chaos {
                 std::hint::black_box(&hoard);
             }
         }
+        if names.contains(&"chaos:probe") {
+            // What the sandbox lets through: report it in the span names.
+            let report = probe_sandbox();
+            return Ok(map_spans(batch, |s| {
+                if s.name == "chaos:probe" {
+                    s.name = report.clone();
+                    true
+                } else {
+                    false
+                }
+            }));
+        }
         if names.contains(&"chaos:error") {
             return Err(Error::Input("chaos:error asked for an error".into()));
         }
@@ -126,6 +140,24 @@ impl Plugin for Chaos {
         self.spans_seen = u64::from_le_bytes(bytes);
         Ok(())
     }
+}
+
+/// Tries to read a file, the environment, a socket and the clocks.
+fn probe_sandbox() -> String {
+    let file = match std::fs::read("/etc/hostname") {
+        Ok(_) => "open".to_string(),
+        Err(_) => "denied".to_string(),
+    };
+    let env = std::env::vars().count();
+    let net = match std::net::TcpStream::connect(("127.0.0.1", 4318)) {
+        Ok(_) => "open".to_string(),
+        Err(_) => "denied".to_string(),
+    };
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("probe:file={file},env={env},net={net},clock={clock}")
 }
 
 fn count_metric(total: u64, now: u64) -> ExportMetricsServiceRequest {

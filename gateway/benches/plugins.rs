@@ -1,0 +1,106 @@
+//! The cost of plugins per batch: an `unchanged` plugin, a rewriting plugin, and a chain of
+//! three reading plugins, on 100- and 1000-span batches, against the no-plugin path (which
+//! only hands the batch on).
+//!
+//! Needs the test plugin: `scripts/build-plugins.sh`, then
+//! `cargo bench -p sluice --bench plugins`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::request;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+use sluice::admin::metrics::SelfMetrics;
+use sluice::config::{OnError, ProcessorSpec};
+use sluice::pipeline::{Batch, Payload, Signal};
+use sluice::plugins::{Outcome, PluginEngine, Processor};
+
+fn chaos() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/sluice_plugin_chaos.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh first",
+        path.display()
+    );
+    path
+}
+
+fn processor(engine: &Arc<PluginEngine>, name: &str, mode: &str) -> Processor {
+    let spec = ProcessorSpec {
+        name: name.into(),
+        path: chaos(),
+        config_json: format!(r#"{{"mode": "{mode}", "prefix": "x."}}"#),
+        memory_mb: 256,
+        timeout: Duration::from_secs(5),
+        max_batch_bytes: usize::MAX,
+        on_error: OnError::Pass,
+    };
+    Processor::load(spec, engine.clone(), Arc::new(SelfMetrics::new()))
+        .expect("the chaos plugin loads")
+}
+
+fn forward(p: &Processor, batch: Arc<Batch>) -> Arc<Batch> {
+    match p.process(batch).0 {
+        Outcome::Forward(b) => b,
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = PluginEngine::new(None).expect("engine");
+    let pass = processor(&engine, "pass", "pass");
+    let rename = processor(&engine, "rename", "rename");
+    let chain = [
+        processor(&engine, "a", "pass"),
+        processor(&engine, "b", "pass"),
+        processor(&engine, "c", "pass"),
+    ];
+    for spans in [100usize, 1000] {
+        let bytes = bytes::Bytes::from(request(spans).encode_to_vec());
+        let fresh = || {
+            let payload = Payload::decode_protobuf(Signal::Traces, &bytes).expect("valid");
+            Arc::new(Batch::new(payload, Some(bytes.clone()), "bench".into()).compact())
+        };
+        let mut group = c.benchmark_group(format!("plugins_{spans}_spans"));
+        group.throughput(Throughput::Elements(spans as u64));
+        group.bench_function("no_plugin", |b| {
+            b.iter_batched(fresh, |batch| batch.encoded().len(), BatchSize::SmallInput)
+        });
+        group.bench_function("unchanged", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&pass, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("rewrite", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&rename, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("chain_of_3_readers", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| {
+                    let mut batch = batch;
+                    for p in &chain {
+                        batch = forward(p, batch);
+                    }
+                    batch.encoded().len()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
