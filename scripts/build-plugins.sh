@@ -12,4 +12,4 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
 done
 cargo build --release --target wasm32-wasip2 "${packages[@]}"
-ls -1 target/wasm32-wasip2/release/*.wasm
+ls -1 "${CARGO_TARGET_DIR:-target}"/wasm32-wasip2/release/*.wasm

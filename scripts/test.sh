@@ -15,6 +15,7 @@ cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
 cargo build -p sluice
 echo "== end-to-end tests"
-export SLUICE_BIN="$PWD/target/debug/sluice"
-export SLUICE_TEST_PLUGINS="$PWD/target/wasm32-wasip2/release"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+export SLUICE_BIN="$target/debug/sluice"
+export SLUICE_TEST_PLUGINS="$target/wasm32-wasip2/release"
 python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -14,8 +14,9 @@ from conftest import REPO as REPO_ROOT, SLUICE_BIN
 
 # The scaffold's dependencies are the workspace's: building into the workspace's target
 # directory reuses what the suite already compiled.
-CARGO_ENV = {**os.environ, "CARGO_TARGET_DIR": str(REPO_ROOT / "target")}
-WASM_DIR = REPO_ROOT / "target" / "wasm32-wasip2" / "release"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
+CARGO_ENV = {**os.environ, "CARGO_TARGET_DIR": str(TARGET)}
+WASM_DIR = TARGET / "wasm32-wasip2" / "release"
 
 
 def sluice(*args, cwd=None, timeout=120):
