@@ -1,9 +1,6 @@
 //! Prometheus remote-write 1.0 wire types (`prometheus.WriteRequest`), as prost messages.
 //!
-//! Field numbers follow Prometheus' `prompb/remote.proto` and `prompb/types.proto`. Native
-//! histograms (field 4 of `TimeSeries`) are kept as undecoded bytes so they can be counted.
-
-use bytes::Bytes;
+//! Field numbers follow Prometheus' `prompb/remote.proto` and `prompb/types.proto`.
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
@@ -21,8 +18,56 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
-    #[prost(bytes = "bytes", repeated, tag = "4")]
-    pub histograms: Vec<Bytes>,
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
+}
+
+/// A native (sparse, exponential) histogram sample.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Histogram {
+    #[prost(uint64, optional, tag = "1")]
+    pub count_int: Option<u64>,
+    #[prost(double, optional, tag = "2")]
+    pub count_float: Option<f64>,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// The resolution: buckets grow by a factor of `2^(2^-schema)`.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(uint64, optional, tag = "6")]
+    pub zero_count_int: Option<u64>,
+    #[prost(double, optional, tag = "7")]
+    pub zero_count_float: Option<f64>,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    /// Bucket counts, each as the difference from the previous bucket.
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    /// Milliseconds since the epoch.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+}
+
+/// A run of consecutive buckets: `offset` is the gap from the previous span's end (the first
+/// span's is the index of its first bucket).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct BucketSpan {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Message)]

@@ -3,7 +3,8 @@
 //! The snappy-compressed `WriteRequest` becomes OTLP metrics that flow through the metrics
 //! pipelines like any OTLP input: `__name__` is the metric name, `job` and `instance` become the
 //! resource (`service.namespace/service.name`, `service.instance.id`), the other labels become
-//! attributes. Series typed COUNTER by the request's metadata (or, without metadata, named
+//! attributes, exemplars keep their trace and span ids, and native histograms become
+//! exponential histograms. Series typed COUNTER by the request's metadata (or, without metadata, named
 //! `*_total`) become monotonic cumulative sums; everything else becomes a gauge under its own
 //! name, so that names survive the round trip through the Prometheus exporters.
 //!
@@ -24,9 +25,10 @@ use bytes::Bytes;
 use http::{StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    exemplar, metric, number_data_point,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -131,19 +133,7 @@ async fn handle(
     let write = WriteRequest::decode(decoded.as_slice()).map_err(|e| {
         ReceiverError::Invalid(format!("invalid remote-write WriteRequest protobuf: {e}"))
     })?;
-    let (request, native_histograms) = to_otlp(&write).map_err(ReceiverError::Invalid)?;
-    if native_histograms > 0 {
-        tracing::warn!(
-            native_histograms,
-            "Native histograms in remote-write input are not supported yet; they are dropped."
-        );
-        st.intake.self_metrics.drop_records(
-            &format!("receiver/{}", st.intake.receiver),
-            "metrics",
-            "native_histogram_unsupported",
-            native_histograms,
-        );
-    }
+    let request = to_otlp(&write).map_err(ReceiverError::Invalid)?;
     st.intake
         .accept(
             Transport::Http,
@@ -183,9 +173,9 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// Translates a `WriteRequest` into OTLP metrics. Returns the number of native histogram
-/// samples it could not translate.
-pub fn to_otlp(write: &WriteRequest) -> Result<(ExportMetricsServiceRequest, usize), String> {
+/// Translates a `WriteRequest` into OTLP metrics; native histograms become exponential
+/// histograms.
+pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, String> {
     let types: BTreeMap<&str, MetricType> = write
         .metadata
         .iter()
@@ -203,9 +193,7 @@ pub fn to_otlp(write: &WriteRequest) -> Result<(ExportMetricsServiceRequest, usi
         .collect();
     // (job, instance) -> metric name -> metric
     let mut resources: BTreeMap<(String, String), BTreeMap<String, Metric>> = BTreeMap::new();
-    let mut native = 0;
     for ts in &write.timeseries {
-        native += ts.histograms.len();
         let mut name = None;
         let mut job = String::new();
         let mut instance = String::new();
@@ -221,6 +209,28 @@ pub fn to_otlp(write: &WriteRequest) -> Result<(ExportMetricsServiceRequest, usi
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return Err("a time series has no __name__ label".into());
         };
+        if !ts.histograms.is_empty() {
+            let points = native_histograms(&ts.histograms, &attributes)?;
+            let metric = resources
+                .entry((job.clone(), instance.clone()))
+                .or_default()
+                .entry(name.to_string())
+                .or_insert_with(|| Metric {
+                    name: name.to_string(),
+                    description: help.get(name).copied().unwrap_or_default().to_string(),
+                    data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                        data_points: Vec::new(),
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    })),
+                    ..Default::default()
+                });
+            match &mut metric.data {
+                Some(metric::Data::ExponentialHistogram(h)) => h.data_points.extend(points),
+                _ => {
+                    return Err(format!("series {name} mixes native histograms and samples"));
+                }
+            }
+        }
         if ts.samples.is_empty() {
             continue;
         }
@@ -334,7 +344,92 @@ pub fn to_otlp(write: &WriteRequest) -> Result<(ExportMetricsServiceRequest, usi
             }
         })
         .collect();
-    Ok((ExportMetricsServiceRequest { resource_metrics }, native))
+    Ok(ExportMetricsServiceRequest { resource_metrics })
+}
+
+/// Native histograms as OTLP exponential histogram points. Prometheus bucket `i` covers
+/// `(base^(i-1), base^i]`, OTLP bucket `k` covers `(base^k, base^(k+1)]`: OTLP index = `i - 1`.
+fn native_histograms(
+    histograms: &[crate::remote_write::Histogram],
+    attributes: &[KeyValue],
+) -> Result<Vec<ExponentialHistogramDataPoint>, String> {
+    let mut points = Vec::with_capacity(histograms.len());
+    for h in histograms {
+        if !(-4..=8).contains(&h.schema) {
+            return Err(format!(
+                "native histogram schema {} is not supported (exponential schemas are -4 to 8)",
+                h.schema
+            ));
+        }
+        let count = h
+            .count_int
+            .unwrap_or_else(|| h.count_float.unwrap_or(0.0).max(0.0) as u64);
+        let zero_count = h
+            .zero_count_int
+            .unwrap_or_else(|| h.zero_count_float.unwrap_or(0.0).max(0.0) as u64);
+        let buckets = |spans: &[crate::remote_write::BucketSpan],
+                       deltas: &[i64],
+                       counts: &[f64]|
+         -> Result<Option<Buckets>, String> {
+            if spans.is_empty() {
+                return Ok(None);
+            }
+            // Absolute counts in span order.
+            let values: Vec<u64> = if !deltas.is_empty() {
+                let mut running = 0i64;
+                deltas
+                    .iter()
+                    .map(|d| {
+                        running += d;
+                        running.max(0) as u64
+                    })
+                    .collect()
+            } else {
+                counts.iter().map(|c| c.max(0.0) as u64).collect()
+            };
+            let mut index = 0i64;
+            let mut first = None;
+            let mut out: Vec<u64> = Vec::new();
+            let mut v = values.iter();
+            for (n, span) in spans.iter().enumerate() {
+                index += i64::from(span.offset);
+                if n == 0 {
+                    first = Some(index);
+                }
+                let start = first.unwrap_or(index);
+                if span.length > 0 && index - start > 100_000 {
+                    return Err("native histogram buckets are too far apart".into());
+                }
+                while (out.len() as i64) < index - start {
+                    out.push(0);
+                }
+                for _ in 0..span.length {
+                    out.push(
+                        *v.next()
+                            .ok_or("native histogram has fewer counts than buckets")?,
+                    );
+                    index += 1;
+                }
+            }
+            Ok(first.map(|f| Buckets {
+                offset: (f - 1) as i32,
+                bucket_counts: out,
+            }))
+        };
+        points.push(ExponentialHistogramDataPoint {
+            attributes: attributes.to_vec(),
+            time_unix_nano: (h.timestamp.max(0) as u64).saturating_mul(1_000_000),
+            count,
+            sum: Some(h.sum),
+            scale: h.schema,
+            zero_count,
+            zero_threshold: h.zero_threshold,
+            positive: buckets(&h.positive_spans, &h.positive_deltas, &h.positive_counts)?,
+            negative: buckets(&h.negative_spans, &h.negative_deltas, &h.negative_counts)?,
+            ..Default::default()
+        });
+    }
+    Ok(points)
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
@@ -405,8 +500,7 @@ mod tests {
                 unit: String::new(),
             }],
         };
-        let (req, native) = to_otlp(&write).expect("valid");
-        assert_eq!(native, 0);
+        let req = to_otlp(&write).expect("valid");
         assert_eq!(req.resource_metrics.len(), 2);
         let node = &req.resource_metrics[0];
         let shop = &req.resource_metrics[1];
@@ -447,6 +541,49 @@ mod tests {
             node.scope_metrics[0].metrics[1].data,
             Some(metric::Data::Gauge(_))
         ));
+    }
+
+    #[test]
+    fn native_histograms_become_exponential_histograms() {
+        use crate::remote_write::{BucketSpan, Histogram};
+        let mut ts = series(&[("__name__", "rpc_latency_seconds"), ("job", "api")], &[]);
+        ts.histograms.push(Histogram {
+            count_int: Some(9),
+            sum: 12.5,
+            schema: 0,
+            zero_count_int: Some(1),
+            // Buckets 1, 2 (counts 2, 3), a gap at 3, then bucket 4 (count 3).
+            positive_spans: vec![
+                BucketSpan {
+                    offset: 1,
+                    length: 2,
+                },
+                BucketSpan {
+                    offset: 1,
+                    length: 1,
+                },
+            ],
+            positive_deltas: vec![2, 1, 0],
+            timestamp: 5000,
+            ..Default::default()
+        });
+        let req = to_otlp(&WriteRequest {
+            timeseries: vec![ts],
+            ..Default::default()
+        })
+        .expect("valid");
+        let m = &req.resource_metrics[0].scope_metrics[0].metrics[0];
+        assert_eq!(m.name, "rpc_latency_seconds");
+        let Some(metric::Data::ExponentialHistogram(h)) = &m.data else {
+            panic!("exponential histogram expected")
+        };
+        let p = &h.data_points[0];
+        assert_eq!((p.count, p.zero_count, p.scale), (9, 1, 0));
+        assert_eq!(p.time_unix_nano, 5_000_000_000);
+        let pos = p.positive.as_ref().expect("positive buckets");
+        // Prometheus bucket 1 = (1, 2] = OTLP bucket 0.
+        assert_eq!(pos.offset, 0);
+        assert_eq!(pos.bucket_counts, vec![2, 3, 0, 3]);
     }
 
     #[test]
