@@ -1,0 +1,614 @@
+//! `redact`: the built-in plugin that finds personal data and secrets in telemetry and masks,
+//! hashes or drops them before they leave the gateway.
+//!
+//! It looks at span names and attributes, resource attributes, span event names and
+//! attributes, span link attributes, log bodies (strings and structured bodies, recursively)
+//! and attributes, and metric data point attributes. Built-in detectors (`email`,
+//! `credit_card`, `iban`, `ipv4`, `ipv6`, `jwt`, `bearer`, `aws_access_key`, `secret_keys`,
+//! `url_secrets`, `phone`) and custom regex rules each have an action: `mask`, `hash` (keyed
+//! HMAC-SHA256), `drop_attribute`, `drop_record` or `off`. A batch with nothing to redact is
+//! answered `Unchanged`, so the gateway forwards its own bytes. What was redacted is counted
+//! per rule and action and emitted on `tick` as the cumulative sum `redact.redactions`. See the
+//! crate's README for the configuration.
+
+mod detect;
+mod engine;
+
+use std::collections::{BTreeMap, HashMap};
+
+use sluice_sdk::otlp::collector::logs::v1::ExportLogsServiceRequest;
+use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use sluice_sdk::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use sluice_sdk::otlp::logs::v1::LogRecord;
+use sluice_sdk::otlp::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
+use sluice_sdk::otlp::trace::v1::Span;
+use sluice_sdk::prost::Message;
+use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
+
+pub use detect::Detector;
+pub use engine::{Action, Config, DEFAULT_MASK, SECRET_KEY_NAMES};
+use engine::{Engine, Hit, KeyClass};
+
+/// The counter this plugin emits.
+pub const METRIC_NAME: &str = "redact.redactions";
+
+/// Attribute keys seen before and how they were classified; bounded, and cleared when full.
+const KEY_CACHE_MAX: usize = 4096;
+/// Longer keys are classified every time rather than copied into the cache.
+const KEY_CACHE_MAX_KEY_LEN: usize = 256;
+
+/// The plugin.
+#[derive(Debug)]
+pub struct Redact {
+    engine: Engine,
+    state: State,
+}
+
+/// What changes while batches are processed.
+#[derive(Debug)]
+struct State {
+    /// Per rule id, per applied action (see [`Action::counter`]).
+    counts: Vec<[u64; 4]>,
+    /// Restored counts of rules this configuration no longer has, kept so the emitted sums
+    /// stay cumulative: (rule, action) -> count.
+    carried: BTreeMap<(String, String), u64>,
+    /// The start of the cumulative sums (unix nanoseconds).
+    start_time: u64,
+    keys: HashMap<Box<str>, KeyClass>,
+    key_scratch: Vec<u8>,
+    hits: Vec<Hit>,
+}
+
+impl State {
+    fn count(&mut self, rule: usize, action: Action) {
+        if let Some(c) = self
+            .counts
+            .get_mut(rule)
+            .and_then(|c| c.get_mut(action.counter()))
+        {
+            *c += 1;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum::<u64>() + self.carried.values().sum::<u64>()
+    }
+}
+
+/// What becomes of the thing just looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Keep,
+    /// Remove the nearest enclosing attribute (key-value entry).
+    DropAttribute,
+    /// Remove the whole record.
+    DropRecord,
+}
+
+/// One batch's walk: the read-only engine, the mutable state, and whether anything changed.
+struct Walker<'a> {
+    engine: &'a Engine,
+    state: &'a mut State,
+    changed: bool,
+}
+
+impl Walker<'_> {
+    fn classify(&mut self, key: &str) -> KeyClass {
+        if !self.engine.keys_matter() || !self.engine.key_may_match(key) {
+            return KeyClass::Plain;
+        }
+        if let Some(c) = self.state.keys.get(key) {
+            return *c;
+        }
+        let c = self.engine.classify(key, &mut self.state.key_scratch);
+        if key.len() > KEY_CACHE_MAX_KEY_LEN {
+            return c;
+        }
+        if self.state.keys.len() >= KEY_CACHE_MAX {
+            self.state.keys.clear();
+        }
+        self.state.keys.insert(key.into(), c);
+        c
+    }
+
+    /// A string value, name or body. `droppable`: whether it sits in an attribute that
+    /// `drop_attribute` can remove (otherwise that action masks).
+    fn text(&mut self, s: &mut String, droppable: bool) -> Outcome {
+        let mut hits = std::mem::take(&mut self.state.hits);
+        self.engine.find(s, &mut hits);
+        let outcome = self.apply(s, &hits, droppable);
+        self.state.hits = hits;
+        outcome
+    }
+
+    fn apply(&mut self, s: &mut String, hits: &[Hit], droppable: bool) -> Outcome {
+        if hits.is_empty() {
+            return Outcome::Keep;
+        }
+        let engine = self.engine;
+        if let Some(h) = hits
+            .iter()
+            .find(|h| engine.action(h.rule) == Action::DropRecord)
+        {
+            self.state.count(h.rule, Action::DropRecord);
+            return Outcome::DropRecord;
+        }
+        if droppable
+            && let Some(h) = hits
+                .iter()
+                .find(|h| engine.action(h.rule) == Action::DropAttribute)
+        {
+            self.state.count(h.rule, Action::DropAttribute);
+            return Outcome::DropAttribute;
+        }
+        let mut out = String::with_capacity(s.len() + 16);
+        let mut last = 0;
+        let mut replaced = false;
+        for h in hits {
+            let (Some(before), Some(matched)) =
+                (s.get(last..h.range.start), s.get(h.range.clone()))
+            else {
+                continue;
+            };
+            let applied = match engine.action(h.rule) {
+                Action::Hash => match engine.hash(matched.as_bytes()) {
+                    Some(hashed) => {
+                        out.push_str(before);
+                        out.push_str(&hashed);
+                        Action::Hash
+                    }
+                    None => continue,
+                },
+                Action::Mask | Action::DropAttribute => {
+                    out.push_str(before);
+                    out.push_str(&engine.mask);
+                    Action::Mask
+                }
+                Action::DropRecord | Action::Off => continue,
+            };
+            last = h.range.end;
+            replaced = true;
+            self.state.count(h.rule, applied);
+        }
+        if !replaced {
+            return Outcome::Keep;
+        }
+        out.push_str(s.get(last..).unwrap_or_default());
+        *s = out;
+        self.changed = true;
+        Outcome::Keep
+    }
+
+    /// Any value: strings are scanned, arrays and key-value lists walked; other types are left
+    /// alone.
+    fn value(&mut self, v: &mut AnyValue, droppable: bool) -> Outcome {
+        match v.value.as_mut() {
+            Some(any_value::Value::StringValue(s)) => self.text(s, droppable),
+            Some(any_value::Value::ArrayValue(a)) => {
+                for e in &mut a.values {
+                    let o = self.value(e, droppable);
+                    if o != Outcome::Keep {
+                        return o;
+                    }
+                }
+                Outcome::Keep
+            }
+            Some(any_value::Value::KvlistValue(kv)) => self.attributes(&mut kv.values),
+            _ => Outcome::Keep,
+        }
+    }
+
+    /// A list of attributes (or a key-value list body): entries are dropped in place. Returns
+    /// `DropRecord` or `Keep`.
+    fn attributes(&mut self, attrs: &mut Vec<KeyValue>) -> Outcome {
+        let mut drop_record = false;
+        let mut dropped = false;
+        attrs.retain_mut(|kv| {
+            if drop_record {
+                return true;
+            }
+            match self.attribute(kv) {
+                Outcome::Keep => true,
+                Outcome::DropAttribute => {
+                    dropped = true;
+                    false
+                }
+                Outcome::DropRecord => {
+                    drop_record = true;
+                    true
+                }
+            }
+        });
+        self.changed |= dropped;
+        if drop_record {
+            Outcome::DropRecord
+        } else {
+            Outcome::Keep
+        }
+    }
+
+    fn attribute(&mut self, kv: &mut KeyValue) -> Outcome {
+        match self.classify(&kv.key) {
+            KeyClass::Allow => Outcome::Keep,
+            KeyClass::Block => {
+                self.state
+                    .count(self.engine.block_rule, Action::DropAttribute);
+                Outcome::DropAttribute
+            }
+            KeyClass::Secret => match kv.value.as_mut() {
+                Some(v) => self.secret(v),
+                None => Outcome::Keep,
+            },
+            KeyClass::Plain => match kv.value.as_mut() {
+                Some(v) => self.value(v, true),
+                None => Outcome::Keep,
+            },
+        }
+    }
+
+    /// The value of a `secret_keys` attribute: all of it is the secret.
+    fn secret(&mut self, v: &mut AnyValue) -> Outcome {
+        let engine = self.engine;
+        let Some(rule) = engine.secret_rule else {
+            return Outcome::Keep;
+        };
+        let Some(inner) = v.value.as_ref() else {
+            return Outcome::Keep;
+        };
+        let present = match inner {
+            any_value::Value::StringValue(s) => !s.is_empty() && !engine.is_redacted(s),
+            // A profile's string-table index is no text of its own.
+            any_value::Value::BoolValue(_) | any_value::Value::StringValueStrindex(_) => false,
+            any_value::Value::IntValue(_) | any_value::Value::DoubleValue(_) => true,
+            any_value::Value::BytesValue(b) => !b.is_empty(),
+            any_value::Value::ArrayValue(a) => !a.values.is_empty(),
+            any_value::Value::KvlistValue(kv) => !kv.values.is_empty(),
+        };
+        if !present {
+            return Outcome::Keep;
+        }
+        let action = engine.action(rule);
+        let replacement = match action {
+            Action::Off => return Outcome::Keep,
+            Action::DropRecord | Action::DropAttribute => {
+                self.state.count(rule, action);
+                return if action == Action::DropRecord {
+                    Outcome::DropRecord
+                } else {
+                    Outcome::DropAttribute
+                };
+            }
+            Action::Mask => engine.mask.clone(),
+            Action::Hash => {
+                let hashed = match inner {
+                    any_value::Value::StringValue(s) => engine.hash(s.as_bytes()),
+                    any_value::Value::BytesValue(b) => engine.hash(b),
+                    any_value::Value::IntValue(i) => engine.hash(i.to_string().as_bytes()),
+                    any_value::Value::DoubleValue(d) => engine.hash(d.to_string().as_bytes()),
+                    _ => engine.hash(&v.encode_to_vec()),
+                };
+                let Some(hashed) = hashed else {
+                    return Outcome::Keep;
+                };
+                hashed
+            }
+        };
+        v.value = Some(any_value::Value::StringValue(replacement));
+        self.state.count(
+            rule,
+            if action == Action::Hash {
+                Action::Hash
+            } else {
+                Action::Mask
+            },
+        );
+        self.changed = true;
+        Outcome::Keep
+    }
+
+    /// Whether the span must be dropped.
+    fn span(&mut self, span: &mut Span) -> bool {
+        if self.text(&mut span.name, false) == Outcome::DropRecord
+            || self.attributes(&mut span.attributes) == Outcome::DropRecord
+        {
+            return true;
+        }
+        for e in &mut span.events {
+            if self.text(&mut e.name, false) == Outcome::DropRecord
+                || self.attributes(&mut e.attributes) == Outcome::DropRecord
+            {
+                return true;
+            }
+        }
+        span.links
+            .iter_mut()
+            .any(|l| self.attributes(&mut l.attributes) == Outcome::DropRecord)
+    }
+
+    /// Whether the log record must be dropped.
+    fn log(&mut self, log: &mut LogRecord) -> bool {
+        if let Some(body) = log.body.as_mut()
+            && self.value(body, false) == Outcome::DropRecord
+        {
+            return true;
+        }
+        self.attributes(&mut log.attributes) == Outcome::DropRecord
+    }
+
+    /// Removes the records for which `drop` is true; marks the batch changed if any went.
+    fn retain<T>(&mut self, records: &mut Vec<T>, mut drop: impl FnMut(&mut Self, &mut T) -> bool) {
+        let before = records.len();
+        records.retain_mut(|r| !drop(self, r));
+        self.changed |= records.len() != before;
+    }
+
+    /// Drops every record of a resource whose attributes called for `drop_record`.
+    fn clear<T>(&mut self, records: &mut Vec<T>) {
+        if !records.is_empty() {
+            records.clear();
+            self.changed = true;
+        }
+    }
+
+    fn data_points(&mut self, metric: &mut Metric, drop_all: bool) {
+        let Some(data) = metric.data.as_mut() else {
+            return;
+        };
+        macro_rules! points {
+            ($points:expr) => {
+                if drop_all {
+                    self.clear($points)
+                } else {
+                    self.retain($points, |w, p| {
+                        w.attributes(&mut p.attributes) == Outcome::DropRecord
+                    })
+                }
+            };
+        }
+        match data {
+            metric::Data::Gauge(g) => points!(&mut g.data_points),
+            metric::Data::Sum(s) => points!(&mut s.data_points),
+            metric::Data::Histogram(h) => points!(&mut h.data_points),
+            metric::Data::ExponentialHistogram(h) => points!(&mut h.data_points),
+            metric::Data::Summary(s) => points!(&mut s.data_points),
+        }
+    }
+}
+
+impl Redact {
+    fn walker(&mut self) -> Walker<'_> {
+        Walker {
+            engine: &self.engine,
+            state: &mut self.state,
+            changed: false,
+        }
+    }
+
+    /// The counts as (rule, action, count), nonzero only.
+    fn series(&self) -> Vec<(String, String, u64)> {
+        let mut out: Vec<(String, String, u64)> = Vec::new();
+        for (rule, counts) in self.engine.rules.iter().zip(&self.state.counts) {
+            for (action, n) in Action::COUNTED.iter().zip(counts) {
+                if *n > 0 {
+                    out.push((rule.name.clone(), action.name().to_string(), *n));
+                }
+            }
+        }
+        for ((rule, action), n) in &self.state.carried {
+            if *n > 0 {
+                out.push((rule.clone(), action.clone(), *n));
+            }
+        }
+        out
+    }
+
+    fn counter_metric(&self, now: u64) -> ExportMetricsServiceRequest {
+        let data_points = self
+            .series()
+            .into_iter()
+            .map(|(rule, action, n)| NumberDataPoint {
+                attributes: vec![string_kv("rule", rule), string_kv("action", action)],
+                start_time_unix_nano: self.state.start_time,
+                time_unix_nano: now,
+                value: Some(number_data_point::Value::AsInt(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                )),
+                ..Default::default()
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "sluice-plugin-redact".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![Metric {
+                        name: METRIC_NAME.into(),
+                        description: "Values, attributes and records the redact plugin masked, hashed or dropped."
+                            .into(),
+                        unit: "{redaction}".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: true,
+                            data_points,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn verdict(changed: bool) -> Verdict {
+    if changed {
+        Verdict::Modified
+    } else {
+        Verdict::Unchanged
+    }
+}
+
+/// The snapshot: the counts, as JSON.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    start_time_unix_nano: u64,
+    counts: Vec<SnapshotCount>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SnapshotCount {
+    rule: String,
+    action: String,
+    count: u64,
+}
+
+impl Plugin for Redact {
+    fn describe() -> Info {
+        Info::new(
+            "redact",
+            env!("CARGO_PKG_VERSION"),
+            &[Signal::Traces, Signal::Metrics, Signal::Logs],
+        )
+        .stateful()
+    }
+
+    fn new(config: &str) -> Result<Self, Error> {
+        let config: Config = sluice_sdk::parse_config(config)?;
+        let engine = Engine::new(config)?;
+        let state = State {
+            counts: vec![[0; 4]; engine.rules.len()],
+            carried: BTreeMap::new(),
+            start_time: host::now(),
+            keys: HashMap::new(),
+            key_scratch: Vec::new(),
+            hits: Vec::new(),
+        };
+        Ok(Redact { engine, state })
+    }
+
+    fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
+        let mut w = self.walker();
+        for rs in &mut batch.resource_spans {
+            let drop_all = rs
+                .resource
+                .as_mut()
+                .is_some_and(|r| w.attributes(&mut r.attributes) == Outcome::DropRecord);
+            for ss in &mut rs.scope_spans {
+                if drop_all {
+                    w.clear(&mut ss.spans);
+                } else {
+                    w.retain(&mut ss.spans, Walker::span);
+                }
+            }
+        }
+        Ok(verdict(w.changed))
+    }
+
+    fn metrics(&mut self, batch: &mut ExportMetricsServiceRequest) -> Result<Verdict, Error> {
+        let mut w = self.walker();
+        for rm in &mut batch.resource_metrics {
+            let drop_all = rm
+                .resource
+                .as_mut()
+                .is_some_and(|r| w.attributes(&mut r.attributes) == Outcome::DropRecord);
+            for sm in &mut rm.scope_metrics {
+                for m in &mut sm.metrics {
+                    w.data_points(m, drop_all);
+                }
+            }
+        }
+        Ok(verdict(w.changed))
+    }
+
+    fn logs(&mut self, batch: &mut ExportLogsServiceRequest) -> Result<Verdict, Error> {
+        let mut w = self.walker();
+        for rl in &mut batch.resource_logs {
+            let drop_all = rl
+                .resource
+                .as_mut()
+                .is_some_and(|r| w.attributes(&mut r.attributes) == Outcome::DropRecord);
+            for sl in &mut rl.scope_logs {
+                if drop_all {
+                    w.clear(&mut sl.log_records);
+                } else {
+                    w.retain(&mut sl.log_records, Walker::log);
+                }
+            }
+        }
+        Ok(verdict(w.changed))
+    }
+
+    fn tick(&mut self, now: u64) -> Result<(), Error> {
+        if self.state.total() > 0 {
+            host::emit_metrics(&self.counter_metric(now));
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            start_time_unix_nano: self.state.start_time,
+            counts: self
+                .series()
+                .into_iter()
+                .map(|(rule, action, count)| SnapshotCount {
+                    rule,
+                    action,
+                    count,
+                })
+                .collect(),
+        };
+        sluice_sdk::serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let snapshot: Snapshot = sluice_sdk::serde_json::from_slice(state)
+            .map_err(|e| Error::Input(format!("redact state: {e}")))?;
+        if snapshot.start_time_unix_nano != 0 {
+            self.state.start_time = snapshot.start_time_unix_nano;
+        }
+        for c in snapshot.counts {
+            let slot = match (self.engine.rule_id(&c.rule), Action::from_name(&c.action)) {
+                (Some(rule), Some(action)) if action != Action::Off => self
+                    .state
+                    .counts
+                    .get_mut(rule)
+                    .and_then(|counts| counts.get_mut(action.counter())),
+                _ => None,
+            };
+            match slot {
+                Some(n) => *n = c.count,
+                None => {
+                    self.state.carried.insert((c.rule, c.action), c.count);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+sluice_sdk::export_plugin!(Redact);
+
+#[cfg(test)]
+mod tests;
