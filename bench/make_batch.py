@@ -18,7 +18,8 @@ def kv(k, v):
     return common_pb2.KeyValue(key=k, value=common_pb2.AnyValue(string_value=v))
 
 
-def batch(spans: int, seed: int = 7) -> bytes:
+def batch(spans: int, seed: int = 7, clean: bool = False) -> bytes:
+    """`clean`: nothing the redact plugin's default detectors match (no client IP address)."""
     rnd = random.Random(seed)
     out = []
     base = 1_700_000_000_000_000_000
@@ -41,7 +42,7 @@ def batch(spans: int, seed: int = 7) -> bytes:
                     kv("http.response.status_code", rnd.choice([200, 200, 200, 201, 404, 500])),
                     kv("server.address", "orders.internal.example"),
                     kv("server.port", 8443),
-                    kv("client.address", f"10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"),
+                    kv("client.address", "frontend" if clean else f"10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"),
                     kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"),
                     kv("network.protocol.version", "1.1"),
                     kv("app.tenant", f"tenant-{rnd.randint(1, 40)}"),

@@ -96,7 +96,7 @@ def stop(proc: subprocess.Popen) -> None:
 def processors_for(scenario: str) -> dict:
     if scenario == "passthrough":
         return {}
-    if scenario == "redact":
+    if scenario in ("redact", "redact_clean"):
         return {"redact": {"plugin": "builtin/redact", "on_error": "reject"}}
     if scenario == "chain3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
@@ -108,7 +108,9 @@ def processors_for(scenario: str) -> dict:
     raise SystemExit(f"unknown scenario {scenario}")
 
 
-def run_scenario(scenario: str, args, workdir: Path, batch: Path) -> dict:
+def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: Path) -> dict:
+    if scenario == "redact_clean":
+        batch = clean_batch
     down = {"grpc": free_port(), "admin": free_port()}
     up = {"http": free_port(), "admin": free_port()}
     downstream = start(
@@ -199,7 +201,12 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=15)
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--spans", type=int, default=100)
-    p.add_argument("--scenarios", default="passthrough,redact,chain3")
+    p.add_argument(
+        "--scenarios",
+        default="passthrough,redact,redact_clean,chain3",
+        help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
+        "redact); chain3 (chaos pass, redact, chaos count)",
+    )
     args = p.parse_args()
     if not BIN.exists():
         raise SystemExit(f"{BIN} is missing: cargo build --release -p sluice")
@@ -210,9 +217,11 @@ def main() -> None:
         workdir = Path(tmp)
         batch = workdir / "batch.pb"
         batch.write_bytes(make(args.spans))
+        clean_batch = workdir / "clean.pb"
+        clean_batch.write_bytes(make(args.spans, clean=True))
         results = []
         for scenario in args.scenarios.split(","):
-            r = run_scenario(scenario, args, workdir, batch)
+            r = run_scenario(scenario, args, workdir, batch, clean_batch)
             results.append(r)
             print(f"{scenario}: done", file=sys.stderr)
     base = next((r for r in results if r["scenario"] == "passthrough"), None)
