@@ -332,6 +332,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         pipelines: pipeline_views,
         exporters: exporter_views,
         processors: processors.values().cloned().collect(),
+        emit: emit.clone(),
     });
     let admin_task = tokio::spawn(server::serve(
         admin_listener,

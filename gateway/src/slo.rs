@@ -323,3 +323,90 @@ processors:
         );
     }
 }
+
+/// The latest SLO figures the `slo` plugin emitted (`sluice.slo.*` metrics), by SLO name, for
+/// `GET /api/v1/slos`. Bounded by the number of configured SLOs.
+#[derive(Debug, Default)]
+pub struct SloBoard(std::sync::Mutex<std::collections::BTreeMap<String, SloStatus>>);
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SloStatus {
+    pub service: String,
+    pub good: f64,
+    pub bad: f64,
+    /// Error ratio over the window divided by the error budget, by window.
+    pub burn_rates: std::collections::BTreeMap<String, f64>,
+    pub error_budget_remaining: Option<f64>,
+}
+
+const MAX_SLOS: usize = 1000;
+
+impl SloBoard {
+    pub fn observe(
+        &self,
+        req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    ) {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as N;
+        let Ok(mut board) = self.0.lock() else {
+            return;
+        };
+        for m in req
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name.starts_with("sluice.slo."))
+        {
+            let points = match &m.data {
+                Some(Data::Sum(s)) => &s.data_points,
+                Some(Data::Gauge(g)) => &g.data_points,
+                _ => continue,
+            };
+            for p in points {
+                let attr = |k: &str| {
+                    p.attributes.iter().find(|a| a.key == k).and_then(|a| {
+                        match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(V::StringValue(s)) => Some(s.clone()),
+                            _ => None,
+                        }
+                    })
+                };
+                let Some(slo) = attr("slo") else { continue };
+                let value = match p.value {
+                    Some(N::AsDouble(d)) => d,
+                    Some(N::AsInt(i)) => i as f64,
+                    None => continue,
+                };
+                if !board.contains_key(&slo) && board.len() >= MAX_SLOS {
+                    continue;
+                }
+                let entry = board.entry(slo).or_default();
+                if let Some(service) = attr("service") {
+                    entry.service = service;
+                }
+                match m.name.as_str() {
+                    "sluice.slo.events" => match attr("outcome").as_deref() {
+                        Some("good") => entry.good = value,
+                        Some("bad") => entry.bad = value,
+                        _ => {}
+                    },
+                    "sluice.slo.burn_rate" => {
+                        if let Some(w) = attr("window") {
+                            entry.burn_rates.insert(w, value);
+                        }
+                    }
+                    "sluice.slo.error_budget.remaining" => {
+                        entry.error_budget_remaining = Some(value)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, SloStatus> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}

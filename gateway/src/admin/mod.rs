@@ -69,6 +69,7 @@ pub struct AdminState {
     pub pipelines: Vec<PipelineView>,
     pub exporters: Vec<ExporterView>,
     pub processors: Vec<Arc<Processor>>,
+    pub emit: Arc<crate::pipeline::EmitRouter>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -79,6 +80,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health/detailed", get(detailed))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/slos", get(slos))
         .with_state(state)
 }
 
@@ -200,6 +202,12 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
     .into_response()
 }
 
+/// The SLOs the `slo` plugin computes, as this gateway sees them: events, burn rates per
+/// window, error budget remaining.
+async fn slos(State(st): State<Arc<AdminState>>) -> Response {
+    axum::Json(json!({ "slos": st.emit.slos.snapshot() })).into_response()
+}
+
 async fn index() -> Html<&'static str> {
     Html(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sluice</title></head><body>",
@@ -207,6 +215,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=\"/health/detailed\">/health/detailed</a></li>",
         "<li><a href=\"/api/v1/status\">/api/v1/status</a></li>",
         "<li><a href=\"/metrics\">/metrics</a></li>",
+        "<li><a href=\"/api/v1/slos\">/api/v1/slos</a></li>",
         "</ul></body></html>"
     ))
 }

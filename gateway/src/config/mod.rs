@@ -714,7 +714,7 @@ fn parse(
 }
 
 /// The plugins that ship with Sluice, usable as `plugin: builtin/NAME`.
-pub const BUILTIN_PLUGINS: &[&str] = &["redact", "sample", "enrich", "slo"];
+pub const BUILTIN_PLUGINS: &[&str] = &["redact", "sample", "enrich", "slo", "limit_cardinality"];
 
 /// Where `builtin/NAME` is looked for, in order: `$SLUICE_PLUGIN_DIR`, `plugins/` beside the
 /// executable, the build directory of a checkout (`target/wasm32-wasip2/release`), and

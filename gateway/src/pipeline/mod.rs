@@ -149,6 +149,14 @@ type EmitTarget = (Signal, Arc<str>, mpsc::WeakSender<Submission>);
 pub struct EmitRouter {
     pipelines: OnceLock<Vec<EmitTarget>>,
     metrics: OnceLock<Arc<SelfMetrics>>,
+    /// What SLO plugins report, for `/api/v1/slos`.
+    pub slos: crate::slo::SloBoard,
+}
+
+impl std::fmt::Debug for EmitRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmitRouter")
+    }
 }
 
 impl EmitRouter {
@@ -185,6 +193,9 @@ impl EmitRouter {
                     continue;
                 }
             };
+            if let Payload::Metrics(m) = &payload {
+                self.slos.observe(m);
+            }
             let mut batch = Batch::new(
                 payload,
                 Some(data.into()),
