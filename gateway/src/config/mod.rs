@@ -953,17 +953,18 @@ fn check_url(url: &str, path: &str, errors: &mut Vec<ConfigError>) {
             path,
             format!("invalid endpoint `{url}`: expected a URL such as http://127.0.0.1:4317"),
         );
-    } else if url.starts_with("https://") {
-        err(
-            errors,
-            path,
-            "TLS to exporters is not supported by this build yet; use http://",
-        );
     }
 }
 
 fn check_otlp_exporter(c: &OtlpExporterConfig, path: &str, errors: &mut Vec<ConfigError>) {
     check_url(&c.endpoint, &format!("{path}.endpoint"), errors);
+    if c.protocol == OtlpProtocol::Grpc && c.endpoint.starts_with("https://") {
+        err(
+            errors,
+            format!("{path}.endpoint"),
+            "TLS is supported with `protocol: http` in this build; OTLP/gRPC over TLS is not yet",
+        );
+    }
     if c.retry_on_failure.multiplier < 1.0 {
         err(
             errors,

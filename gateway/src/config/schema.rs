@@ -204,6 +204,20 @@ pub enum Compression {
     Zstd,
 }
 
+/// TLS settings of an exporter (`https://` endpoints).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsClientConfig {
+    /// PEM CA certificates trusted besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for mTLS.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate (testing only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
@@ -223,6 +237,8 @@ pub struct OtlpExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    /// For `https://` endpoints (protocol `http`).
+    pub tls: Option<TlsClientConfig>,
 }
 
 fn default_export_timeout() -> Duration {
@@ -401,6 +417,8 @@ pub struct RemoteWriteExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    /// For `https://` endpoints.
+    pub tls: Option<TlsClientConfig>,
 }
 
 fn default_max_samples_per_send() -> usize {

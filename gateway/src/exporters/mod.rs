@@ -9,6 +9,7 @@ mod debug;
 mod otlp;
 pub mod prometheus;
 mod remote_write;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -69,9 +69,10 @@ impl OtlpExporter {
                 Transport::Grpc(endpoint.connect_lazy())
             }
             OtlpProtocol::Http => {
-                let client = reqwest::Client::builder()
+                let builder = reqwest::Client::builder()
                     .timeout(c.timeout)
-                    .connect_timeout(c.timeout.min(Duration::from_secs(10)))
+                    .connect_timeout(c.timeout.min(Duration::from_secs(10)));
+                let client = super::tls::configure(builder, c.tls.as_ref(), name)?
                     .build()
                     .map_err(|e| {
                         ExportError::permanent(format!("exporter {name}: HTTP client: {e}"))

@@ -60,9 +60,10 @@ impl RemoteWriteExporter {
             ));
         }
         let credentials = c.credentials().map_err(|e| invalid("credentials", &e))?;
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(c.timeout)
-            .connect_timeout(c.timeout.min(Duration::from_secs(10)))
+            .connect_timeout(c.timeout.min(Duration::from_secs(10)));
+        let client = super::tls::configure(builder, c.tls.as_ref(), name)?
             .build()
             .map_err(|e| invalid("HTTP client", &e))?;
         Ok(RemoteWriteExporter {
