@@ -98,6 +98,16 @@ def processors_for(scenario: str) -> dict:
         return {}
     if scenario in ("redact", "redact_clean"):
         return {"redact": {"plugin": "builtin/redact", "on_error": "reject"}}
+    if scenario == "sample":
+        return {"sample": {"plugin": "builtin/sample", "config": {
+            "drop": [{"name": {"prefix": "GET /health"}}], "probabilistic": {"percent": 100}}}}
+    if scenario == "enrich":
+        return {"enrich": {"plugin": "builtin/enrich", "config": {
+            "attributes": [{"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}],
+            "derive": {"from": "url.path", "to": "http.target_route", "templates": ["/api/v1/orders/{id}/items"]}}}}
+    if scenario == "slo":
+        return {"slo": {"plugin": "builtin/slo", "config": {"slos": [
+            {"name": "orders-availability", "service": "orders", "objective": 99.9, "sli": {"availability": {}}}]}}}
     if scenario == "chain3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {
@@ -205,7 +215,7 @@ def main() -> None:
         "--scenarios",
         default="passthrough,redact,redact_clean,chain3",
         help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
-        "redact); chain3 (chaos pass, redact, chaos count)",
+        "redact); sample; enrich; slo; chain3 (chaos pass, redact, chaos count)",
     )
     args = p.parse_args()
     if not BIN.exists():

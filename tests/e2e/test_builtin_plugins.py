@@ -57,7 +57,7 @@ from conftest import (
     write_config,
 )
 
-BUILTINS = ("redact", "sample", "enrich", "slo")
+BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality")
 # Generous bound for compiling the four components once (a debug build of the gateway on a busy
 # machine takes about half a minute).
 COMPILE_TIMEOUT = 180.0
@@ -937,3 +937,45 @@ def test_enrich_redact_sample_chain(gateway, downstream, plugin_dir, plugin_cach
         assert (detailed[name]["plugin"], detailed[name]["state"]) == (name, "ok"), detailed[name]
     assert gw.metric("sluice_plugin_records_in_total", processor="sample") == 3, processor_stats(gw, "sample")
     assert gw.metric("sluice_plugin_records_out_total", processor="sample") == 2, processor_stats(gw, "sample")
+
+
+def test_limit_cardinality_normalizes_paths_caps_values_and_counts_overflows(gateway, downstream, plugin_dir, plugin_cache):
+    ds = downstream()
+    config = {"limits": [{"metric": "*", "key": "user.id", "max_values": 3}]}
+    gw = start(
+        gateway, plugin_dir, plugin_cache,
+        {"limit": processor("limit_cardinality", config)},
+        {"metrics": ["limit"]},
+        ds=ds,
+    )
+
+    def record(meter):
+        requests_counter = meter.create_counter("app.requests")
+        for i in range(10):
+            requests_counter.add(1, {"url.path": f"/users/{1000 + i}/orders", "user.id": f"u{i}"})
+
+    send_metrics(gw, record, **{"service.name": "shop"})
+    wait_until(lambda: got_points(ds, "app.requests"), ARRIVAL, "the counter downstream")
+    points = got_points(ds, "app.requests")
+    paths = {attrs(dp.attributes)["url.path"] for _, _, dp in points}
+    assert paths == {"/users/{id}/orders"}
+    users = sorted(attrs(dp.attributes)["user.id"] for _, _, dp in points)
+    assert users.count("overflow") == 7
+    assert len([u for u in users if u != "overflow"]) == 3
+    # Every increment is still there: nothing is dropped, only relabelled.
+    assert sum(dp.as_int for _, _, dp in points) == 10
+    wait_counts(ds, "limit_cardinality.overflows", ("metric", "key"), {("app.requests", "user.id"): 7})
+
+
+def test_redact_rejects_by_default_what_it_could_not_scrub(gateway, downstream, plugin_dir, plugin_cache):
+    """Without `on_error`, a batch the redactor cannot process (here: over its 1 MiB batch
+    limit) is refused with a retryable error instead of passing unscrubbed."""
+    ds = downstream()
+    redact = {"plugin": "builtin/redact", "config": {}, "limits": {"max_batch_mb": 1}}
+    gw = start(gateway, plugin_dir, plugin_cache, {"redact": redact}, {"traces": ["redact"]}, ds=ds)
+    big = trace_request(*[span(tid(i + 1), bytes([1] * 7 + [i % 250 + 1]), "x" * 2000) for i in range(700)])
+    r = gw.post("traces", big.SerializeToString())
+    assert r.status_code == 503, r.text
+    assert "Retry-After" in r.headers
+    time.sleep(SETTLE)
+    assert ds.requests("traces") == []

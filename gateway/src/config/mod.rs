@@ -467,7 +467,15 @@ fn parse(
                 }
             },
         };
-        let config_json = match c.config.map(|v| serde_json::to_string(&v)) {
+        let config_value = match c.config.map(|v| expand_env(v, &format!("{path}.config"))) {
+            None => None,
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                err(errors, format!("{path}.config"), e);
+                continue;
+            }
+        };
+        let config_json = match config_value.map(|v| serde_json::to_string(&v)) {
             None => "{}".to_string(),
             Some(Ok(json)) => json,
             Some(Err(e)) => {
@@ -493,7 +501,11 @@ fn parse(
             memory_mb: c.limits.memory_mb,
             timeout: Duration::from_millis(c.limits.timeout_ms),
             max_batch_bytes: c.limits.max_batch_mb << 20,
-            on_error: c.on_error,
+            on_error: c.on_error.unwrap_or(if c.plugin == "builtin/redact" {
+                OnError::Reject
+            } else {
+                OnError::Pass
+            }),
         });
     }
 
@@ -711,6 +723,46 @@ fn parse(
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
     })
+}
+
+/// Replaces `${env:NAME}` in the string values of a plugin's config with the variable's value,
+/// so secrets (hash keys, tokens) stay out of config files; plugins themselves see no
+/// environment. A variable that is not set is an error.
+fn expand_env(value: Value, path: &str) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => Value::String(expand_env_str(&s, path)?),
+        Value::Sequence(seq) => Value::Sequence(
+            seq.into_iter()
+                .map(|v| expand_env(v, path))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| Ok((k, expand_env(v, path)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other,
+    })
+}
+
+fn expand_env_str(s: &str, path: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 6..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated ${{env:...}} in a value under {path}"))?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            format!("environment variable `{name}` (used as ${{env:{name}}}) is not set")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The plugins that ship with Sluice, usable as `plugin: builtin/NAME`.
@@ -1092,6 +1144,32 @@ service:
                 |e| e.contains("read_timeout") && e.contains("invalid duration unit `parsecs`")
             ),
             "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn env_references_in_plugin_configs_are_expanded() {
+        // SAFETY of the test: the variable name is unique to this test.
+        let name = "SLUICE_TEST_HASH_KEY_7f3a";
+        let yaml = format!("a: [\"x-${{env:{name}}}-y\", 3]\nb: {{ c: \"${{env:{name}}}\" }}");
+        let v: Value = serde_yaml_ng::from_str(&yaml).expect("yaml");
+        assert!(
+            expand_env(v.clone(), "p")
+                .expect_err("unset")
+                .contains(name)
+        );
+        #[allow(
+            unsafe_code,
+            reason = "tests set a process variable no other test reads"
+        )]
+        // SAFETY: no other thread reads this variable.
+        unsafe {
+            std::env::set_var(name, "s3cret")
+        };
+        let out = expand_env(v, "p").expect("set");
+        assert_eq!(
+            serde_json::to_string(&out).expect("json"),
+            r#"{"a":["x-s3cret-y",3],"b":{"c":"s3cret"}}"#
         );
     }
 

@@ -169,8 +169,9 @@ pub struct ProcessorConfig {
     pub config: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub limits: PluginLimits,
-    #[serde(default)]
-    pub on_error: OnError,
+    /// Default `pass`; `reject` for `builtin/redact`, which must never let through what it
+    /// failed to scrub.
+    pub on_error: Option<OnError>,
 }
 
 /// A validated processor.
