@@ -230,6 +230,15 @@ impl Config {
             .or_else(|| receivers.iter().find(has_http))
     }
 
+    /// The processors at least one pipeline uses.
+    pub fn used_processors(&self) -> impl Iterator<Item = &ProcessorSpec> {
+        self.processors.iter().filter(|p| {
+            self.pipelines
+                .iter()
+                .any(|pl| pl.processors.contains(&p.name))
+        })
+    }
+
     pub fn pipelines_of(&self, signal: Signal) -> impl Iterator<Item = &PipelineSpec> {
         self.pipelines.iter().filter(move |p| p.signal == signal)
     }

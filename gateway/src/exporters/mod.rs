@@ -350,6 +350,27 @@ impl Worker {
     }
 }
 
+/// An error with its sources, for messages a person can act on ("connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A backend's `Retry-After` in seconds.
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Full jitter: a uniformly random wait in `[0, interval]`, or the backend's `Retry-After` if it
 /// asked for longer.
 fn backoff(interval: Duration, retry_after: Option<Duration>, max: Duration) -> Duration {

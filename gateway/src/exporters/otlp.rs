@@ -121,45 +121,11 @@ impl OtlpExporter {
         }
         let path = PathAndQuery::from_static(batch.signal().grpc_path());
         let partial = match batch.signal() {
-            Signal::Traces => grpc
-                .unary::<_, Prost<ExportTraceServiceResponse>, _>(
-                    request,
-                    path,
-                    WireCodec::default(),
-                )
-                .await
-                .map(|r| {
-                    r.into_inner()
-                        .0
-                        .partial_success
-                        .map(|p| (p.rejected_spans, p.error_message))
-                }),
-            Signal::Metrics => grpc
-                .unary::<_, Prost<ExportMetricsServiceResponse>, _>(
-                    request,
-                    path,
-                    WireCodec::default(),
-                )
-                .await
-                .map(|r| {
-                    r.into_inner()
-                        .0
-                        .partial_success
-                        .map(|p| (p.rejected_data_points, p.error_message))
-                }),
-            Signal::Logs => grpc
-                .unary::<_, Prost<ExportLogsServiceResponse>, _>(
-                    request,
-                    path,
-                    WireCodec::default(),
-                )
-                .await
-                .map(|r| {
-                    r.into_inner()
-                        .0
-                        .partial_success
-                        .map(|p| (p.rejected_log_records, p.error_message))
-                }),
+            Signal::Traces => unary::<ExportTraceServiceResponse>(&mut grpc, request, path).await,
+            Signal::Metrics => {
+                unary::<ExportMetricsServiceResponse>(&mut grpc, request, path).await
+            }
+            Signal::Logs => unary::<ExportLogsServiceResponse>(&mut grpc, request, path).await,
         };
         match partial {
             Ok(p) => Ok(delivered(p)),
@@ -198,33 +164,17 @@ impl OtlpExporter {
                     .into()
             }
         };
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ExportError::retryable(format!("POST {url}: {}", error_chain(&e))))?;
+        let response = request.body(body).send().await.map_err(|e| {
+            ExportError::retryable(format!("POST {url}: {}", super::error_chain(&e)))
+        })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = super::retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             let partial = match batch.signal() {
-                Signal::Traces => ExportTraceServiceResponse::decode(body.as_ref())
-                    .ok()
-                    .and_then(|r| r.partial_success)
-                    .map(|p| (p.rejected_spans, p.error_message)),
-                Signal::Metrics => ExportMetricsServiceResponse::decode(body.as_ref())
-                    .ok()
-                    .and_then(|r| r.partial_success)
-                    .map(|p| (p.rejected_data_points, p.error_message)),
-                Signal::Logs => ExportLogsServiceResponse::decode(body.as_ref())
-                    .ok()
-                    .and_then(|r| r.partial_success)
-                    .map(|p| (p.rejected_log_records, p.error_message)),
+                Signal::Traces => decode_partial::<ExportTraceServiceResponse>(&body),
+                Signal::Metrics => decode_partial::<ExportMetricsServiceResponse>(&body),
+                Signal::Logs => decode_partial::<ExportLogsServiceResponse>(&body),
             };
             return Ok(delivered(partial));
         }
@@ -237,6 +187,46 @@ impl OtlpExporter {
             retry_after,
         })
     }
+}
+
+/// The three OTLP export responses: their `partial_success`, if any.
+trait ExportResponse: Message + Default + Send + Sync + 'static {
+    fn partial(self) -> Option<(i64, String)>;
+}
+
+impl ExportResponse for ExportTraceServiceResponse {
+    fn partial(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_spans, p.error_message))
+    }
+}
+
+impl ExportResponse for ExportMetricsServiceResponse {
+    fn partial(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_data_points, p.error_message))
+    }
+}
+
+impl ExportResponse for ExportLogsServiceResponse {
+    fn partial(self) -> Option<(i64, String)> {
+        self.partial_success
+            .map(|p| (p.rejected_log_records, p.error_message))
+    }
+}
+
+async fn unary<R: ExportResponse>(
+    grpc: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<Bytes>,
+    path: PathAndQuery,
+) -> Result<Option<(i64, String)>, Status> {
+    grpc.unary::<_, Prost<R>, _>(request, path, WireCodec::default())
+        .await
+        .map(|r| r.into_inner().0.partial())
+}
+
+fn decode_partial<R: ExportResponse>(body: &[u8]) -> Option<(i64, String)> {
+    R::decode(body).ok().and_then(R::partial)
 }
 
 fn delivered(partial: Option<(i64, String)>) -> Delivered {
@@ -265,15 +255,4 @@ fn grpc_error(status: &Status) -> ExportError {
         retryable,
         retry_after: None,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

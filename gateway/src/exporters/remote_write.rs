@@ -199,18 +199,17 @@ impl RemoteWriteExporter {
             None => request,
         };
         let response = request.body(body).send().await.map_err(|e| {
-            ExportError::retryable(format!("POST {}: {}", self.endpoint, chain(&e)))
+            ExportError::retryable(format!(
+                "POST {}: {}",
+                self.endpoint,
+                super::error_chain(&e)
+            ))
         })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = super::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let detail: String = text.chars().take(300).collect();
         Err(ExportError {
@@ -219,17 +218,6 @@ impl RemoteWriteExporter {
             retry_after,
         })
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn now_ms() -> i64 {

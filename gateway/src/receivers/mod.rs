@@ -76,6 +76,36 @@ impl Intake {
         }
     }
 
+    /// Counts a request that failed before its records were counted, by reason.
+    pub fn count_bad_request(&self, transport: Transport, e: &ReceiverError) {
+        if let Some(reason) = e.bad_request_reason() {
+            self.self_metrics
+                .receiver_bad_requests
+                .with_label_values(&[&self.receiver, transport.as_str(), reason])
+                .inc();
+            tracing::debug!(error = %e, "Refused a bad request.");
+        }
+    }
+
+    /// Counts an answered request by status, and its duration.
+    pub fn count_request(
+        &self,
+        transport: Transport,
+        signal: Signal,
+        status: &str,
+        started: std::time::Instant,
+    ) {
+        let labels = [&*self.receiver, transport.as_str(), signal.as_str()];
+        self.self_metrics
+            .receiver_requests
+            .with_label_values(&[labels[0], labels[1], labels[2], status])
+            .inc();
+        self.self_metrics
+            .receiver_request_duration
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     fn pipelines(&self, signal: Signal) -> &[PipelineHandle] {
         match signal {
             Signal::Traces => &self.traces,

@@ -108,26 +108,13 @@ async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response
         }
         rewritten
     };
-    let m = &st.intake.self_metrics;
-    let labels = [&*st.intake.receiver, "grpc", signal.as_str()];
-    m.receiver_requests
-        .with_label_values(&[labels[0], labels[1], labels[2], &format!("{code:?}")])
-        .inc();
-    m.receiver_request_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    st.intake
+        .count_request(Transport::Grpc, signal, &format!("{code:?}"), started);
     response.map(axum::body::Body::new)
 }
 
 fn count_bad(st: &GrpcReceiver, e: &ReceiverError) {
-    if let Some(reason) = e.bad_request_reason() {
-        st.intake
-            .self_metrics
-            .receiver_bad_requests
-            .with_label_values(&[&st.intake.receiver, "grpc", reason])
-            .inc();
-        tracing::debug!(error = %e, "Refused a bad request.");
-    }
+    st.intake.count_bad_request(Transport::Grpc, e);
 }
 
 async fn handle(

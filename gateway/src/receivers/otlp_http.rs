@@ -78,26 +78,15 @@ async fn export(st: Arc<HttpReceiver>, signal: Signal, req: Request) -> Response
             .map(|rejected| (format, rejected)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let m = &st.intake.self_metrics;
     let response = match result {
         Ok((format, rejected)) => success(signal, format, &rejected),
         Err(e) => {
-            if let Some(reason) = e.bad_request_reason() {
-                m.receiver_bad_requests
-                    .with_label_values(&[&st.intake.receiver, "http", reason])
-                    .inc();
-                tracing::debug!(error = %e, "Refused a bad request.");
-            }
+            st.intake.count_bad_request(Transport::Http, &e);
             failure(&e, reply_format)
         }
     };
-    let labels = [&*st.intake.receiver, "http", signal.as_str()];
-    m.receiver_requests
-        .with_label_values(&[labels[0], labels[1], labels[2], response.status().as_str()])
-        .inc();
-    m.receiver_request_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    st.intake
+        .count_request(Transport::Http, signal, response.status().as_str(), started);
     response
 }
 

@@ -64,15 +64,10 @@ async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Resp
         .map(|c| c.0.clone())
         .unwrap_or_else(|| "-".into());
     let result = handle(&st, req, correlation).await;
-    let m = &st.intake.self_metrics;
     let response = match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
-            if let Some(reason) = e.bad_request_reason() {
-                m.receiver_bad_requests
-                    .with_label_values(&[&st.intake.receiver, "http", reason])
-                    .inc();
-            }
+            st.intake.count_bad_request(Transport::Http, &e);
             let status = match &e {
                 ReceiverError::Refused {
                     refusal: Refusal::QueueFull,
@@ -90,13 +85,12 @@ async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Resp
             response
         }
     };
-    let labels = [&*st.intake.receiver, "http", "metrics"];
-    m.receiver_requests
-        .with_label_values(&[labels[0], labels[1], labels[2], response.status().as_str()])
-        .inc();
-    m.receiver_request_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
+    st.intake.count_request(
+        Transport::Http,
+        crate::pipeline::Signal::Metrics,
+        response.status().as_str(),
+        started,
+    );
     response
 }
 
