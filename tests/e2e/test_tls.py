@@ -132,3 +132,69 @@ def test_an_untrusted_server_is_refused_and_counted(gateway, prometheus, tmp_pat
                    component="exporter/prometheus_remote_write", reason="retries_exhausted")
     assert gw.metric("sluice_exporter_send_failures_total", retryable="true") >= 1
     assert query(prom, pki, client, "tls_probe") == []
+
+
+def test_otlp_grpc_exporter_over_tls_with_mutual_auth(gateway, tmp_path):
+    """The otlp exporter sends over gRPC with TLS to a server that requires a client
+    certificate signed by the private CA."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    pki = make_pki(tmp_path)
+    received = []
+
+    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):  # noqa: N802 - gRPC method name
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    credentials = grpc.ssl_server_credentials(
+        [((pki / "server.key").read_bytes(), (pki / "server.crt").read_bytes())],
+        root_certificates=(pki / "ca.crt").read_bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        def config(ports):
+            return {
+                "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+                "exporters": {
+                    "otlp/tls": {
+                        "endpoint": f"https://127.0.0.1:{port}",
+                        "protocol": "grpc",
+                        "tls": {
+                            "ca_file": str(pki / "ca.crt"),
+                            "cert_file": str(pki / "client.crt"),
+                            "key_file": str(pki / "client.key"),
+                        },
+                    }
+                },
+                "service": {
+                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/tls"]}},
+                    "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
+                },
+            }
+
+        gw = gateway(config=config)
+        request = trace_service_pb2.ExportTraceServiceRequest(
+            resource_spans=[
+                trace_pb2.ResourceSpans(
+                    scope_spans=[
+                        trace_pb2.ScopeSpans(
+                            spans=[trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="over-tls")]
+                        )
+                    ]
+                )
+            ]
+        )
+        assert gw.post("traces", request.SerializeToString()).status_code == 200
+        wait_until(lambda: received, 15, "the span over TLS")
+        assert received[0] == request
+    finally:
+        server.stop(0)

@@ -1019,12 +1019,28 @@ fn check_url(url: &str, path: &str, errors: &mut Vec<ConfigError>) {
 
 fn check_otlp_exporter(c: &OtlpExporterConfig, path: &str, errors: &mut Vec<ConfigError>) {
     check_url(&c.endpoint, &format!("{path}.endpoint"), errors);
-    if c.protocol == OtlpProtocol::Grpc && c.endpoint.starts_with("https://") {
-        err(
-            errors,
-            format!("{path}.endpoint"),
-            "TLS is supported with `protocol: http` in this build; OTLP/gRPC over TLS is not yet",
-        );
+    if let Some(tls) = &c.tls {
+        if !c.endpoint.starts_with("https://") {
+            err(
+                errors,
+                format!("{path}.tls"),
+                "tls settings need an https:// endpoint",
+            );
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            err(
+                errors,
+                format!("{path}.tls"),
+                "a client certificate needs both cert_file and key_file",
+            );
+        }
+        if c.protocol == OtlpProtocol::Grpc && tls.insecure_skip_verify {
+            err(
+                errors,
+                format!("{path}.tls.insecure_skip_verify"),
+                "not available for OTLP/gRPC; trust the server's CA with ca_file instead",
+            );
+        }
     }
     if c.retry_on_failure.multiplier < 1.0 {
         err(
