@@ -45,6 +45,7 @@
 //! forwards its own bytes, so only plugins that rewrite pay for an encode.
 
 pub mod host;
+pub mod metrics;
 pub mod records;
 pub mod testing;
 

@@ -24,14 +24,12 @@ mod tracker;
 use std::collections::BTreeMap;
 
 use sluice_sdk::host::{self, Level};
+use sluice_sdk::metrics::Counter;
 use sluice_sdk::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use sluice_sdk::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use sluice_sdk::otlp::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
-};
+use sluice_sdk::otlp::common::v1::{AnyValue, KeyValue, any_value};
+use sluice_sdk::otlp::metrics::v1::metric;
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, map_logs, map_spans};
 
 pub use config::Config;
@@ -179,6 +177,7 @@ fn string_value(s: &str) -> Option<AnyValue> {
     })
 }
 
+#[cfg(test)]
 fn string_attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -289,48 +288,24 @@ impl LimitCardinality {
 
     /// The counts as the `limit_cardinality.overflows` metric.
     fn overflows_metric(&self, now: u64) -> ExportMetricsServiceRequest {
-        let data_points = self
-            .counts
-            .0
-            .iter()
-            .filter(|&(_, &n)| n > 0)
-            .map(|((metric, key), &n)| NumberDataPoint {
-                attributes: vec![
-                    string_attribute("metric", metric),
-                    string_attribute("key", key),
-                ],
-                start_time_unix_nano: self.start,
-                time_unix_nano: now,
-                value: Some(number_data_point::Value::AsInt(
-                    i64::try_from(n).unwrap_or(i64::MAX),
-                )),
-                ..Default::default()
-            })
-            .collect();
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "sluice-plugin-limit-cardinality".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    metrics: vec![Metric {
-                        name: OVERFLOWS_METRIC.into(),
-                        description: "Attribute values and attribute sets replaced by the limit_cardinality plugin, by metric and key (`*`: the whole attribute set).".into(),
-                        unit: "{replacement}".into(),
-                        data: Some(metric::Data::Sum(Sum {
-                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                            is_monotonic: true,
-                            data_points,
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        Counter {
+            scope: "sluice-plugin-limit-cardinality",
+            version: env!("CARGO_PKG_VERSION"),
+            name: OVERFLOWS_METRIC,
+            description: "Attribute values and attribute sets replaced by the limit_cardinality plugin, by metric and key (`*`: the whole attribute set).",
+            unit: "{replacement}",
         }
+        .request(
+            self.start,
+            now,
+            self.counts
+                .0
+                .iter()
+                .filter(|&(_, &n)| n > 0)
+                .map(|((metric, key), &n)| {
+                    (vec![("metric", metric.clone()), ("key", key.clone())], n)
+                }),
+        )
     }
 
     /// Hands a restored metric's hashes to the tracker, within today's limits and budget.

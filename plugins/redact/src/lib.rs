@@ -16,15 +16,13 @@ mod engine;
 
 use std::collections::{BTreeMap, HashMap};
 
+use sluice_sdk::metrics::Counter;
 use sluice_sdk::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use sluice_sdk::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use sluice_sdk::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_sdk::otlp::logs::v1::LogRecord;
-use sluice_sdk::otlp::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
-};
+use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::trace::v1::Span;
 use sluice_sdk::prost::Message;
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
@@ -407,54 +405,20 @@ impl Redact {
     }
 
     fn counter_metric(&self, now: u64) -> ExportMetricsServiceRequest {
-        let data_points = self
-            .series()
-            .into_iter()
-            .map(|(rule, action, n)| NumberDataPoint {
-                attributes: vec![string_kv("rule", rule), string_kv("action", action)],
-                start_time_unix_nano: self.state.start_time,
-                time_unix_nano: now,
-                value: Some(number_data_point::Value::AsInt(
-                    i64::try_from(n).unwrap_or(i64::MAX),
-                )),
-                ..Default::default()
-            })
-            .collect();
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "sluice-plugin-redact".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    metrics: vec![Metric {
-                        name: METRIC_NAME.into(),
-                        description: "Values, attributes and records the redact plugin masked, hashed or dropped."
-                            .into(),
-                        unit: "{redaction}".into(),
-                        data: Some(metric::Data::Sum(Sum {
-                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                            is_monotonic: true,
-                            data_points,
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        Counter {
+            scope: "sluice-plugin-redact",
+            version: env!("CARGO_PKG_VERSION"),
+            name: METRIC_NAME,
+            description: "Values, attributes and records the redact plugin masked, hashed or dropped.",
+            unit: "{redaction}",
         }
-    }
-}
-
-fn string_kv(key: &str, value: String) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value)),
-        }),
-        ..Default::default()
+        .request(
+            self.state.start_time,
+            now,
+            self.series()
+                .into_iter()
+                .map(|(rule, action, n)| (vec![("rule", rule), ("action", action)], n)),
+        )
     }
 }
 

@@ -16,6 +16,7 @@ use sluice_sdk::prost::Message;
 use sluice_sdk::{Error, Plugin, Signal, Verdict, testing};
 
 use super::*;
+use sluice_sdk::otlp::metrics::v1::AggregationTemporality;
 
 const KEYS: &str = r#""hash_keys": {"k1": "0123456789abcdef0123456789abcdef", "k2": "fedcba9876543210fedcba9876543210"}"#;
 

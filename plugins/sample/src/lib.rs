@@ -24,15 +24,13 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sluice_sdk::host::{self, Level};
+use sluice_sdk::metrics::Counter;
 use sluice_sdk::otlp::collector::logs::v1::ExportLogsServiceRequest;
 use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use sluice_sdk::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use sluice_sdk::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_sdk::otlp::logs::v1::LogRecord;
-use sluice_sdk::otlp::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
-};
+use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::resource::v1::Resource;
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, keep_logs, keep_spans};
 
@@ -216,61 +214,28 @@ impl Sample {
 
     /// The counts as the `sample.dropped` metric.
     fn dropped_metric(&self, now: u64) -> ExportMetricsServiceRequest {
-        let mut data_points = Vec::new();
+        let mut points = Vec::new();
         for (reason, by_signal) in self.dropped.iter().enumerate() {
             for (signal, &count) in by_signal.iter().enumerate() {
-                if count == 0 {
-                    continue;
+                if count > 0 {
+                    points.push((
+                        vec![
+                            ("reason", REASON_NAMES[reason].to_string()),
+                            ("signal", SIGNAL_NAMES[signal].to_string()),
+                        ],
+                        count,
+                    ));
                 }
-                data_points.push(NumberDataPoint {
-                    attributes: vec![
-                        string_attribute("reason", REASON_NAMES[reason]),
-                        string_attribute("signal", SIGNAL_NAMES[signal]),
-                    ],
-                    start_time_unix_nano: self.start,
-                    time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsInt(
-                        i64::try_from(count).unwrap_or(i64::MAX),
-                    )),
-                    ..Default::default()
-                });
             }
         }
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "sluice-plugin-sample".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    metrics: vec![Metric {
-                        name: "sample.dropped".into(),
-                        description: "Records the sample plugin dropped, by reason and signal."
-                            .into(),
-                        unit: "{record}".into(),
-                        data: Some(metric::Data::Sum(Sum {
-                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                            is_monotonic: true,
-                            data_points,
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        Counter {
+            scope: "sluice-plugin-sample",
+            version: env!("CARGO_PKG_VERSION"),
+            name: "sample.dropped",
+            description: "Records the sample plugin dropped, by reason and signal.",
+            unit: "{record}",
         }
-    }
-}
-
-fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
+        .request(self.start, now, points)
     }
 }
 

@@ -5,6 +5,11 @@ use sluice_sdk::prost::Message;
 use sluice_sdk::testing;
 
 use super::*;
+#[allow(unused_imports, reason = "the items the tests build batches from")]
+use sluice_sdk::otlp::metrics::v1::{
+    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
+};
 
 // ---- builders ----------------------------------------------------------------------------
 
