@@ -201,17 +201,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     let mut exporter_servers = Vec::new();
     for (name, e) in exporters.iter_mut() {
         if let Some((endpoint, router)) = e.listener.take() {
-            let listener = server::bind(&endpoint, &format!("exporter {name}"))
-                .await
-                .map_err(GatewayError::Bind)?;
-            tracing::info!(exporter = %name, endpoint = %local(&listener, &endpoint), "Scrape endpoint listening.");
-            exporter_servers.push(tokio::spawn(server::serve(
-                listener,
+            let what = format!("exporter {name}");
+            let (local, task) = listen(
+                &endpoint,
+                &what,
                 router,
-                admin_token.clone(),
-                HEADER_READ_TIMEOUT,
+                &admin_token,
                 Duration::from_secs(2),
-            )));
+            )
+            .await?;
+            tracing::info!(exporter = %name, endpoint = %local, "Scrape endpoint listening.");
+            exporter_servers.push(task);
         }
     }
     let mut exporter_tasks = Vec::new();
@@ -265,39 +265,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         };
         let drain = config.shutdown_timeout;
         if let Some(g) = &c.protocols.grpc {
-            let what = format!("receiver {} (OTLP/gRPC)", spec.name);
-            let listener = server::bind(&g.endpoint, &what)
-                .await
-                .map_err(GatewayError::Bind)?;
-            receiver_views.push(ReceiverView {
-                name: spec.name.clone(),
-                transport: "grpc",
-                endpoint: local(&listener, &g.endpoint),
-            });
             let router = otlp_grpc::router(otlp_grpc::GrpcReceiver {
                 intake: intake.clone(),
                 max_message: g.max_recv_msg_size_mib * 1024 * 1024,
                 read_timeout: g.read_timeout,
             })
             .layer(axum::middleware::from_fn(server::correlate));
-            receiver_tasks.push(tokio::spawn(server::serve(
-                listener,
-                router,
-                receivers_token.clone(),
-                HEADER_READ_TIMEOUT,
-                drain,
-            )));
-        }
-        if let Some(h) = &c.protocols.http {
-            let what = format!("receiver {} (OTLP/HTTP)", spec.name);
-            let listener = server::bind(&h.endpoint, &what)
-                .await
-                .map_err(GatewayError::Bind)?;
+            let what = format!("receiver {} (OTLP/gRPC)", spec.name);
+            let (endpoint, task) =
+                listen(&g.endpoint, &what, router, &receivers_token, drain).await?;
             receiver_views.push(ReceiverView {
                 name: spec.name.clone(),
-                transport: "http",
-                endpoint: local(&listener, &h.endpoint),
+                transport: "grpc",
+                endpoint,
             });
+            receiver_tasks.push(task);
+        }
+        if let Some(h) = &c.protocols.http {
             let mut router = otlp_http::router(otlp_http::HttpReceiver {
                 intake: intake.clone(),
                 max_body: h.max_request_body_size_mib * 1024 * 1024,
@@ -309,21 +293,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                 }
             }
             let router = router.layer(axum::middleware::from_fn(server::correlate));
-            receiver_tasks.push(tokio::spawn(server::serve(
-                listener,
-                router,
-                receivers_token.clone(),
-                HEADER_READ_TIMEOUT,
-                drain,
-            )));
+            let what = format!("receiver {} (OTLP/HTTP)", spec.name);
+            let (endpoint, task) =
+                listen(&h.endpoint, &what, router, &receivers_token, drain).await?;
+            receiver_views.push(ReceiverView {
+                name: spec.name.clone(),
+                transport: "http",
+                endpoint,
+            });
+            receiver_tasks.push(task);
         }
     }
 
     // Admin.
-    let admin_listener = server::bind(&config.admin_endpoint, "the admin endpoint")
-        .await
-        .map_err(GatewayError::Bind)?;
-    let admin_endpoint = local(&admin_listener, &config.admin_endpoint);
     let admin_state = Arc::new(AdminState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -334,13 +316,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         processors: processors.values().cloned().collect(),
         emit: emit.clone(),
     });
-    let admin_task = tokio::spawn(server::serve(
-        admin_listener,
+    let (admin_endpoint, admin_task) = listen(
+        &config.admin_endpoint,
+        "the admin endpoint",
         admin::router(admin_state),
-        admin_token.clone(),
-        HEADER_READ_TIMEOUT,
+        &admin_token,
         Duration::from_secs(2),
-    ));
+    )
+    .await?;
 
     health.ready.store(true, Ordering::Relaxed);
     for r in &receiver_views {
@@ -388,9 +371,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     Ok(())
 }
 
-fn local(listener: &tokio::net::TcpListener, configured: &str) -> String {
-    listener
+/// Binds `endpoint` and serves `router` on it until `token` is cancelled; returns the address
+/// actually bound (a configured port 0 becomes the real one) and the server task.
+async fn listen(
+    endpoint: &str,
+    what: &str,
+    router: axum::Router,
+    token: &CancellationToken,
+    drain: Duration,
+) -> Result<(String, JoinHandle<()>), GatewayError> {
+    let listener = server::bind(endpoint, what)
+        .await
+        .map_err(GatewayError::Bind)?;
+    let local = listener
         .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|_| configured.to_string())
+        .unwrap_or_else(|_| endpoint.to_string());
+    let task = tokio::spawn(server::serve(
+        listener,
+        router,
+        token.clone(),
+        HEADER_READ_TIMEOUT,
+        drain,
+    ));
+    Ok((local, task))
 }
