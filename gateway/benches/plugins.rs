@@ -35,6 +35,7 @@ fn processor(engine: &Arc<PluginEngine>, name: &str, mode: &str) -> Processor {
         name: name.into(),
         path: chaos(),
         config_json: format!(r#"{{"mode": "{mode}", "prefix": "x."}}"#),
+        display_config: serde_json::Value::Null,
         memory_mb: 256,
         timeout: Duration::from_secs(5),
         max_batch_bytes: usize::MAX,

@@ -188,6 +188,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         config.plugin_reload_interval,
         shutdown.clone(),
     );
+    let store = exporters.values().find_map(|e| e.store.clone());
     let exporter_views: Vec<ExporterView> = exporters
         .values()
         .map(|e| ExporterView {
@@ -315,6 +316,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         exporters: exporter_views,
         processors: processors.values().cloned().collect(),
         emit: emit.clone(),
+        store,
     });
     let (admin_endpoint, admin_task) = listen(
         &config.admin_endpoint,

@@ -18,4 +18,5 @@ pub mod receivers;
 pub mod remote_write;
 pub mod server;
 pub mod slo;
+pub mod store;
 pub mod telemetry;

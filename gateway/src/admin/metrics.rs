@@ -48,6 +48,9 @@ pub struct SelfMetrics {
     pub plugin_reloads: IntCounterVec,
     pub plugin_restarts: IntCounterVec,
     pub plugin_breaker_open: IntGaugeVec,
+    /// Records held by the in-memory trace and log store (spans, log records).
+    pub store_records: IntGaugeVec,
+    pub store_evicted: IntCounterVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -238,6 +241,18 @@ impl SelfMetrics {
                 "1 while a plugin's breaker is open (calls skipped, on_error applied).",
                 &["processor"],
             ),
+            store_records: gauge(
+                &r,
+                "sluice_store_records",
+                "Records held by the in-memory store of the `memory` exporter (spans, log records).",
+                &["signal"],
+            ),
+            store_evicted: counter(
+                &r,
+                "sluice_store_evicted_records_total",
+                "Records evicted from the in-memory store, by reason (max_spans, max_logs, max_age).",
+                &["signal", "reason"],
+            ),
             registry: r,
         }
     }
@@ -248,6 +263,53 @@ impl SelfMetrics {
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Every family as JSON, for the web UI: `{name: {type, help, series: [{labels, value}]}}`;
+    /// histograms carry `count`, `sum` and cumulative `buckets` as `[le, count]` pairs.
+    pub fn to_json(&self) -> serde_json::Value {
+        use prometheus::proto::MetricType;
+        use serde_json::json;
+        let mut out = serde_json::Map::new();
+        for family in self.registry.gather() {
+            let kind = family.get_field_type();
+            let series: Vec<serde_json::Value> = family
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let labels: serde_json::Map<String, serde_json::Value> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_string(), json!(l.value())))
+                        .collect();
+                    match kind {
+                        MetricType::COUNTER => json!({"labels": labels, "value": m.get_counter().get_value()}),
+                        MetricType::GAUGE => json!({"labels": labels, "value": m.get_gauge().get_value()}),
+                        MetricType::HISTOGRAM => {
+                            let h = m.get_histogram();
+                            let buckets: Vec<_> = h
+                                .get_bucket()
+                                .iter()
+                                .map(|b| json!([b.upper_bound(), b.cumulative_count()]))
+                                .collect();
+                            json!({"labels": labels, "count": h.get_sample_count(), "sum": h.get_sample_sum(), "buckets": buckets})
+                        }
+                        _ => json!({"labels": labels}),
+                    }
+                })
+                .collect();
+            let ty = match kind {
+                MetricType::COUNTER => "counter",
+                MetricType::GAUGE => "gauge",
+                MetricType::HISTOGRAM => "histogram",
+                _ => "untyped",
+            };
+            out.insert(
+                family.name().to_string(),
+                json!({"type": ty, "help": family.help(), "series": series}),
+            );
+        }
+        serde_json::Value::Object(out)
     }
 
     pub fn drop_records(&self, component: &str, signal: &str, reason: &str, n: usize) {

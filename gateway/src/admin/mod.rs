@@ -6,6 +6,13 @@
 //! - `GET /health/detailed`: JSON per component (receivers, pipelines, exporters).
 //! - `GET /metrics`: `sluice_*` self-metrics, Prometheus text format.
 //! - `GET /api/v1/status`: version, uptime and the running topology, as JSON.
+//! - `GET /api/v1/metrics`: the self-metrics as JSON; `GET /api/v1/events`: the same, plus
+//!   health, every second as Server-Sent Events (the web UI's live view).
+//! - `GET /api/v1/plugins`, `POST /api/v1/plugins/{name}/reload`: plugin status (config with
+//!   secrets masked, reload history) and a forced reload.
+//! - `GET /api/services`, `/api/traces`, …: the Jaeger query API over the `memory` exporter's
+//!   store ([`crate::store::jaeger`]), and `GET /api/v1/logs`.
+//! - `GET /`: the web UI, one self-contained page (no external assets).
 
 pub mod metrics;
 
@@ -19,8 +26,8 @@ use crate::pipeline::{QueueProbe, Signal};
 use crate::plugins::Processor;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use http::{StatusCode, header};
 use metrics::SelfMetrics;
 use serde_json::json;
@@ -70,9 +77,12 @@ pub struct AdminState {
     pub exporters: Vec<ExporterView>,
     pub processors: Vec<Arc<Processor>>,
     pub emit: Arc<crate::pipeline::EmitRouter>,
+    /// The `memory` exporter's store, if one is configured.
+    pub store: Option<Arc<crate::store::MemoryStore>>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
+    let jaeger = crate::store::jaeger::router(state.store.clone());
     Router::new()
         .route("/", get(index))
         .route("/health/live", get(|| async { "live\n" }))
@@ -81,7 +91,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(status))
         .route("/api/v1/slos", get(slos))
+        .route("/api/v1/metrics", get(metrics_json))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/plugins", get(plugins))
+        .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
         .with_state(state)
+        .merge(jaeger)
 }
 
 fn phase(h: &Health) -> &'static str {
@@ -208,14 +223,147 @@ async fn slos(State(st): State<Arc<AdminState>>) -> Response {
     axum::Json(json!({ "slos": st.emit.slos.snapshot() })).into_response()
 }
 
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sluice</title></head><body>",
-        "<h1>Sluice</h1><ul>",
-        "<li><a href=\"/health/detailed\">/health/detailed</a></li>",
-        "<li><a href=\"/api/v1/status\">/api/v1/status</a></li>",
-        "<li><a href=\"/metrics\">/metrics</a></li>",
-        "<li><a href=\"/api/v1/slos\">/api/v1/slos</a></li>",
-        "</ul></body></html>"
-    ))
+async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("ui/index.html"),
+    )
+        .into_response()
+}
+
+async fn metrics_json(State(st): State<Arc<AdminState>>) -> Response {
+    axum::Json(st.metrics.to_json()).into_response()
+}
+
+/// What the live view needs each second.
+fn snapshot(st: &AdminState) -> serde_json::Value {
+    let store = st.store.as_ref().map(|s| {
+        let (spans, traces, logs) = s.sizes();
+        json!({ "spans": spans, "traces": traces, "logs": logs })
+    });
+    let exporters: Vec<_> = st
+        .exporters
+        .iter()
+        .map(|e| {
+            let failures = e.status.consecutive_failures.load(Ordering::Relaxed);
+            json!({
+                "name": e.name,
+                "queue_depth": e.queue.depth().unwrap_or(0),
+                "queue_capacity": e.capacity,
+                "consecutive_failures": failures,
+                "last_error": e.status.last_error.lock().ok().and_then(|l| l.clone()),
+            })
+        })
+        .collect();
+    json!({
+        "time_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        "status": phase(&st.health),
+        "uptime_seconds": st.started.elapsed().as_secs(),
+        "exporters": exporters,
+        "store": store,
+        "metrics": st.metrics.to_json(),
+    })
+}
+
+/// Server-Sent Events: a `snapshot` event at once and then every second, until the client
+/// goes away or the gateway shuts down.
+async fn events(State(st): State<Arc<AdminState>>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let stream = futures_util::stream::unfold((st, true), |(st, first)| async move {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        if st.health.shutting_down.load(Ordering::Relaxed) {
+            return None;
+        }
+        let event = Event::default()
+            .event("snapshot")
+            .data(snapshot(&st).to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), (st, false)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn plugin_json(st: &AdminState, p: &Processor) -> serde_json::Value {
+    let mut v = serde_json::to_value(p.status()).unwrap_or_default();
+    v["name"] = json!(&*p.name);
+    v["signals"] = json!(p.signals());
+    let m = &st.metrics;
+    let name = &*p.name;
+    let calls: u64 = ["ok", "failed"]
+        .iter()
+        .map(|o| m.plugin_calls.with_label_values(&[name, o]).get())
+        .sum();
+    v["calls"] = json!(calls);
+    let errors: serde_json::Map<String, serde_json::Value> = [
+        "trap",
+        "timeout",
+        "memory",
+        "plugin_error",
+        "init",
+        "breaker_open",
+        "too_large",
+    ]
+    .iter()
+    .map(|k| {
+        (
+            k.to_string(),
+            json!(m.plugin_errors.with_label_values(&[name, k]).get()),
+        )
+    })
+    .collect();
+    v["errors"] = json!(errors);
+    v["records_in"] = json!(m.plugin_records_in.with_label_values(&[name]).get());
+    v["records_out"] = json!(m.plugin_records_out.with_label_values(&[name]).get());
+    let h = m.plugin_call_duration.with_label_values(&[name]);
+    v["latency_seconds"] = json!({
+        "count": h.get_sample_count(),
+        "mean": if h.get_sample_count() > 0 { h.get_sample_sum() / h.get_sample_count() as f64 } else { 0.0 },
+    });
+    v
+}
+
+async fn plugins(State(st): State<Arc<AdminState>>) -> Response {
+    let list: Vec<_> = st.processors.iter().map(|p| plugin_json(&st, p)).collect();
+    axum::Json(json!({ "plugins": list })).into_response()
+}
+
+/// Reloads a plugin from its file now, whether or not the file changed.
+async fn reload_plugin(
+    State(st): State<Arc<AdminState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some(p) = st.processors.iter().find(|p| *p.name == *name).cloned() else {
+        let known: Vec<&str> = st.processors.iter().map(|p| &*p.name).collect();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({ "error": format!("no processor named '{name}'; configured: {known:?}") }),
+            ),
+        )
+            .into_response();
+    };
+    let result = tokio::task::spawn_blocking(move || p.reload(true).map(|_| p)).await;
+    match result {
+        Ok(Ok(p)) => {
+            axum::Json(json!({ "reloaded": true, "plugin": plugin_json(&st, &p) })).into_response()
+        }
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({ "reloaded": false, "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "reloaded": false, "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }

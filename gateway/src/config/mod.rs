@@ -67,7 +67,14 @@ impl fmt::Display for ConfigErrors {
 /// The kinds of receiver this build knows.
 pub const RECEIVER_KINDS: &[&str] = &["otlp", "prometheus_remote_write"];
 /// The kinds of exporter this build knows.
-pub const EXPORTER_KINDS: &[&str] = &["otlp", "debug", "prometheus", "prometheus_remote_write"];
+pub const EXPORTER_KINDS: &[&str] = &[
+    "otlp",
+    "debug",
+    "prometheus",
+    "prometheus_remote_write",
+    "blackhole",
+    "memory",
+];
 const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "service"];
 
 #[derive(Debug, Clone)]
@@ -101,6 +108,8 @@ pub enum ExporterKind {
     RemoteWrite(RemoteWriteExporterConfig),
     /// Counts and discards (a downstream for benchmarks).
     Blackhole(BlackholeExporterConfig),
+    /// Keeps traces and logs in memory for the admin UI and the Jaeger query API.
+    Memory(MemoryExporterConfig),
 }
 
 impl ExporterKind {
@@ -111,6 +120,7 @@ impl ExporterKind {
             ExporterKind::Prometheus(c) => &c.sending_queue,
             ExporterKind::RemoteWrite(c) => &c.sending_queue,
             ExporterKind::Blackhole(c) => &c.sending_queue,
+            ExporterKind::Memory(c) => &c.sending_queue,
         }
     }
 
@@ -118,6 +128,7 @@ impl ExporterKind {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ExporterKind::Prometheus(_) | ExporterKind::RemoteWrite(_) => &[Signal::Metrics],
+            ExporterKind::Memory(_) => &[Signal::Traces, Signal::Logs],
             _ => &Signal::ALL,
         }
     }
@@ -476,6 +487,11 @@ fn parse(
                 }
             },
         };
+        let display_config = c
+            .config
+            .as_ref()
+            .and_then(|v| serde_json::to_value(v).ok())
+            .map_or(serde_json::Value::Null, mask_secrets);
         let config_value = match c.config.map(|v| expand_env(v, &format!("{path}.config"))) {
             None => None,
             Some(Ok(v)) => Some(v),
@@ -507,6 +523,7 @@ fn parse(
             path: plugin_path,
             name,
             config_json,
+            display_config,
             memory_mb: c.limits.memory_mb,
             timeout: Duration::from_millis(c.limits.timeout_ms),
             max_batch_bytes: c.limits.max_batch_mb << 20,
@@ -533,6 +550,23 @@ fn parse(
             "blackhole" => {
                 typed::<BlackholeExporterConfig>(value, &path, errors).map(ExporterKind::Blackhole)
             }
+            "memory" => typed::<MemoryExporterConfig>(value, &path, errors).map(|c| {
+                if c.max_spans == 0 && c.max_logs == 0 {
+                    err(
+                        errors,
+                        &path,
+                        "max_spans and max_logs are both 0: the store would keep nothing",
+                    );
+                }
+                if exporter_keys.iter().filter(|k| kind_of(k) == "memory").count() > 1 {
+                    err(
+                        errors,
+                        &path,
+                        "only one `memory` exporter per gateway: the admin UI and the Jaeger query API read from it",
+                    );
+                }
+                ExporterKind::Memory(c)
+            }),
             "prometheus" => typed::<PrometheusExporterConfig>(value, &path, errors).map(|c| {
                 check_endpoint(&c.endpoint, &format!("{path}.endpoint"), errors);
                 ExporterKind::Prometheus(c)
@@ -732,6 +766,53 @@ fn parse(
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
     })
+}
+
+/// Whether a config key names a secret (`hmac_key`, `api_token`, `password`, …).
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "credential",
+        "private",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k == "key"
+        || k.ends_with("_key")
+        || k.ends_with("-key")
+        || k.ends_with("apikey")
+}
+
+/// A plugin config for display: values under secret-looking keys become `"***"` unless they
+/// are only a `${env:NAME}` reference (which names the secret without revealing it).
+pub fn mask_secrets(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::Object(map) => J::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(&k) {
+                        match v {
+                            J::String(s) if s.starts_with("${env:") && s.ends_with('}') => {
+                                J::String(s)
+                            }
+                            J::Null => J::Null,
+                            _ => J::String("***".into()),
+                        }
+                    } else {
+                        mask_secrets(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        J::Array(items) => J::Array(items.into_iter().map(mask_secrets).collect()),
+        other => other,
+    }
 }
 
 /// Replaces `${env:NAME}` in the string values of a plugin's config with the variable's value,
@@ -1195,6 +1276,27 @@ service:
         assert_eq!(
             serde_json::to_string(&out).expect("json"),
             r#"{"a":["x-s3cret-y",3],"b":{"c":"s3cret"}}"#
+        );
+    }
+
+    #[test]
+    fn secrets_are_masked_for_display() {
+        let shown = mask_secrets(serde_json::json!({
+            "hmac_key": "s3cr3t",
+            "key": "also secret",
+            "api_token": "${env:API_TOKEN}",
+            "rules": [{ "match": "email", "password": 1234, "keys": ["user.email"] }],
+            "endpoint": "http://collector:4318",
+        }));
+        assert_eq!(
+            shown,
+            serde_json::json!({
+                "hmac_key": "***",
+                "key": "***",
+                "api_token": "${env:API_TOKEN}",
+                "rules": [{ "match": "email", "password": "***", "keys": ["user.email"] }],
+                "endpoint": "http://collector:4318",
+            })
         );
     }
 

@@ -180,6 +180,9 @@ pub struct ProcessorSpec {
     pub name: String,
     pub path: std::path::PathBuf,
     pub config_json: String,
+    /// The config as written (before `${env:…}` expansion), with secret-looking values masked:
+    /// what the admin endpoint shows.
+    pub display_config: serde_json::Value,
     pub memory_mb: usize,
     pub timeout: Duration,
     pub max_batch_bytes: usize,
@@ -476,6 +479,34 @@ impl RemoteWriteExporterConfig {
 pub struct BlackholeExporterConfig {
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+}
+
+/// The bounded in-memory store of traces and logs that the admin UI shows and the Jaeger query
+/// API on the admin endpoint answers from. Oldest data is evicted first, and counted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryExporterConfig {
+    /// Spans kept; when full, whole traces are evicted oldest first.
+    #[serde(default = "default_memory_max_spans")]
+    pub max_spans: usize,
+    /// Log records kept; when full, the oldest are evicted.
+    #[serde(default = "default_memory_max_logs")]
+    pub max_logs: usize,
+    /// Traces and log records older than this (since they arrived) are evicted.
+    #[serde(default = "default_memory_max_age", with = "duration")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
+}
+
+fn default_memory_max_spans() -> usize {
+    100_000
+}
+fn default_memory_max_logs() -> usize {
+    20_000
+}
+fn default_memory_max_age() -> Duration {
+    Duration::from_secs(3600)
 }
 
 // ---------------------------------------------------------------- service

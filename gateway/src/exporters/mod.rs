@@ -23,6 +23,7 @@ use tracing::Instrument;
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
 use crate::pipeline::Batch;
+use crate::store::MemoryStore;
 
 pub use debug::DebugExporter;
 pub use otlp::OtlpExporter;
@@ -73,6 +74,8 @@ pub enum Sender {
     RemoteWrite(Box<RemoteWriteExporter>),
     /// Counts (in `sluice_exporter_sent_records_total`) and discards.
     Blackhole,
+    /// Keeps traces and logs for the admin UI and the Jaeger query API.
+    Memory(Arc<MemoryStore>),
 }
 
 impl Sender {
@@ -83,6 +86,10 @@ impl Sender {
             Sender::Prometheus(e) => e.send(batch),
             Sender::RemoteWrite(e) => e.send(batch).await,
             Sender::Blackhole => Ok(Delivered::default()),
+            Sender::Memory(store) => {
+                store.insert(batch);
+                Ok(Delivered::default())
+            }
         }
     }
 }
@@ -144,6 +151,8 @@ pub struct Exporter {
     pub leftovers: Leftovers,
     /// A listener the exporter serves (the Prometheus scrape endpoint): endpoint and router.
     pub listener: Option<(String, axum::Router)>,
+    /// The store of a `memory` exporter, read by the admin endpoint.
+    pub store: Option<Arc<MemoryStore>>,
 }
 
 /// What is left in an exporter's queue when shutdown runs out of time.
@@ -173,6 +182,7 @@ impl Leftovers {
 impl Exporter {
     pub fn build(spec: &ExporterSpec, metrics: Arc<SelfMetrics>) -> Result<Exporter, ExportError> {
         let mut listener = None;
+        let mut store = None;
         let (sender, retry) = match &spec.kind {
             ExporterKind::Prometheus(c) => {
                 let e = PrometheusExporter::new(&spec.name, c, metrics.clone());
@@ -211,6 +221,17 @@ impl Exporter {
                     ..Default::default()
                 },
             ),
+            ExporterKind::Memory(c) => {
+                let s = Arc::new(MemoryStore::new(c, metrics.clone()));
+                store = Some(s.clone());
+                (
+                    Sender::Memory(s),
+                    RetryConfig {
+                        enabled: false,
+                        ..Default::default()
+                    },
+                )
+            }
         };
         let queue = spec.sending_queue();
         let (tx, rx) = mpsc::channel(queue.queue_size);
@@ -241,6 +262,7 @@ impl Exporter {
             tasks,
             leftovers,
             listener,
+            store,
         })
     }
 }

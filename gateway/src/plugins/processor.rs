@@ -40,6 +40,39 @@ pub struct ProcessorStatus {
     pub last_error: Option<String>,
     pub last_reload_error: Option<String>,
     pub reloads: u64,
+    /// The config as written, secrets masked.
+    pub config: serde_json::Value,
+    /// The last reloads and failed reloads, oldest first.
+    pub history: Vec<ReloadEvent>,
+}
+
+/// One reload attempt, for the admin UI.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadEvent {
+    /// Unix seconds.
+    pub at: u64,
+    pub ok: bool,
+    pub version: String,
+    pub message: Option<String>,
+}
+
+/// Reload attempts kept per plugin.
+const HISTORY: usize = 20;
+
+impl ProcessorStatus {
+    fn record(&mut self, ok: bool, message: Option<String>) {
+        if self.history.len() >= HISTORY {
+            self.history.remove(0);
+        }
+        self.history.push(ReloadEvent {
+            at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            ok,
+            version: self.version.clone(),
+            message,
+        });
+    }
 }
 
 struct Live {
@@ -181,6 +214,7 @@ impl Processor {
                 version: info.version,
                 path: spec.path.display().to_string(),
                 state: "ok",
+                config: spec.display_config.clone(),
                 ..Default::default()
             },
         })
@@ -494,6 +528,8 @@ impl Processor {
         match result {
             Ok(mut fresh) => {
                 fresh.status.reloads = slot.status.reloads + 1;
+                fresh.status.history = std::mem::take(&mut slot.status.history);
+                fresh.status.record(true, None);
                 *slot = fresh;
                 self.metrics
                     .plugin_reloads
@@ -510,6 +546,7 @@ impl Processor {
                 // Do not retry the same broken file every poll.
                 slot.fingerprint = current;
                 slot.status.last_reload_error = Some(e.to_string());
+                slot.status.record(false, Some(e.to_string()));
                 self.metrics
                     .plugin_reloads
                     .with_label_values(&[name, "failed"])

@@ -213,6 +213,7 @@ pub fn run_test(
         name: "test".into(),
         path: plugin.to_path_buf(),
         config_json: config_json.to_string(),
+        display_config: serde_json::Value::Null,
         memory_mb,
         timeout,
         max_batch_bytes: usize::MAX,
