@@ -35,6 +35,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Send generated OTLP load (realistic spans, metrics or logs) at a fixed rate and print
+    /// sent, accepted, refused, errors and latency percentiles.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, Subcommand)]

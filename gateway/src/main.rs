@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin { command } => plugin(command),
+        Command::Loadgen(args) => loadgen(&args),
         Command::Slo {
             command: SloCommand::Rules { config },
         } => {
@@ -101,6 +102,41 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Exit 0 when the target accepted records, 1 when it accepted none (or the run failed).
+fn loadgen(args: &sluice::loadgen::LoadgenArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sluice::loadgen::run(args)) {
+        Ok(summary) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                );
+            } else {
+                print!("{}", sluice::loadgen::table(&summary));
+            }
+            if summary.accepted_records > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
 }
