@@ -161,6 +161,13 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             f"{scenario}-gateway",
         )
         admin = f"127.0.0.1:{up['admin']}"
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(gateway.pid),
+                 "-o", str(Path(args.perf).with_suffix(f".{scenario}.data"))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
         cpu0 = cpu_seconds(gateway.pid)
         t0 = time.time()
         wrk = subprocess.run(
@@ -174,6 +181,9 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         )
         elapsed = time.time() - t0
         cpu = cpu_seconds(gateway.pid) - cpu0
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
         accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
         refused = metric_sum(admin, "sluice_receiver_refused_records_total")
         deadline = time.time() + 15
@@ -211,6 +221,7 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=15)
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--spans", type=int, default=100)
+    p.add_argument("--perf", help="record a perf profile (cpu-clock) of the gateway to PREFIX.<scenario>.data")
     p.add_argument(
         "--scenarios",
         default="passthrough,redact,redact_clean,chain3",

@@ -9,6 +9,7 @@ mod common;
 use common::request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
+use sluice::pipeline::scan::{Scan, scan};
 use sluice::pipeline::{Batch, Payload, Signal};
 
 fn passthrough(c: &mut Criterion) {
@@ -17,6 +18,16 @@ fn passthrough(c: &mut Criterion) {
     let json = serde_json::to_vec(&req).expect("encodes");
     let mut group = c.benchmark_group("traces_100_spans");
     group.throughput(Throughput::Elements(100));
+    // What the receivers do now for valid protobuf: scan, no decode.
+    group.bench_function("protobuf_scan_forward_original", |b| {
+        b.iter(|| {
+            let Scan::Valid(records) = scan(Signal::Traces, &bytes) else {
+                panic!("the bench request is valid")
+            };
+            let batch = Batch::from_wire(Signal::Traces, bytes.clone(), records, "bench".into());
+            batch.encoded().len()
+        })
+    });
     group.bench_function("protobuf_decode_validate_forward_original", |b| {
         b.iter(|| {
             let mut payload =

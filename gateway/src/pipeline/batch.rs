@@ -371,12 +371,44 @@ impl Batch {
     /// exactly; exporters then forward it as is.
     pub fn new(payload: Payload, original: Option<Bytes>, correlation_id: Arc<str>) -> Batch {
         let records = payload.record_count();
-        let payload_signal = payload.signal();
+        let signal = payload.signal();
         let encoded = OnceLock::new();
         if let Some(bytes) = original {
             let _ = encoded.set(bytes);
         }
-        let payload = OnceLock::from(payload);
+        Batch::build(
+            signal,
+            OnceLock::from(payload),
+            records,
+            encoded,
+            correlation_id,
+        )
+    }
+
+    /// A batch known by its protobuf only, which [`super::scan::scan`] found valid with
+    /// `records` records: it is decoded only if a consumer asks for the decoded form.
+    pub fn from_wire(
+        signal: Signal,
+        bytes: Bytes,
+        records: usize,
+        correlation_id: Arc<str>,
+    ) -> Batch {
+        Batch::build(
+            signal,
+            OnceLock::new(),
+            records,
+            OnceLock::from(bytes),
+            correlation_id,
+        )
+    }
+
+    fn build(
+        payload_signal: Signal,
+        payload: OnceLock<Payload>,
+        records: usize,
+        encoded: OnceLock<Bytes>,
+        correlation_id: Arc<str>,
+    ) -> Batch {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Batch {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -417,8 +449,8 @@ impl Batch {
         self.payload.get_or_init(|| {
             let bytes = self.encoded.get().map(|b| b.as_ref()).unwrap_or_default();
             Payload::decode_protobuf(self.signal, bytes).unwrap_or_else(|e| {
-                // The bytes were decoded successfully before `compact`; this cannot happen.
-                tracing::error!(error = %e, "A compacted batch no longer decodes.");
+                // The bytes were decoded, or scanned as valid, on arrival; this cannot happen.
+                tracing::error!(error = %e, "A batch's protobuf no longer decodes.");
                 Payload::empty(self.signal)
             })
         })

@@ -28,6 +28,7 @@ use prost::Message;
 pub use error::ReceiverError;
 
 use crate::admin::metrics::SelfMetrics;
+use crate::pipeline::scan::{self, Scan};
 use crate::pipeline::{
     ACK_TIMEOUT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection, Signal,
 };
@@ -125,9 +126,7 @@ impl Intake {
         correlation_id: Arc<str>,
     ) -> Result<Rejected, ReceiverError> {
         let signal = payload.signal();
-        let pipelines = self.pipelines(signal);
-        let labels = [&*self.receiver, transport.as_str(), signal.as_str()];
-        if pipelines.is_empty() {
+        if self.pipelines(signal).is_empty() {
             return Err(ReceiverError::NoPipeline {
                 receiver: self.receiver.to_string(),
                 signal,
@@ -136,6 +135,42 @@ impl Intake {
         let rejected = payload.remove_invalid();
         let original = if rejected.count > 0 { None } else { original };
         let batch = Batch::new(payload, original, correlation_id);
+        self.accept_batch(transport, batch, rejected).await
+    }
+
+    /// Accepts protobuf that [`scan`] found valid: without decoding it. Anything the scan
+    /// does not vouch for takes the full decode path ([`Intake::accept`]), which gives the
+    /// precise error or `partial_success`.
+    pub async fn accept_protobuf(
+        &self,
+        transport: Transport,
+        signal: Signal,
+        bytes: Bytes,
+        correlation_id: Arc<str>,
+    ) -> Result<Rejected, ReceiverError> {
+        match scan::scan(signal, &bytes) {
+            Scan::Valid(records) if !self.pipelines(signal).is_empty() => {
+                let batch = Batch::from_wire(signal, bytes, records, correlation_id);
+                self.accept_batch(transport, batch, Rejected::default())
+                    .await
+            }
+            _ => {
+                let payload = Payload::decode_protobuf(signal, &bytes)?;
+                self.accept(transport, payload, Some(bytes), correlation_id)
+                    .await
+            }
+        }
+    }
+
+    async fn accept_batch(
+        &self,
+        transport: Transport,
+        batch: Batch,
+        rejected: Rejected,
+    ) -> Result<Rejected, ReceiverError> {
+        let signal = batch.signal();
+        let pipelines = self.pipelines(signal);
+        let labels = [&*self.receiver, transport.as_str(), signal.as_str()];
         let records = batch.records();
         let m = &self.self_metrics;
         m.receiver_received

@@ -20,7 +20,7 @@ use tonic::{Code, Status};
 
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
-use crate::pipeline::{Payload, Signal};
+use crate::pipeline::Signal;
 use crate::server::CorrelationId;
 
 pub struct GrpcReceiver {
@@ -123,14 +123,10 @@ async fn handle(
     bytes: Bytes,
     correlation: Arc<str>,
 ) -> Result<tonic::Response<Bytes>, Status> {
-    let result = match Payload::decode_protobuf(signal, &bytes) {
-        Ok(payload) => {
-            st.intake
-                .accept(Transport::Grpc, payload, Some(bytes), correlation)
-                .await
-        }
-        Err(e) => Err(ReceiverError::from(e)),
-    };
+    let result = st
+        .intake
+        .accept_protobuf(Transport::Grpc, signal, bytes, correlation)
+        .await;
     match result {
         Ok(rejected) => Ok(tonic::Response::new(
             ExportResponse::new(signal, &rejected).to_protobuf().into(),

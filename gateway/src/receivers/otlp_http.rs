@@ -112,14 +112,19 @@ async fn handle(
     }
     let body = read_body(req.into_body(), limit, st.read_timeout).await?;
     let body = decode_body(encoding, body, limit)?;
-    let payload = match format {
-        Format::Protobuf => Payload::decode_protobuf(signal, &body)?,
-        Format::Json => Payload::decode_json(signal, &body)?,
-    };
-    let original = (format == Format::Protobuf).then_some(body);
-    st.intake
-        .accept(Transport::Http, payload, original, correlation)
-        .await
+    match format {
+        Format::Protobuf => {
+            st.intake
+                .accept_protobuf(Transport::Http, signal, body, correlation)
+                .await
+        }
+        Format::Json => {
+            let payload = Payload::decode_json(signal, &body)?;
+            st.intake
+                .accept(Transport::Http, payload, None, correlation)
+                .await
+        }
+    }
 }
 
 pub(super) async fn read_body(

@@ -1,0 +1,433 @@
+//! An allocation-free check of an OTLP protobuf traces or logs request, for the passthrough path.
+//!
+//! Decoding a request into prost structs allocates for every span, attribute and string: on the
+//! passthrough path (no plugin, OTLP out) that was most of the gateway's CPU, only to count the
+//! records and check their ids. [`scan`] walks the wire format instead: it checks every field
+//! the way prost's decoder would (wire types, lengths, UTF-8 of strings, nesting), counts the
+//! records and checks trace and span ids, without building anything.
+//!
+//! It answers [`Scan::Valid`] only when the full decode would succeed and remove nothing; for
+//! anything else (a malformed body, an invalid id, a construct it does not handle such as
+//! groups) it answers [`Scan::Decode`], and the receiver takes the full decode path, which
+//! produces the precise error or the `partial_success`. So the scan can be conservative but
+//! never more lenient than the decoder.
+
+use super::Signal;
+
+/// The scan's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Well-formed, every record valid; this many records.
+    Valid(usize),
+    /// Take the full decode path (malformed, invalid records, or not scanned).
+    Decode,
+}
+
+/// prost refuses messages nested deeper than 100; stay below.
+const MAX_DEPTH: u32 = 90;
+
+#[derive(Debug)]
+struct Stop;
+
+type R<T> = Result<T, Stop>;
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn varint(&mut self) -> R<u64> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = *self.buf.get(self.pos).ok_or(Stop)?;
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err(Stop);
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(Stop)
+    }
+
+    /// The next field's number and wire type.
+    fn key(&mut self) -> R<(u32, u8)> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(Stop);
+        }
+        let field = (key >> 3) as u32;
+        if field == 0 {
+            return Err(Stop);
+        }
+        Ok((field, (key & 7) as u8))
+    }
+
+    fn skip(&mut self, n: usize) -> R<()> {
+        if self.buf.len() - self.pos < n {
+            return Err(Stop);
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn bytes(&mut self) -> R<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).map_err(|_| Stop)?;
+        let start = self.pos;
+        self.skip(len)?;
+        Ok(&self.buf[start..self.pos])
+    }
+
+    /// Skips a field of a known-good wire type; groups (3, 4) are not handled.
+    fn skip_value(&mut self, wire: u8) -> R<()> {
+        match wire {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.skip(8),
+            LEN => self.bytes().map(drop),
+            FIXED32 => self.skip(4),
+            _ => Err(Stop),
+        }
+    }
+}
+
+/// How a field is checked.
+#[derive(Clone, Copy)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    Msg(fn(&[u8], u32) -> R<()>),
+}
+
+fn expect(wire: u8, kind: Kind) -> R<()> {
+    let want = match kind {
+        Kind::Varint => VARINT,
+        Kind::Fixed64 => FIXED64,
+        Kind::Fixed32 => FIXED32,
+        Kind::Bytes | Kind::Str | Kind::Msg(_) => LEN,
+    };
+    if wire == want { Ok(()) } else { Err(Stop) }
+}
+
+/// Walks one message: `field` maps a field number to its kind (`None`: unknown, skipped).
+/// `on_bytes` sees every `Bytes` field's value (for the id checks).
+fn walk<'a>(
+    buf: &'a [u8],
+    depth: u32,
+    field: impl Fn(u32) -> Option<Kind>,
+    mut on_bytes: impl FnMut(u32, &'a [u8]),
+) -> R<()> {
+    if depth > MAX_DEPTH {
+        return Err(Stop);
+    }
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        let Some(kind) = field(number) else {
+            r.skip_value(wire)?;
+            continue;
+        };
+        expect(wire, kind)?;
+        match kind {
+            Kind::Varint => drop(r.varint()?),
+            Kind::Fixed64 => r.skip(8)?,
+            Kind::Fixed32 => r.skip(4)?,
+            Kind::Bytes => {
+                let b = r.bytes()?;
+                on_bytes(number, b);
+            }
+            Kind::Str => {
+                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+            }
+            Kind::Msg(check) => check(r.bytes()?, depth + 1)?,
+        }
+    }
+    Ok(())
+}
+
+fn plain(buf: &[u8], depth: u32, field: impl Fn(u32) -> Option<Kind>) -> R<()> {
+    walk(buf, depth, field, |_, _| {})
+}
+
+// ------------------------------------------------------------- common messages
+
+fn any_value(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 => Some(Kind::Str),
+        2 | 3 | 8 => Some(Kind::Varint),
+        4 => Some(Kind::Fixed64),
+        5 => Some(Kind::Msg(array_value)),
+        6 => Some(Kind::Msg(key_value_list)),
+        7 => Some(Kind::Bytes),
+        _ => None,
+    })
+}
+
+fn array_value(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| (n == 1).then_some(Kind::Msg(any_value)))
+}
+
+fn key_value_list(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| (n == 1).then_some(Kind::Msg(key_value)))
+}
+
+fn key_value(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 => Some(Kind::Str),
+        2 => Some(Kind::Msg(any_value)),
+        3 => Some(Kind::Varint),
+        _ => None,
+    })
+}
+
+fn entity_ref(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| (1..=4).contains(&n).then_some(Kind::Str))
+}
+
+fn resource(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 => Some(Kind::Msg(key_value)),
+        2 => Some(Kind::Varint),
+        3 => Some(Kind::Msg(entity_ref)),
+        _ => None,
+    })
+}
+
+fn scope(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 | 2 => Some(Kind::Str),
+        3 => Some(Kind::Msg(key_value)),
+        4 => Some(Kind::Varint),
+        _ => None,
+    })
+}
+
+// ------------------------------------------------------------- traces
+
+fn event(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 => Some(Kind::Fixed64),
+        2 => Some(Kind::Str),
+        3 => Some(Kind::Msg(key_value)),
+        4 => Some(Kind::Varint),
+        _ => None,
+    })
+}
+
+fn link(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        1 | 2 => Some(Kind::Bytes),
+        3 => Some(Kind::Str),
+        4 => Some(Kind::Msg(key_value)),
+        5 => Some(Kind::Varint),
+        6 => Some(Kind::Fixed32),
+        _ => None,
+    })
+}
+
+fn status(buf: &[u8], depth: u32) -> R<()> {
+    plain(buf, depth, |n| match n {
+        2 => Some(Kind::Str),
+        3 => Some(Kind::Varint),
+        _ => None,
+    })
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|&b| b != 0)
+}
+
+/// A span, checked as `Payload::remove_invalid` checks it: 16-byte non-zero trace id, 8-byte
+/// non-zero span id, parent empty or 8 bytes. The last occurrence of a field wins, as in prost.
+fn span(buf: &[u8], depth: u32) -> R<()> {
+    let (mut trace, mut id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    walk(
+        buf,
+        depth,
+        |n| match n {
+            1 | 2 | 4 => Some(Kind::Bytes),
+            3 | 5 => Some(Kind::Str),
+            6 | 10 | 12 | 14 => Some(Kind::Varint),
+            7 | 8 => Some(Kind::Fixed64),
+            9 => Some(Kind::Msg(key_value)),
+            11 => Some(Kind::Msg(event)),
+            13 => Some(Kind::Msg(link)),
+            15 => Some(Kind::Msg(status)),
+            16 => Some(Kind::Fixed32),
+            _ => None,
+        },
+        |n, b| match n {
+            1 => trace = b,
+            2 => id = b,
+            _ => parent = b,
+        },
+    )?;
+    if valid_id(trace, 16) && valid_id(id, 8) && (parent.is_empty() || parent.len() == 8) {
+        Ok(())
+    } else {
+        Err(Stop)
+    }
+}
+
+/// Walks `outer` (repeated field 1 of a request) → resource-level messages → scope-level
+/// messages → records, checking each level and counting the records.
+fn scan_request(buf: &[u8], resource_level: fn(&[u8], u32, &mut usize) -> R<()>) -> R<usize> {
+    let mut records = 0usize;
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        if number == 1 {
+            if wire != LEN {
+                return Err(Stop);
+            }
+            resource_level(r.bytes()?, 1, &mut records)?;
+        } else {
+            r.skip_value(wire)?;
+        }
+    }
+    Ok(records)
+}
+
+/// `ResourceSpans` / `ResourceLogs`: resource (1), scope-level messages (2), schema_url (3).
+fn resource_level(
+    buf: &[u8],
+    depth: u32,
+    records: &mut usize,
+    scope_level: fn(&[u8], u32, &mut usize) -> R<()>,
+) -> R<()> {
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        match number {
+            1 => {
+                expect(wire, Kind::Bytes)?;
+                resource(r.bytes()?, depth + 1)?;
+            }
+            2 => {
+                expect(wire, Kind::Bytes)?;
+                scope_level(r.bytes()?, depth + 1, records)?;
+            }
+            3 => {
+                expect(wire, Kind::Str)?;
+                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+            }
+            _ => r.skip_value(wire)?,
+        }
+    }
+    Ok(())
+}
+
+/// `ScopeSpans` / `ScopeLogs`: scope (1), records (2), schema_url (3).
+fn scope_level(
+    buf: &[u8],
+    depth: u32,
+    records: &mut usize,
+    record: fn(&[u8], u32) -> R<()>,
+) -> R<()> {
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        match number {
+            1 => {
+                expect(wire, Kind::Bytes)?;
+                scope(r.bytes()?, depth + 1)?;
+            }
+            2 => {
+                expect(wire, Kind::Bytes)?;
+                record(r.bytes()?, depth + 1)?;
+                *records += 1;
+            }
+            3 => {
+                expect(wire, Kind::Str)?;
+                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+            }
+            _ => r.skip_value(wire)?,
+        }
+    }
+    Ok(())
+}
+
+fn scope_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    scope_level(buf, depth, records, span)
+}
+
+fn resource_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    resource_level(buf, depth, records, scope_spans)
+}
+
+// ------------------------------------------------------------- logs
+
+/// A log record, checked as `Payload::remove_invalid` checks it: trace id empty or 16 bytes,
+/// span id empty or 8 bytes.
+fn log_record(buf: &[u8], depth: u32) -> R<()> {
+    let (mut trace, mut id): (&[u8], &[u8]) = (&[], &[]);
+    walk(
+        buf,
+        depth,
+        |n| match n {
+            1 | 11 => Some(Kind::Fixed64),
+            2 | 7 => Some(Kind::Varint),
+            3 | 12 => Some(Kind::Str),
+            5 => Some(Kind::Msg(any_value)),
+            6 => Some(Kind::Msg(key_value)),
+            8 => Some(Kind::Fixed32),
+            9 | 10 => Some(Kind::Bytes),
+            _ => None,
+        },
+        |n, b| {
+            if n == 9 {
+                trace = b;
+            } else {
+                id = b;
+            }
+        },
+    )?;
+    if (trace.is_empty() || trace.len() == 16) && (id.is_empty() || id.len() == 8) {
+        Ok(())
+    } else {
+        Err(Stop)
+    }
+}
+
+fn scope_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    scope_level(buf, depth, records, log_record)
+}
+
+fn resource_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    resource_level(buf, depth, records, scope_logs)
+}
+
+/// Checks a protobuf `Export{Trace,Logs}ServiceRequest`; metrics are not scanned (their
+/// pipelines decode anyway, for the Prometheus exporter and the record count).
+pub fn scan(signal: Signal, buf: &[u8]) -> Scan {
+    let result = match signal {
+        Signal::Traces => scan_request(buf, resource_spans),
+        Signal::Logs => scan_request(buf, resource_logs),
+        Signal::Metrics => return Scan::Decode,
+    };
+    match result {
+        Ok(n) => Scan::Valid(n),
+        Err(Stop) => Scan::Decode,
+    }
+}
+
+#[cfg(test)]
+mod tests;

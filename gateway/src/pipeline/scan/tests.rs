@@ -1,0 +1,253 @@
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::pipeline::Payload;
+
+fn value(rng: &mut SmallRng, depth: u32) -> AnyValue {
+    let v = match rng.random_range(0..if depth > 2 { 5 } else { 7 }) {
+        0 => any_value::Value::StringValue(format!("välue-{}", rng.random::<u16>())),
+        1 => any_value::Value::BoolValue(rng.random()),
+        2 => any_value::Value::IntValue(rng.random()),
+        3 => any_value::Value::DoubleValue(rng.random()),
+        4 => any_value::Value::BytesValue(vec![0xff, 0x00, rng.random()]),
+        5 => any_value::Value::ArrayValue(ArrayValue {
+            values: (0..3).map(|_| value(rng, depth + 1)).collect(),
+        }),
+        _ => any_value::Value::KvlistValue(KeyValueList {
+            values: attrs(rng, 2, depth + 1),
+        }),
+    };
+    AnyValue { value: Some(v) }
+}
+
+fn attrs(rng: &mut SmallRng, n: usize, depth: u32) -> Vec<KeyValue> {
+    (0..n)
+        .map(|i| KeyValue {
+            key: format!("k{i}"),
+            value: Some(value(rng, depth)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn resource(rng: &mut SmallRng) -> Resource {
+    Resource {
+        attributes: attrs(rng, 3, 0),
+        dropped_attributes_count: 1,
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "lib".into(),
+        version: "1.0".into(),
+        ..Default::default()
+    }
+}
+
+fn traces(rng: &mut SmallRng, spans: usize) -> ExportTraceServiceRequest {
+    let span = |rng: &mut SmallRng, i: usize| Span {
+        trace_id: rng.random::<[u8; 16]>().to_vec(),
+        span_id: rng.random::<[u8; 8]>().to_vec(),
+        parent_span_id: if i.is_multiple_of(2) {
+            Vec::new()
+        } else {
+            rng.random::<[u8; 8]>().to_vec()
+        },
+        trace_state: "a=b".into(),
+        name: format!("op-{i}"),
+        kind: 2,
+        flags: 0x101,
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        attributes: attrs(rng, 4, 0),
+        events: vec![Event {
+            name: "e".into(),
+            attributes: attrs(rng, 1, 0),
+            ..Default::default()
+        }],
+        links: vec![Link {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            flags: 1,
+            ..Default::default()
+        }],
+        status: Some(Status {
+            code: 2,
+            message: "boom".into(),
+        }),
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: (0..2)
+            .map(|_| ResourceSpans {
+                resource: Some(resource(rng)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans: (0..spans).map(|i| span(rng, i)).collect(),
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                }],
+                schema_url: String::new(),
+            })
+            .collect(),
+    }
+}
+
+fn logs(rng: &mut SmallRng, records: usize) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource(rng)),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: (0..records)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 5,
+                        severity_number: 9,
+                        severity_text: "INFO".into(),
+                        body: Some(value(rng, 0)),
+                        attributes: attrs(rng, 2, 0),
+                        flags: 1,
+                        trace_id: if i.is_multiple_of(2) { Vec::new() } else { vec![3; 16] },
+                        span_id: if i.is_multiple_of(2) { Vec::new() } else { vec![4; 8] },
+                        event_name: "ev".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// What the full decode path would conclude: records kept, or `None` if it takes the
+/// error or partial-success path.
+fn decoder_verdict(signal: Signal, bytes: &[u8]) -> Option<usize> {
+    let mut payload = Payload::decode_protobuf(signal, bytes).ok()?;
+    let rejected = payload.remove_invalid();
+    (rejected.count == 0).then(|| payload.record_count())
+}
+
+#[test]
+fn valid_requests_scan_to_their_record_count() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let t = traces(&mut rng, 7).encode_to_vec();
+    assert_eq!(scan(Signal::Traces, &t), Scan::Valid(14));
+    let l = logs(&mut rng, 5).encode_to_vec();
+    assert_eq!(scan(Signal::Logs, &l), Scan::Valid(5));
+    assert_eq!(scan(Signal::Traces, &[]), Scan::Valid(0));
+    assert_eq!(scan(Signal::Metrics, &[]), Scan::Decode);
+}
+
+#[test]
+fn invalid_ids_take_the_decode_path() {
+    let mut rng = SmallRng::seed_from_u64(2);
+    let mut req = traces(&mut rng, 3);
+    req.resource_spans[1].scope_spans[0].spans[2].trace_id = vec![0; 16];
+    assert_eq!(scan(Signal::Traces, &req.encode_to_vec()), Scan::Decode);
+    let mut req = traces(&mut rng, 3);
+    req.resource_spans[0].scope_spans[0].spans[1].parent_span_id = vec![1; 3];
+    assert_eq!(scan(Signal::Traces, &req.encode_to_vec()), Scan::Decode);
+    let mut req = logs(&mut rng, 3);
+    req.resource_logs[0].scope_logs[0].log_records[0].span_id = vec![1; 9];
+    assert_eq!(scan(Signal::Logs, &req.encode_to_vec()), Scan::Decode);
+}
+
+#[test]
+fn invalid_utf8_and_bad_wire_types_take_the_decode_path() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let req = traces(&mut rng, 1);
+    let mut bytes = req.encode_to_vec();
+    // The span name "op-0" is in the bytes; make it invalid UTF-8.
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"op-0")
+        .expect("name present");
+    bytes[at] = 0xff;
+    assert!(Payload::decode_protobuf(Signal::Traces, &bytes).is_err());
+    assert_eq!(scan(Signal::Traces, &bytes), Scan::Decode);
+    // Field 1 of the request as a varint instead of a message.
+    assert_eq!(scan(Signal::Traces, &[0x08, 0x01]), Scan::Decode);
+    // Unknown fields of every wire type but groups are skipped, as prost does.
+    let unknown = [
+        0x78, 0x05, 0x79, 0, 0, 0, 0, 0, 0, 0, 0, 0x7a, 0x01, 0xff, 0x7d, 0, 0, 0, 0,
+    ];
+    assert_eq!(decoder_verdict(Signal::Traces, &unknown), Some(0));
+    assert_eq!(scan(Signal::Traces, &unknown), Scan::Valid(0));
+}
+
+#[test]
+fn deep_nesting_takes_the_decode_path() {
+    let mut v = AnyValue {
+        value: Some(any_value::Value::IntValue(1)),
+    };
+    for _ in 0..120 {
+        v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+    }
+    let mut rng = SmallRng::seed_from_u64(4);
+    let mut req = logs(&mut rng, 1);
+    req.resource_logs[0].scope_logs[0].log_records[0].body = Some(v);
+    let bytes = req.encode_to_vec();
+    assert_eq!(scan(Signal::Logs, &bytes), Scan::Decode);
+}
+
+/// The property that makes the fast path safe: whenever the scan says `Valid(n)`, the full
+/// decode succeeds, removes nothing and finds `n` records. Checked over thousands of corrupted
+/// requests (flipped bytes, truncations, inserted bytes).
+#[test]
+fn the_scan_is_never_more_lenient_than_the_decoder() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut valid_after_mutation = 0;
+    for round in 0..4000 {
+        let (signal, mut bytes) = if round % 2 == 0 {
+            (Signal::Traces, traces(&mut rng, 2).encode_to_vec())
+        } else {
+            (Signal::Logs, logs(&mut rng, 3).encode_to_vec())
+        };
+        match rng.random_range(0..4) {
+            0 => {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            1 => {
+                let n = rng.random_range(0..bytes.len());
+                bytes.truncate(n);
+            }
+            2 => {
+                let i = rng.random_range(0..bytes.len());
+                bytes.insert(i, rng.random());
+            }
+            _ => {
+                for _ in 0..3 {
+                    let i = rng.random_range(0..bytes.len());
+                    bytes[i] ^= 1 << rng.random_range(0..8);
+                }
+            }
+        }
+        let verdict = scan(signal, &bytes);
+        if let Scan::Valid(n) = verdict {
+            valid_after_mutation += 1;
+            assert_eq!(
+                decoder_verdict(signal, &bytes),
+                Some(n),
+                "round {round}: scan accepted what the decoder does not"
+            );
+        }
+    }
+    // Some mutations keep a request valid (a changed attribute value); the test must see them.
+    assert!(valid_after_mutation > 100, "{valid_after_mutation}");
+}
