@@ -94,6 +94,13 @@ impl SelfMetrics {
     )]
     pub fn new() -> SelfMetrics {
         let r = Registry::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...: what
+        // memory and file-descriptor alerts need (Linux only).
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector registered once");
         let info = gauge(
             &r,
             "sluice_build_info",
@@ -118,7 +125,7 @@ impl SelfMetrics {
             receiver_refused: counter(
                 &r,
                 "sluice_receiver_refused_records_total",
-                "Records refused by a receiver, by reason (queue_full, invalid, shutting_down, no_pipeline).",
+                "Records refused by a receiver, by reason (queue_full, invalid, shutting_down, rejected_by_processor).",
                 &["receiver", "transport", "signal", "reason"],
             ),
             receiver_requests: counter(

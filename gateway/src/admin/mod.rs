@@ -310,6 +310,7 @@ fn plugin_json(st: &AdminState, p: &Processor) -> serde_json::Value {
         "init",
         "breaker_open",
         "too_large",
+        "invalid_output",
     ]
     .iter()
     .map(|k| {

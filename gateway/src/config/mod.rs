@@ -768,9 +768,11 @@ fn parse(
     })
 }
 
-/// Whether a config key names a secret (`hmac_key`, `api_token`, `password`, …).
+/// Whether a config key names a secret or a set of them (`hmac_key`, `hash_keys`, `api_token`,
+/// `password`, …).
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
+    let singular = k.strip_suffix('s').unwrap_or(&k);
     [
         "secret",
         "password",
@@ -778,17 +780,30 @@ fn is_secret_key(key: &str) -> bool {
         "token",
         "credential",
         "private",
+        "hmac",
     ]
     .iter()
     .any(|w| k.contains(w))
-        || k == "key"
-        || k.ends_with("_key")
-        || k.ends_with("-key")
-        || k.ends_with("apikey")
+        || singular == "key"
+        || singular.ends_with("_key")
+        || singular.ends_with("-key")
+        || singular.ends_with("apikey")
 }
 
-/// A plugin config for display: values under secret-looking keys become `"***"` unless they
-/// are only a `${env:NAME}` reference (which names the secret without revealing it).
+/// Every value under a secret-named key: `"***"`, except `${env:NAME}` references, which name
+/// the secret without revealing it.
+fn mask_all(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) if s.starts_with("${env:") && s.ends_with('}') => J::String(s),
+        J::Null => J::Null,
+        J::Object(map) => J::Object(map.into_iter().map(|(k, v)| (k, mask_all(v))).collect()),
+        J::Array(items) => J::Array(items.into_iter().map(mask_all).collect()),
+        _ => J::String("***".into()),
+    }
+}
+
+/// A plugin config for display: everything under secret-looking keys is masked.
 pub fn mask_secrets(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value as J;
     match value {
@@ -796,13 +811,7 @@ pub fn mask_secrets(value: serde_json::Value) -> serde_json::Value {
             map.into_iter()
                 .map(|(k, v)| {
                     let v = if is_secret_key(&k) {
-                        match v {
-                            J::String(s) if s.starts_with("${env:") && s.ends_with('}') => {
-                                J::String(s)
-                            }
-                            J::Null => J::Null,
-                            _ => J::String("***".into()),
-                        }
+                        mask_all(v)
                     } else {
                         mask_secrets(v)
                     };
@@ -1285,7 +1294,8 @@ service:
             "hmac_key": "s3cr3t",
             "key": "also secret",
             "api_token": "${env:API_TOKEN}",
-            "rules": [{ "match": "email", "password": 1234, "keys": ["user.email"] }],
+            "rules": [{ "match": "email", "password": 1234, "keep": ["user.email"] }],
+            "hash_keys": { "k2025": "0123abcd", "k2024": "${env:OLD_KEY}" },
             "endpoint": "http://collector:4318",
         }));
         assert_eq!(
@@ -1294,7 +1304,8 @@ service:
                 "hmac_key": "***",
                 "key": "***",
                 "api_token": "${env:API_TOKEN}",
-                "rules": [{ "match": "email", "password": "***", "keys": ["user.email"] }],
+                "rules": [{ "match": "email", "password": "***", "keep": ["user.email"] }],
+                "hash_keys": { "k2025": "***", "k2024": "${env:OLD_KEY}" },
                 "endpoint": "http://collector:4318",
             })
         );
