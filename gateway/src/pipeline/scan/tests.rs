@@ -119,8 +119,16 @@ fn logs(rng: &mut SmallRng, records: usize) -> ExportLogsServiceRequest {
                         body: Some(value(rng, 0)),
                         attributes: attrs(rng, 2, 0),
                         flags: 1,
-                        trace_id: if i.is_multiple_of(2) { Vec::new() } else { vec![3; 16] },
-                        span_id: if i.is_multiple_of(2) { Vec::new() } else { vec![4; 8] },
+                        trace_id: if i.is_multiple_of(2) {
+                            Vec::new()
+                        } else {
+                            vec![3; 16]
+                        },
+                        span_id: if i.is_multiple_of(2) {
+                            Vec::new()
+                        } else {
+                            vec![4; 8]
+                        },
                         event_name: "ev".into(),
                         ..Default::default()
                     })
