@@ -83,7 +83,9 @@ impl Sender {
         match self {
             Sender::Otlp(e) => e.send(batch).await,
             Sender::Debug(e) => e.send(batch),
-            Sender::Prometheus(e) => e.send(batch),
+            // Decoding and storing a batch holds the series store for a millisecond or more:
+            // off the async workers, so receivers keep answering meanwhile.
+            Sender::Prometheus(e) => crate::pipeline::blocking(|| e.send(batch)),
             Sender::RemoteWrite(e) => e.send(batch).await,
             Sender::Blackhole => Ok(Delivered::default()),
             Sender::Memory(store) => {

@@ -86,17 +86,23 @@ pub fn store_config(c: &PrometheusExporterConfig) -> StoreConfig {
     }
 }
 
+/// Series rendered per hold of the store's lock.
+const RENDER_CHUNK: usize = 2048;
+
 async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    let body = match store.lock() {
-        Ok(mut s) => s.render(openmetrics, Instant::now()),
-        Err(_) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "series store poisoned").into_response();
-        }
+    // Off the async workers, and in chunks: a scrape of 100k series takes tens of
+    // milliseconds, during which ingest must go on.
+    let rendered = tokio::task::spawn_blocking(move || {
+        Store::render_chunked(&store, openmetrics, Instant::now(), RENDER_CHUNK)
+    })
+    .await;
+    let Ok(Some(body)) = rendered else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "series store poisoned").into_response();
     };
     let content_type = if openmetrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -245,11 +245,13 @@ pub fn label_name(key: &str, strategy: TranslationStrategy) -> String {
 
 /// Whether a name needs quoting in the exposition (UTF-8 names under Prometheus 3).
 pub fn is_legacy_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    // Bytes, not chars: this runs for every label of every sample a scrape renders, and any
+    // non-ASCII byte already makes the name non-legacy.
+    let b = name.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
 }
 
 #[cfg(test)]

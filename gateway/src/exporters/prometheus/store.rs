@@ -114,6 +114,9 @@ pub struct Store {
     series: usize,
     target_info: HashMap<Labels, Instant>,
     last_sweep: Instant,
+    /// Changes whenever series are removed (positions in a family shift), so that a render in
+    /// chunks knows to start again.
+    generation: u64,
 }
 
 impl Store {
@@ -124,6 +127,7 @@ impl Store {
             series: 0,
             target_info: HashMap::new(),
             last_sweep: Instant::now(),
+            generation: 0,
         }
     }
 
@@ -276,6 +280,7 @@ impl Store {
         if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
             if family.series.shift_remove(&labels).is_some() {
                 self.series -= 1;
+                self.generation += 1;
             }
             return;
         }
@@ -398,50 +403,18 @@ impl Store {
         self.target_info.retain(|_, t| *t >= cutoff);
         removed += before - self.target_info.len();
         self.series -= removed;
+        if removed > 0 {
+            self.generation += 1;
+        }
     }
 
     /// Renders the exposition: Prometheus text 0.0.4, or OpenMetrics 1.0 with exemplars.
     pub fn render(&mut self, openmetrics: bool, now: Instant) -> String {
         self.sweep(now);
         let mut out = String::with_capacity(self.series * 96 + 256);
-        if !self.target_info.is_empty() {
-            if openmetrics {
-                out.push_str("# TYPE target info\n");
-            } else {
-                out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
-            }
-            let mut infos: Vec<&Labels> = self.target_info.keys().collect();
-            infos.sort();
-            for labels in infos {
-                write_sample(&mut out, "target_info", labels, None, 1.0);
-            }
-        }
+        self.render_target_info(&mut out, openmetrics);
         for (name, family) in &self.families {
-            let family_name = if openmetrics && family.kind == Kind::Counter {
-                name.strip_suffix("_total").unwrap_or(name)
-            } else {
-                name.as_str()
-            };
-            if !family.help.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "# HELP {} {}",
-                    quote_name(family_name),
-                    escape_help(&family.help)
-                );
-            }
-            let _ = writeln!(
-                out,
-                "# TYPE {} {}",
-                quote_name(family_name),
-                family.kind.text()
-            );
-            // OpenMetrics counter samples always end in `_total`, even without suffixes.
-            let sample_name = if openmetrics && family.kind == Kind::Counter {
-                format!("{family_name}_total")
-            } else {
-                name.clone()
-            };
+            let sample_name = family_header(&mut out, name, family, openmetrics);
             for (labels, s) in &family.series {
                 render_series(&mut out, &sample_name, family.kind, labels, s, openmetrics);
             }
@@ -450,6 +423,115 @@ impl Store {
             out.push_str("# EOF\n");
         }
         out
+    }
+
+    fn render_target_info(&self, out: &mut String, openmetrics: bool) {
+        if self.target_info.is_empty() {
+            return;
+        }
+        if openmetrics {
+            out.push_str("# TYPE target info\n");
+        } else {
+            out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
+        }
+        let mut infos: Vec<&Labels> = self.target_info.keys().collect();
+        infos.sort();
+        for labels in infos {
+            write_sample(out, "target_info", labels, None, 1.0);
+        }
+    }
+
+    /// The same exposition as [`Store::render`], built while holding the lock for at most
+    /// `chunk` series at a time, so that ingest (the exporter's writers) waits for one chunk,
+    /// not for the whole scrape. If series are removed meanwhile (which shifts positions), the
+    /// render starts again; after three tries it renders under one lock.
+    pub fn render_chunked(
+        store: &std::sync::Mutex<Store>,
+        openmetrics: bool,
+        now: Instant,
+        chunk: usize,
+    ) -> Option<String> {
+        let lock = || store.lock().ok();
+        'attempt: for _ in 0..3 {
+            let (generation, names, mut out) = {
+                let mut s = lock()?;
+                s.sweep(now);
+                let mut out = String::with_capacity(s.series * 96 + 256);
+                s.render_target_info(&mut out, openmetrics);
+                (
+                    s.generation,
+                    s.families.keys().cloned().collect::<Vec<_>>(),
+                    out,
+                )
+            };
+            for name in &names {
+                let mut pos = 0;
+                let mut sample_name = String::new();
+                loop {
+                    let s = lock()?;
+                    if s.generation != generation {
+                        continue 'attempt;
+                    }
+                    let Some(family) = s.families.get(name) else {
+                        break;
+                    };
+                    if pos == 0 {
+                        sample_name = family_header(&mut out, name, family, openmetrics);
+                    }
+                    let end = (pos + chunk.max(1)).min(family.series.len());
+                    for i in pos..end {
+                        if let Some((labels, series)) = family.series.get_index(i) {
+                            render_series(
+                                &mut out,
+                                &sample_name,
+                                family.kind,
+                                labels,
+                                series,
+                                openmetrics,
+                            );
+                        }
+                    }
+                    pos = end;
+                    if pos >= family.series.len() {
+                        break;
+                    }
+                }
+            }
+            if openmetrics {
+                out.push_str("# EOF\n");
+            }
+            return Some(out);
+        }
+        Some(lock()?.render(openmetrics, now))
+    }
+}
+
+/// `# HELP` and `# TYPE` of a family; returns the name its samples carry.
+fn family_header(out: &mut String, name: &str, family: &Family, openmetrics: bool) -> String {
+    let family_name = if openmetrics && family.kind == Kind::Counter {
+        name.strip_suffix("_total").unwrap_or(name)
+    } else {
+        name
+    };
+    if !family.help.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}",
+            quote_name(family_name),
+            escape_help(&family.help)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE {} {}",
+        quote_name(family_name),
+        family.kind.text()
+    );
+    // OpenMetrics counter samples always end in `_total`, even without suffixes.
+    if openmetrics && family.kind == Kind::Counter {
+        format!("{family_name}_total")
+    } else {
+        name.to_string()
     }
 }
 
@@ -828,7 +910,7 @@ fn write_sample(
 /// Appends `"v"` with the exposition format's escapes, without allocating.
 fn push_quoted(out: &mut String, v: &str) {
     out.push('"');
-    if v.contains(['\\', '"', '\n']) {
+    if v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         for c in v.chars() {
             match c {
                 '\\' => out.push_str("\\\\"),
@@ -924,5 +1006,99 @@ mod tests {
             labels,
             vec![("a_b".into(), "2;1".into()), ("c".into(), "x".into())]
         );
+    }
+
+    fn counters(metrics: usize, per_metric: usize) -> ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+            metric, number_data_point,
+        };
+        let kv = |k: &str, v: String| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v)),
+            }),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", "api".into())],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: (0..metrics)
+                        .map(|m| Metric {
+                            name: format!("app.requests.{m}"),
+                            description: "Requests.".into(),
+                            data: Some(metric::Data::Sum(Sum {
+                                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                                is_monotonic: true,
+                                data_points: (0..per_metric)
+                                    .map(|p| NumberDataPoint {
+                                        attributes: vec![kv("pod", format!("pod-{p}"))],
+                                        time_unix_nano: 1_700_000_000_000_000_000,
+                                        value: Some(number_data_point::Value::AsInt(p as i64)),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                            })),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            strategy: TranslationStrategy::UnderscoreEscapingWithSuffixes,
+            expiration: Duration::from_secs(300),
+            max_series: 1_000_000,
+            promote_resource_attributes: Vec::new(),
+            target_info: true,
+        }
+    }
+
+    #[test]
+    fn chunked_render_equals_the_whole_render() {
+        let now = Instant::now();
+        let mut store = Store::new(config());
+        store.ingest(&counters(7, 1000), now, None);
+        let whole = store.render(false, now);
+        let whole_om = store.render(true, now);
+        let store = std::sync::Mutex::new(store);
+        for chunk in [1, 3, 999, 1000, 1001, 100_000] {
+            assert_eq!(
+                Store::render_chunked(&store, false, now, chunk).as_deref(),
+                Some(whole.as_str()),
+                "chunk {chunk}"
+            );
+        }
+        assert_eq!(
+            Store::render_chunked(&store, true, now, 100).as_deref(),
+            Some(whole_om.as_str())
+        );
+        let samples = whole.lines().filter(|l| l.contains("pod=")).count();
+        assert_eq!(samples, 7000);
+    }
+
+    #[test]
+    fn chunked_render_starts_again_when_series_are_removed_midway() {
+        let now = Instant::now();
+        let mut s = Store::new(config());
+        s.ingest(&counters(2, 10), now, None);
+        let before = s.generation;
+        // An expired sweep removes every series and bumps the generation.
+        s.sweep(now + Duration::from_secs(301));
+        assert!(s.generation > before);
+        assert_eq!(s.series_count(), 0);
+        let store = std::sync::Mutex::new(s);
+        let out = Store::render_chunked(&store, false, now + Duration::from_secs(301), 4)
+            .expect("renders");
+        assert!(!out.contains("pod-"), "{out}");
     }
 }
