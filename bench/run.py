@@ -108,6 +108,9 @@ def processors_for(scenario: str) -> dict:
     if scenario == "slo":
         return {"slo": {"plugin": "builtin/slo", "config": {"slos": [
             {"name": "orders-availability", "service": "orders", "objective": 99.9, "sli": {"availability": {}}}]}}}
+    if scenario == "readers3":
+        chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
+        return {name: {"plugin": chaos, "config": {"mode": "pass"}} for name in ("a", "b", "c")}
     if scenario == "chain3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {
@@ -226,7 +229,8 @@ def main() -> None:
         "--scenarios",
         default="passthrough,redact,redact_clean,chain3",
         help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
-        "redact); sample; enrich; slo; chain3 (chaos pass, redact, chaos count)",
+        "redact); sample; enrich; slo; chain3 (chaos pass, redact, chaos count); readers3 (three "
+        "plugins that only read: the test plugin in pass mode)",
     )
     args = p.parse_args()
     if not BIN.exists():

@@ -1,4 +1,5 @@
-//! The cost of plugins per batch: an `unchanged` plugin, a rewriting plugin, and a chain of
+//! The cost of plugins per batch: an `unchanged` plugin reading the batch in place, the same
+//! through the decoded batch (`unchanged_decoded`), a rewriting plugin, and a chain of
 //! three reading plugins, on 100- and 1000-span batches, against the no-plugin path (which
 //! only hands the batch on).
 //!
@@ -55,6 +56,7 @@ fn forward(p: &Processor, batch: Arc<Batch>) -> Arc<Batch> {
 fn bench(c: &mut Criterion) {
     let engine = PluginEngine::new(None).expect("engine");
     let pass = processor(&engine, "pass", "pass");
+    let pass_decoded = processor(&engine, "pass_decoded", "pass_decoded");
     let rename = processor(&engine, "rename", "rename");
     let chain = [
         processor(&engine, "a", "pass"),
@@ -76,6 +78,13 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 fresh,
                 |batch| forward(&pass, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("unchanged_decoded", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&pass_decoded, batch).encoded().len(),
                 BatchSize::SmallInput,
             )
         });

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use prost::Message;
 
 use crate::bindings::exports::sluice::plugin::plugin as wit;
+use crate::view::{LogsView, TracesView};
 use crate::{Error, Plugin, Signal, Verdict};
 
 thread_local! {
@@ -70,11 +71,29 @@ fn run<M: Message + Default>(
     })
 }
 
+/// A verdict given from a view: it cannot carry new bytes.
+fn read_verdict(v: Verdict) -> Result<wit::Verdict, Error> {
+    match v {
+        Verdict::Unchanged => Ok(wit::Verdict::Unchanged),
+        Verdict::Keep(indices) => Ok(wit::Verdict::Keep(indices)),
+        Verdict::Modified => Err(Error::Internal(
+            "read_traces/read_logs returned Modified; return None to modify the decoded batch"
+                .into(),
+        )),
+    }
+}
+
 pub fn process<P: Plugin>(signal: wit::Signal, bytes: &[u8]) -> Result<wit::Verdict, wit::Error> {
     with::<P, _>(|p| match signal {
-        wit::Signal::Traces => run(bytes, |b| p.traces(b)),
+        wit::Signal::Traces => match p.read_traces(&TracesView::new(bytes))? {
+            Some(v) => read_verdict(v),
+            None => run(bytes, |b| p.traces(b)),
+        },
         wit::Signal::Metrics => run(bytes, |b| p.metrics(b)),
-        wit::Signal::Logs => run(bytes, |b| p.logs(b)),
+        wit::Signal::Logs => match p.read_logs(&LogsView::new(bytes))? {
+            Some(v) => read_verdict(v),
+            None => run(bytes, |b| p.logs(b)),
+        },
     })
 }
 

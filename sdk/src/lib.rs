@@ -48,6 +48,7 @@ pub mod host;
 pub mod metrics;
 pub mod records;
 pub mod testing;
+pub mod view;
 
 #[doc(hidden)]
 pub mod guest;
@@ -168,6 +169,19 @@ pub trait Plugin: Sized + 'static {
 
     fn logs(&mut self, _batch: &mut ExportLogsServiceRequest) -> Result<Verdict, Error> {
         Ok(Verdict::Unchanged)
+    }
+
+    /// Reads a traces batch in place, before (and usually instead of) decoding it: return
+    /// `Some(Unchanged)` or `Some(Keep(..))` to answer from the [`view`], or `None` to be called
+    /// through [`Plugin::traces`] with the decoded batch. A plugin that only reads skips the
+    /// decode this way, which is most of a reading plugin's cost. `Some(Modified)` is an error.
+    fn read_traces(&mut self, _batch: &view::TracesView<'_>) -> Result<Option<Verdict>, Error> {
+        Ok(None)
+    }
+
+    /// As [`Plugin::read_traces`], for logs.
+    fn read_logs(&mut self, _batch: &view::LogsView<'_>) -> Result<Option<Verdict>, Error> {
+        Ok(None)
     }
 
     /// Called about once a second with the current unix time in nanoseconds.

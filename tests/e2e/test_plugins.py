@@ -276,6 +276,8 @@ def test_pass_forwards_the_clients_bytes_and_reports_the_processor(gateway, down
         "last_error": None,
         "last_reload_error": None,
         "reloads": 0,
+        "config": {"mode": "pass"},
+        "history": [],
     }, status
     assert re.fullmatch(r"\d+\.\d+\.\d+", status["version"]), status
 

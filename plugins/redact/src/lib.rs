@@ -25,6 +25,7 @@ use sluice_sdk::otlp::logs::v1::LogRecord;
 use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::trace::v1::Span;
 use sluice_sdk::prost::Message;
+use sluice_sdk::view::{AttributesView, LogView, LogsView, SpanView, TracesView, ValueView};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
 
 pub use detect::Detector;
@@ -308,6 +309,80 @@ impl Walker<'_> {
         Outcome::Keep
     }
 
+    // ---- The read-only pass: does a batch need the decoding path at all?
+    //
+    // Mirrors what the mutating walk looks at (resource attributes; span names, attributes,
+    // event names and attributes, link attributes; log bodies and attributes) and answers
+    // "clean" only when no detector hits and no key is blocked or secret. Anything else takes
+    // the decoding path, which decides and counts exactly as before; so this pass can only
+    // skip work, never let something through.
+
+    fn clean_text(&mut self, s: &str) -> bool {
+        let mut hits = std::mem::take(&mut self.state.hits);
+        self.engine.find(s, &mut hits);
+        let clean = hits.is_empty();
+        self.state.hits = hits;
+        clean
+    }
+
+    fn clean_value(&mut self, v: ValueView<'_>) -> Result<bool, Error> {
+        Ok(match v {
+            ValueView::Str(s) => self.clean_text(s),
+            ValueView::Array(_) => {
+                let mut clean = true;
+                v.for_each_element(|e| {
+                    if clean {
+                        clean = self.clean_value(e)?;
+                    }
+                    Ok(())
+                })?;
+                clean
+            }
+            ValueView::KvList(attrs) => self.clean_attributes(attrs)?,
+            _ => true,
+        })
+    }
+
+    fn clean_attributes(&mut self, attrs: AttributesView<'_>) -> Result<bool, Error> {
+        let mut clean = true;
+        attrs.for_each(|key, value| {
+            if !clean {
+                return Ok(());
+            }
+            clean = match self.classify(key) {
+                KeyClass::Allow => true,
+                KeyClass::Block | KeyClass::Secret => false,
+                KeyClass::Plain => self.clean_value(value)?,
+            };
+            Ok(())
+        })?;
+        Ok(clean)
+    }
+
+    fn clean_span(&mut self, span: &SpanView<'_>) -> Result<bool, Error> {
+        if !self.clean_text(span.name) || !self.clean_attributes(span.attributes)? {
+            return Ok(false);
+        }
+        let mut clean = true;
+        span.for_each_event(|e| {
+            if clean {
+                clean = self.clean_text(e.name) && self.clean_attributes(e.attributes)?;
+            }
+            Ok(())
+        })?;
+        span.for_each_link_attributes(|a| {
+            if clean {
+                clean = self.clean_attributes(a)?;
+            }
+            Ok(())
+        })?;
+        Ok(clean)
+    }
+
+    fn clean_log(&mut self, log: &LogView<'_>) -> Result<bool, Error> {
+        Ok(self.clean_value(log.body)? && self.clean_attributes(log.attributes)?)
+    }
+
     /// Whether the span must be dropped.
     fn span(&mut self, span: &mut Span) -> bool {
         if self.text(&mut span.name, false) == Outcome::DropRecord
@@ -518,6 +593,46 @@ impl Plugin for Redact {
             }
         }
         Ok(verdict(w.changed))
+    }
+
+    fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
+        let mut w = self.walker();
+        let mut clean = true;
+        batch.for_each_resource(|attrs| {
+            if clean {
+                clean = w.clean_attributes(attrs)?;
+            }
+            Ok(())
+        })?;
+        if clean {
+            batch.for_each_span(|_, span| {
+                if clean {
+                    clean = w.clean_span(span)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(clean.then_some(Verdict::Unchanged))
+    }
+
+    fn read_logs(&mut self, batch: &LogsView<'_>) -> Result<Option<Verdict>, Error> {
+        let mut w = self.walker();
+        let mut clean = true;
+        batch.for_each_resource(|attrs| {
+            if clean {
+                clean = w.clean_attributes(attrs)?;
+            }
+            Ok(())
+        })?;
+        if clean {
+            batch.for_each_log(|_, log| {
+                if clean {
+                    clean = w.clean_log(log)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(clean.then_some(Verdict::Unchanged))
     }
 
     fn tick(&mut self, now: u64) -> Result<(), Error> {

@@ -1166,3 +1166,123 @@ fn describe_says_stateful_all_signals() {
         vec![Signal::Traces, Signal::Metrics, Signal::Logs]
     );
 }
+
+/// The read-only pass answers `Unchanged` only for batches the decoding path leaves unchanged;
+/// everything the decoding path would touch goes there.
+#[test]
+fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
+    use sluice_sdk::view::{LogsView, TracesView};
+    let config = format!(
+        r#"{{{KEYS}, "hash_key": "k1", "block_keys": ["enduser.ssn"], "allow_keys": ["client.address"]}}"#
+    );
+    let traces_with = |resource: Vec<KeyValue>, span: Span| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let base = || Span {
+        trace_id: vec![7; 16],
+        span_id: vec![8; 8],
+        name: "GET /orders/{id}".into(),
+        attributes: vec![skv("http.route", "/orders/{id}"), kv("n", int(3))],
+        ..Default::default()
+    };
+    let clean = traces_with(vec![skv("service.name", "shop")], base());
+    let mut cases: Vec<(&str, ExportTraceServiceRequest)> = Vec::new();
+    let mut sp = base();
+    sp.attributes.push(skv("user", "alice@example.com"));
+    cases.push(("email in an attribute", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.attributes.push(kv(
+        "nested",
+        kvlist(vec![kv("deep", arr(vec![s("bob@example.org")]))]),
+    ));
+    cases.push(("email in a nested list", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.attributes.push(skv("enduser.ssn", "078-05-1120"));
+    cases.push(("blocked key", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.attributes.push(skv("db.password", "hunter2"));
+    cases.push(("secret-named key", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.events.push(span::Event {
+        name: "mail to carol@example.net".into(),
+        ..Default::default()
+    });
+    cases.push(("email in an event name", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.links.push(span::Link {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        attributes: vec![skv("peer", "dave@example.com")],
+        ..Default::default()
+    });
+    cases.push(("email in a link", traces_with(vec![], sp)));
+    cases.push((
+        "email in the resource",
+        traces_with(vec![skv("owner", "erin@example.com")], base()),
+    ));
+    let mut sp = base();
+    sp.name = "GET /users/frank@example.com".into();
+    cases.push(("email in the span name", traces_with(vec![], sp)));
+
+    let mut p = plugin(&config);
+    let bytes = clean.encode_to_vec();
+    assert_eq!(
+        p.read_traces(&TracesView::new(&bytes)).expect("ok"),
+        Some(Verdict::Unchanged)
+    );
+    assert_eq!(
+        p.traces(&mut clean.clone()).expect("ok"),
+        Verdict::Unchanged
+    );
+    // An allowed key is not scanned, on either path.
+    let mut sp = base();
+    sp.attributes.push(skv("client.address", "10.1.2.3"));
+    let allowed = traces_with(vec![], sp);
+    assert_eq!(
+        p.read_traces(&TracesView::new(&allowed.encode_to_vec()))
+            .expect("ok"),
+        Some(Verdict::Unchanged)
+    );
+    for (what, batch) in cases {
+        let bytes = batch.encode_to_vec();
+        assert_eq!(
+            p.read_traces(&TracesView::new(&bytes)).expect("ok"),
+            None,
+            "{what}: the read pass must hand over to the decoding path"
+        );
+        assert_ne!(
+            p.traces(&mut batch.clone()).expect("ok"),
+            Verdict::Unchanged,
+            "{what}: the decoding path changes it"
+        );
+    }
+
+    let logs = |body: &str| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(s(body)),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let read = |p: &mut Redact, body: &str| {
+        p.read_logs(&LogsView::new(&logs(body).encode_to_vec()))
+            .expect("ok")
+    };
+    assert_eq!(read(&mut p, "order 42 shipped"), Some(Verdict::Unchanged));
+    assert_eq!(read(&mut p, "reset link sent to gina@example.com"), None);
+}

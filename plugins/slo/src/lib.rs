@@ -26,6 +26,7 @@ use sluice_sdk::otlp::metrics::v1::{
     metric, number_data_point,
 };
 use sluice_sdk::otlp::trace::v1::{Span, status::StatusCode};
+use sluice_sdk::view::{TracesView, ValueView};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 
 /// Burn-rate windows, in minutes.
@@ -167,6 +168,8 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
         .and_then(|v| v.value.as_ref())
 }
 
+/// An error status, or an HTTP 5xx status code attribute (the same rule on the view path in
+/// `read_traces`).
 fn is_error(span: &Span) -> bool {
     if span
         .status
@@ -184,37 +187,42 @@ fn is_error(span: &Span) -> bool {
     }
 }
 
+/// What an SLO looks at in a span, read from a decoded span or a view alike.
+struct SpanFacts<'a> {
+    service: Option<&'a str>,
+    name: &'a str,
+    kind: i32,
+    route: Option<&'a str>,
+    error: bool,
+    duration_nanos: u64,
+}
+
 impl Slo {
-    fn matches(&self, service: Option<&str>, span: &Span) -> bool {
+    fn matches(&self, span: &SpanFacts<'_>) -> bool {
         if let Some(s) = &self.service
-            && service != Some(s.as_str())
+            && span.service != Some(s.as_str())
         {
             return false;
         }
-        if self.span_name.as_ref().is_some_and(|n| *n != span.name) {
+        if self.span_name.as_ref().is_some_and(|n| n != span.name) {
             return false;
         }
         if self.span_kind.is_some_and(|k| k != span.kind) {
             return false;
         }
-        if let Some(route) = &self.route {
-            match attr(&span.attributes, "http.route") {
-                Some(any_value::Value::StringValue(r)) if r == route => {}
-                _ => return false,
-            }
+        if let Some(route) = &self.route
+            && span.route != Some(route.as_str())
+        {
+            return false;
         }
         true
     }
 
     /// `Some(true)` for a good event, `Some(false)` for a bad one.
-    fn judge(&self, span: &Span) -> Option<bool> {
+    fn judge(&self, span: &SpanFacts<'_>) -> Option<bool> {
         match self.kind {
-            Kind::Availability => Some(!is_error(span)),
-            Kind::Latency { threshold_nanos } => Some(
-                span.end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano)
-                    <= threshold_nanos,
-            ),
+            Kind::Availability => Some(!span.error),
+            Kind::Latency { threshold_nanos } => Some(span.duration_nanos <= threshold_nanos),
             Kind::Ratio => None,
         }
     }
@@ -360,6 +368,33 @@ impl SloPlugin {
     }
 }
 
+impl SloPlugin {
+    fn count(&self, span: &SpanFacts<'_>, tally: &mut [(u64, u64)]) {
+        for (i, slo) in self.slos.iter().enumerate() {
+            if !slo.matches(span) {
+                continue;
+            }
+            match slo.judge(span) {
+                Some(true) => tally[i].0 += 1,
+                Some(false) => tally[i].1 += 1,
+                None => {}
+            }
+        }
+    }
+
+    fn record(&mut self, tally: Vec<(u64, u64)>) {
+        let now = host::now();
+        for (slo, (good, bad)) in self.slos.iter().zip(tally) {
+            if good + bad > 0 {
+                self.counts
+                    .entry(slo.name.clone())
+                    .or_default()
+                    .add(now, good, bad);
+            }
+        }
+    }
+}
+
 impl Plugin for SloPlugin {
     fn describe() -> Info {
         Info::new("slo", env!("CARGO_PKG_VERSION"), &[Signal::Traces]).stateful()
@@ -414,7 +449,6 @@ impl Plugin for SloPlugin {
     }
 
     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
-        let now = host::now();
         let mut tally: Vec<(u64, u64)> = vec![(0, 0); self.slos.len()];
         for rs in &batch.resource_spans {
             let service =
@@ -425,27 +459,64 @@ impl Plugin for SloPlugin {
                         _ => None,
                     });
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                for (i, slo) in self.slos.iter().enumerate() {
-                    if !slo.matches(service, span) {
-                        continue;
-                    }
-                    match slo.judge(span) {
-                        Some(true) => tally[i].0 += 1,
-                        Some(false) => tally[i].1 += 1,
-                        None => {}
-                    }
-                }
+                let facts = SpanFacts {
+                    service,
+                    name: &span.name,
+                    kind: span.kind,
+                    route: match attr(&span.attributes, "http.route") {
+                        Some(any_value::Value::StringValue(r)) => Some(r.as_str()),
+                        _ => None,
+                    },
+                    error: is_error(span),
+                    duration_nanos: span
+                        .end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano),
+                };
+                self.count(&facts, &mut tally);
             }
         }
-        for (slo, (good, bad)) in self.slos.iter().zip(tally) {
-            if good + bad > 0 {
-                self.counts
-                    .entry(slo.name.clone())
-                    .or_default()
-                    .add(now, good, bad);
-            }
-        }
+        self.record(tally);
         Ok(Verdict::Unchanged)
+    }
+
+    /// The same counting, straight from the protobuf: the slo plugin never changes a batch,
+    /// so it never needs the decoded form.
+    fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
+        let mut tally: Vec<(u64, u64)> = vec![(0, 0); self.slos.len()];
+        let wants_route = self.slos.iter().any(|s| s.route.is_some());
+        batch.for_each_span(|resource, span| {
+            let service = resource
+                .attributes
+                .get("service.name")?
+                .and_then(|v| v.as_str());
+            let route = if wants_route {
+                span.attributes.get("http.route")?.and_then(|v| v.as_str())
+            } else {
+                None
+            };
+            let facts = SpanFacts {
+                service,
+                name: span.name,
+                kind: span.kind,
+                route,
+                error: span.status_code == StatusCode::Error as i32 || {
+                    let code = match span.attributes.get("http.response.status_code")? {
+                        Some(v) => Some(v),
+                        None => span.attributes.get("http.status_code")?,
+                    };
+                    match code {
+                        Some(ValueView::Int(c)) => c >= 500,
+                        Some(ValueView::Str(s)) => s.parse::<i64>().is_ok_and(|c| c >= 500),
+                        _ => false,
+                    }
+                },
+                duration_nanos: span.duration_nanos(),
+            };
+            self.count(&facts, &mut tally);
+            Ok(())
+        })?;
+        self.record(tally);
+        Ok(Some(Verdict::Unchanged))
     }
 
     fn tick(&mut self, now: u64) -> Result<(), Error> {

@@ -198,3 +198,33 @@ fn config_errors_name_the_slo() {
         Err(Error::Config(_))
     ));
 }
+
+#[test]
+fn reading_in_place_counts_exactly_as_the_decoded_path() {
+    let spans = || {
+        vec![
+            span(2, false, Some(200), 100, "/pay"),
+            span(2, true, Some(500), 100, "/pay"),
+            span(2, false, Some(200), 900, "/pay"),
+            span(2, false, Some(503), 100, "/pay"),
+            span(3, false, None, 10, "/other"),
+            span(2, false, None, 10, "/other"),
+        ]
+    };
+    let mut decoded = SloPlugin::new(CONFIG).expect("valid config");
+    let mut viewed = SloPlugin::new(CONFIG).expect("valid config");
+    for service in ["checkout", "other"] {
+        let mut b = batch(service, spans());
+        assert_eq!(decoded.traces(&mut b).expect("ok"), Verdict::Unchanged);
+        let bytes = b.encode_to_vec();
+        assert_eq!(
+            viewed.read_traces(&TracesView::new(&bytes)).expect("ok"),
+            Some(Verdict::Unchanged)
+        );
+    }
+    assert_eq!(decoded.counts, viewed.counts);
+    let avail = &viewed.counts["avail"];
+    assert_eq!((avail.good, avail.bad), (3, 2));
+    let fast = &viewed.counts["fast"];
+    assert_eq!((fast.good, fast.bad), (3, 1));
+}

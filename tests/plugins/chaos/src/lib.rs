@@ -7,7 +7,8 @@
 //! gateway). Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
 //! indices), `rename` (prefixes span names, so the batch is replaced), `count` (counts spans,
 //! emits the total as a metric on every tick, and keeps the count across reloads and traps
-//! through snapshot/restore).
+//! through snapshot/restore). `pass`, `count` and `keep_even` answer from the SDK's in-place
+//! view of the batch; `pass_decoded` is `pass` through the decoded batch (for benchmarks).
 
 use sluice_sdk::host::{self, Level};
 use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -16,6 +17,7 @@ use sluice_sdk::otlp::metrics::v1::{
     AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
     number_data_point,
 };
+use sluice_sdk::view::TracesView;
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, keep_spans, map_spans};
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -35,6 +37,7 @@ struct Config {
 enum Mode {
     #[default]
     Pass,
+    PassDecoded,
     KeepEven,
     Rename,
     Count,
@@ -60,6 +63,29 @@ impl Plugin for Chaos {
             config,
             spans_seen: 0,
         })
+    }
+
+    fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
+        if matches!(self.config.mode, Mode::Rename | Mode::PassDecoded) {
+            return Ok(None);
+        }
+        let mut spans = 0u32;
+        let mut special = false;
+        batch.for_each_span(|_, span| {
+            special |= span.name.starts_with("chaos:");
+            spans += 1;
+            Ok(())
+        })?;
+        if special {
+            // Traps, loops and probes run on the decoding path.
+            return Ok(None);
+        }
+        self.spans_seen += u64::from(spans);
+        host::log(Level::Debug, &format!("saw {spans} spans"));
+        Ok(Some(match self.config.mode {
+            Mode::KeepEven => Verdict::Keep((0..spans).step_by(2).collect()),
+            _ => Verdict::Unchanged,
+        }))
     }
 
     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
@@ -104,7 +130,7 @@ impl Plugin for Chaos {
         self.spans_seen += names.len() as u64;
         host::log(Level::Debug, &format!("saw {} spans", names.len()));
         Ok(match self.config.mode {
-            Mode::Pass | Mode::Count => Verdict::Unchanged,
+            Mode::Pass | Mode::PassDecoded | Mode::Count => Verdict::Unchanged,
             Mode::KeepEven => {
                 let mut i = 0;
                 keep_spans(batch, |_, _, _| {

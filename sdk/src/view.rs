@@ -1,0 +1,488 @@
+//! Read-only views of a batch's protobuf, without decoding it into the [`crate::otlp`] structs.
+//!
+//! Decoding a batch allocates for every span, attribute and string; for a plugin that only
+//! reads (counts, checks, decides which records to keep) that is most of its cost. A view walks
+//! the protobuf the gateway hands over and lends out `&str` and `&[u8]` slices of it instead.
+//!
+//! Implement [`crate::Plugin::read_traces`] (or `read_logs`) to use it: return `Some(verdict)`
+//! to answer from the view, or `None` to be called again through [`crate::Plugin::traces`] with
+//! the decoded batch (for example when something must be rewritten). The gateway has already
+//! validated the batch, so a malformed field is reported as [`crate::Error::Input`].
+//!
+//! ```
+//! use sluice_sdk::view::{SpanView, TracesView};
+//! # fn count(batch: &TracesView) -> Result<usize, sluice_sdk::Error> {
+//! let mut errors = 0;
+//! batch.for_each_span(|_resource, span: &SpanView| {
+//!     if span.status_code == 2 {
+//!         errors += 1;
+//!     }
+//!     Ok(())
+//! })?;
+//! # Ok(errors) }
+//! ```
+
+use crate::Error;
+
+#[derive(Debug)]
+struct Malformed;
+
+type R<T> = Result<T, Malformed>;
+
+impl From<Malformed> for Error {
+    fn from(_: Malformed) -> Error {
+        Error::Input("malformed OTLP protobuf".into())
+    }
+}
+
+#[derive(Clone)]
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// One field as it is on the wire.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32,
+    Len(&'a [u8]),
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> R<u64> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = *self.buf.get(self.pos).ok_or(Malformed)?;
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or(Malformed)?;
+        let s = self.buf.get(self.pos..end).ok_or(Malformed)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// The next field, or `None` at the end.
+    fn next(&mut self) -> R<Option<(u32, Field<'a>)>> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let number = (key >> 3) as u32;
+        let field = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                let b = self.take(8)?;
+                Field::Fixed64(u64::from_le_bytes(b.try_into().map_err(|_| Malformed)?))
+            }
+            2 => {
+                let n = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
+                Field::Len(self.take(n)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed32
+            }
+            _ => return Err(Malformed),
+        };
+        Ok(Some((number, field)))
+    }
+}
+
+fn utf8(b: &[u8]) -> R<&str> {
+    std::str::from_utf8(b).map_err(|_| Malformed)
+}
+
+/// Calls `f` for every length-delimited field `number` of `buf`.
+fn each_len<'a>(
+    buf: &'a [u8],
+    number: u32,
+    mut f: impl FnMut(&'a [u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut r = Reader::new(buf);
+    while let Some((n, field)) = r.next()? {
+        if n == number
+            && let Field::Len(b) = field
+        {
+            f(b)?;
+        }
+    }
+    Ok(())
+}
+
+/// An attribute value, borrowed from the batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueView<'a> {
+    Empty,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    /// An array: walk it with [`ValueView::for_each_element`].
+    Array(&'a [u8]),
+    /// A key-value list: walk it with [`for_each_attribute`] on [`AttributesView`].
+    KvList(AttributesView<'a>),
+}
+
+impl<'a> ValueView<'a> {
+    fn parse(buf: &'a [u8]) -> R<ValueView<'a>> {
+        let mut v = ValueView::Empty;
+        let mut r = Reader::new(buf);
+        while let Some((n, field)) = r.next()? {
+            v = match (n, field) {
+                (1, Field::Len(b)) => ValueView::Str(utf8(b)?),
+                (2, Field::Varint(x)) => ValueView::Bool(x != 0),
+                (3, Field::Varint(x)) => ValueView::Int(x as i64),
+                (4, Field::Fixed64(x)) => ValueView::Double(f64::from_bits(x)),
+                (5, Field::Len(b)) => ValueView::Array(b),
+                (6, Field::Len(b)) => ValueView::KvList(AttributesView { buf: b, field: 1 }),
+                (7, Field::Len(b)) => ValueView::Bytes(b),
+                _ => v,
+            };
+        }
+        Ok(v)
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            ValueView::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` for each element of an array value (nothing for other values).
+    pub fn for_each_element(
+        &self,
+        mut f: impl FnMut(ValueView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if let ValueView::Array(buf) = self {
+            each_len(buf, 1, |b| f(ValueView::parse(b)?))?;
+        }
+        Ok(())
+    }
+}
+
+/// The attributes of a resource, scope, span, event, link or log record (or a key-value list
+/// value), walked on demand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttributesView<'a> {
+    /// The enclosing message; attributes are its length-delimited fields `field`.
+    buf: &'a [u8],
+    field: u32,
+}
+
+impl<'a> AttributesView<'a> {
+    const EMPTY: AttributesView<'static> = AttributesView { buf: &[], field: 0 };
+
+    /// Calls `f` with each attribute's key and value, in order.
+    pub fn for_each(
+        &self,
+        mut f: impl FnMut(&'a str, ValueView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.field == 0 {
+            return Ok(());
+        }
+        each_len(self.buf, self.field, |kv| {
+            let mut key = "";
+            let mut value = ValueView::Empty;
+            let mut r = Reader::new(kv);
+            while let Some((n, field)) = r.next()? {
+                match (n, field) {
+                    (1, Field::Len(b)) => key = utf8(b)?,
+                    (2, Field::Len(b)) => value = ValueView::parse(b)?,
+                    _ => {}
+                }
+            }
+            f(key, value)
+        })
+    }
+
+    /// The value of the first attribute named `key`.
+    pub fn get(&self, key: &str) -> Result<Option<ValueView<'a>>, Error> {
+        let mut found = None;
+        self.for_each(|k, v| {
+            if found.is_none() && k == key {
+                found = Some(v);
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+}
+
+/// A span event: name and attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct EventView<'a> {
+    pub time_unix_nano: u64,
+    pub name: &'a str,
+    pub attributes: AttributesView<'a>,
+}
+
+/// A span, borrowed from the batch. Events and links are walked on demand.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanView<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: AttributesView<'a>,
+    /// `STATUS_CODE_*`: 0 unset, 1 ok, 2 error.
+    pub status_code: i32,
+    pub status_message: &'a str,
+    buf: &'a [u8],
+}
+
+impl<'a> SpanView<'a> {
+    fn parse(buf: &'a [u8]) -> R<SpanView<'a>> {
+        let mut s = SpanView {
+            trace_id: &[],
+            span_id: &[],
+            parent_span_id: &[],
+            name: "",
+            kind: 0,
+            start_time_unix_nano: 0,
+            end_time_unix_nano: 0,
+            attributes: AttributesView { buf, field: 9 },
+            status_code: 0,
+            status_message: "",
+            buf,
+        };
+        let mut r = Reader::new(buf);
+        while let Some((n, field)) = r.next()? {
+            match (n, field) {
+                (1, Field::Len(b)) => s.trace_id = b,
+                (2, Field::Len(b)) => s.span_id = b,
+                (4, Field::Len(b)) => s.parent_span_id = b,
+                (5, Field::Len(b)) => s.name = utf8(b)?,
+                (6, Field::Varint(x)) => s.kind = x as i32,
+                (7, Field::Fixed64(x)) => s.start_time_unix_nano = x,
+                (8, Field::Fixed64(x)) => s.end_time_unix_nano = x,
+                (15, Field::Len(b)) => {
+                    let mut st = Reader::new(b);
+                    while let Some((n, f)) = st.next()? {
+                        match (n, f) {
+                            (2, Field::Len(m)) => s.status_message = utf8(m)?,
+                            (3, Field::Varint(c)) => s.status_code = c as i32,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// Duration in nanoseconds (0 if the end is before the start).
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+
+    pub fn for_each_event(
+        &self,
+        mut f: impl FnMut(EventView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        each_len(self.buf, 11, |e| {
+            let mut ev = EventView {
+                time_unix_nano: 0,
+                name: "",
+                attributes: AttributesView { buf: e, field: 3 },
+            };
+            let mut r = Reader::new(e);
+            while let Some((n, field)) = r.next()? {
+                match (n, field) {
+                    (1, Field::Fixed64(t)) => ev.time_unix_nano = t,
+                    (2, Field::Len(b)) => ev.name = utf8(b)?,
+                    _ => {}
+                }
+            }
+            f(ev)
+        })
+    }
+
+    /// Calls `f` with the attributes of each link.
+    pub fn for_each_link_attributes(
+        &self,
+        mut f: impl FnMut(AttributesView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        each_len(self.buf, 13, |l| f(AttributesView { buf: l, field: 4 }))
+    }
+}
+
+/// A log record, borrowed from the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct LogView<'a> {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: &'a str,
+    pub body: ValueView<'a>,
+    pub attributes: AttributesView<'a>,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub event_name: &'a str,
+}
+
+impl<'a> LogView<'a> {
+    fn parse(buf: &'a [u8]) -> R<LogView<'a>> {
+        let mut l = LogView {
+            time_unix_nano: 0,
+            observed_time_unix_nano: 0,
+            severity_number: 0,
+            severity_text: "",
+            body: ValueView::Empty,
+            attributes: AttributesView { buf, field: 6 },
+            trace_id: &[],
+            span_id: &[],
+            event_name: "",
+        };
+        let mut r = Reader::new(buf);
+        while let Some((n, field)) = r.next()? {
+            match (n, field) {
+                (1, Field::Fixed64(t)) => l.time_unix_nano = t,
+                (11, Field::Fixed64(t)) => l.observed_time_unix_nano = t,
+                (2, Field::Varint(x)) => l.severity_number = x as i32,
+                (3, Field::Len(b)) => l.severity_text = utf8(b)?,
+                (5, Field::Len(b)) => l.body = ValueView::parse(b)?,
+                (9, Field::Len(b)) => l.trace_id = b,
+                (10, Field::Len(b)) => l.span_id = b,
+                (12, Field::Len(b)) => l.event_name = utf8(b)?,
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// The resource records came from, and their instrumentation scope.
+#[derive(Clone, Copy, Debug)]
+pub struct ResourceView<'a> {
+    pub attributes: AttributesView<'a>,
+    pub scope_name: &'a str,
+    pub scope_version: &'a str,
+    pub scope_attributes: AttributesView<'a>,
+}
+
+/// Walks request → resource-level (field 1) → scope-level (field 2) → records (field 2).
+fn walk_records<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(&ResourceView<'a>, &'a [u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    each_len(buf, 1, |resource_level| {
+        let mut resource = AttributesView::EMPTY;
+        each_len(resource_level, 1, |r| {
+            resource = AttributesView { buf: r, field: 1 };
+            Ok(())
+        })?;
+        each_len(resource_level, 2, |scope_level| {
+            let mut view = ResourceView {
+                attributes: resource,
+                scope_name: "",
+                scope_version: "",
+                scope_attributes: AttributesView::EMPTY,
+            };
+            each_len(scope_level, 1, |scope| {
+                view.scope_attributes = AttributesView {
+                    buf: scope,
+                    field: 3,
+                };
+                let mut r = Reader::new(scope);
+                while let Some((n, field)) = r.next()? {
+                    match (n, field) {
+                        (1, Field::Len(b)) => view.scope_name = utf8(b)?,
+                        (2, Field::Len(b)) => view.scope_version = utf8(b)?,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })?;
+            each_len(scope_level, 2, |record| f(&view, record))
+        })
+    })
+}
+
+/// An `ExportTraceServiceRequest`, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct TracesView<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> TracesView<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        TracesView { buf }
+    }
+
+    /// Calls `f` for every span, in document order (the order [`crate::Verdict::Keep`] counts).
+    pub fn for_each_span(
+        &self,
+        mut f: impl FnMut(&ResourceView<'a>, &SpanView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        walk_records(self.buf, |r, span| f(r, &SpanView::parse(span)?))
+    }
+
+    /// Calls `f` once per resource (with its first scope) before its spans; for plugins that
+    /// look at resources only.
+    pub fn for_each_resource(
+        &self,
+        mut f: impl FnMut(AttributesView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        each_len(self.buf, 1, |resource_level| {
+            let mut attrs = AttributesView::EMPTY;
+            each_len(resource_level, 1, |r| {
+                attrs = AttributesView { buf: r, field: 1 };
+                Ok(())
+            })?;
+            f(attrs)
+        })
+    }
+}
+
+/// An `ExportLogsServiceRequest`, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct LogsView<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> LogsView<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        LogsView { buf }
+    }
+
+    /// Calls `f` for every log record, in document order.
+    pub fn for_each_log(
+        &self,
+        mut f: impl FnMut(&ResourceView<'a>, &LogView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        walk_records(self.buf, |r, log| f(r, &LogView::parse(log)?))
+    }
+
+    /// Calls `f` with each resource's attributes.
+    pub fn for_each_resource(
+        &self,
+        f: impl FnMut(AttributesView<'a>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        TracesView { buf: self.buf }.for_each_resource(f)
+    }
+}
+
+#[cfg(test)]
+mod tests;
