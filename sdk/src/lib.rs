@@ -53,6 +53,12 @@ pub mod view;
 #[doc(hidden)]
 pub mod guest;
 
+/// The plugin author guide, `docs/plugins.md`: its Rust examples run as doctests, so they
+/// cannot drift from the SDK.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/plugins.md")]
+pub struct PluginGuide;
+
 /// The OTLP types (prost structs from `opentelemetry-proto`).
 pub use opentelemetry_proto::tonic as otlp;
 pub use prost;
