@@ -18,6 +18,7 @@ use crate::admin::metrics::SelfMetrics;
 use crate::admin::{self, AdminState, ExporterView, Health, PipelineView, ReceiverView};
 use crate::config::{Config, ProcessorSpec, ReceiverKind};
 use crate::exporters::Exporter;
+use crate::limiter::MemoryLimiter;
 use crate::pipeline::{EmitRouter, Pipeline};
 use crate::plugins::{PluginEngine, Processor};
 use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
@@ -28,8 +29,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The message already carries the OS error (`cannot listen on ADDR for WHAT: …`); it is
+    /// not also a `source`, which would print it twice in an error chain.
     #[error("{0}")]
-    Bind(#[source] std::io::Error),
+    Bind(std::io::Error),
     #[error("exporter {name}: {message}")]
     Exporter { name: String, message: String },
     #[error("{0}")]
@@ -223,6 +226,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         leftovers.push(e.leftovers);
     }
 
+    // The memory limiter, checked before anything listens.
+    let limiter_token = CancellationToken::new();
+    let limiter = config.memory_limiter.as_ref().map(|c| {
+        let l = MemoryLimiter::new(c);
+        let _ = health.memory.set(l.clone());
+        l.spawn(metrics.clone(), limiter_token.clone());
+        l
+    });
+
     // Receivers. Remote write shares the OTLP/HTTP listener of one OTLP receiver.
     let receivers_token = CancellationToken::new();
     let mut receiver_tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -238,7 +250,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             tracing::warn!(receiver = %name, "Receiver is not used by any pipeline.");
             return None;
         }
-        Some(Intake::new(name, handles, metrics.clone()))
+        Some(Intake::new(name, handles, metrics.clone()).limited(limiter.clone()))
     };
     let mut remote_write_routes = Vec::new();
     for spec in &config.receivers {
@@ -261,7 +273,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             http_host.as_deref() == Some(spec.name.as_str()) && !remote_write_routes.is_empty();
         let intake = match intake_of(&spec.name) {
             Some(i) => i,
-            None if hosts_remote_write => Intake::new(&spec.name, Vec::new(), metrics.clone()),
+            None if hosts_remote_write => {
+                Intake::new(&spec.name, Vec::new(), metrics.clone()).limited(limiter.clone())
+            }
             None => continue,
         };
         let drain = config.shutdown_timeout;
@@ -362,6 +376,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             "Shutdown timeout reached with data still queued; it is dropped (sluice_dropped_records_total{{reason=\"shutdown\"}})."
         ),
     }
+    limiter_token.cancel();
     for t in plugin_tasks {
         t.abort();
     }

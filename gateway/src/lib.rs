@@ -12,6 +12,7 @@ pub mod config;
 pub mod exporters;
 pub mod gateway;
 pub mod grpc_codec;
+pub mod limiter;
 pub mod loadgen;
 pub mod pipeline;
 pub mod plugins;

@@ -51,6 +51,8 @@ pub struct SelfMetrics {
     /// Records held by the in-memory trace and log store (spans, log records).
     pub store_records: IntGaugeVec,
     pub store_evicted: IntCounterVec,
+    /// 1 while the process is above the memory limiter's soft or hard limit.
+    pub memory_limiter_state: IntGaugeVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -259,6 +261,12 @@ impl SelfMetrics {
                 "sluice_store_evicted_records_total",
                 "Records evicted from the in-memory store, by reason (max_spans, max_logs, max_age).",
                 &["signal", "reason"],
+            ),
+            memory_limiter_state: gauge(
+                &r,
+                "sluice_memory_limiter_over_limit",
+                "1 while resident memory is above the memory limiter's soft (refusing new data) or hard (not ready) limit.",
+                &["limit"],
             ),
             registry: r,
         }

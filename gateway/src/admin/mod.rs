@@ -37,6 +37,8 @@ use serde_json::json;
 pub struct Health {
     pub ready: AtomicBool,
     pub shutting_down: AtomicBool,
+    /// The memory limiter, whose hard limit makes the gateway not ready.
+    pub memory: std::sync::OnceLock<Arc<crate::limiter::MemoryLimiter>>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +104,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
 fn phase(h: &Health) -> &'static str {
     if h.shutting_down.load(Ordering::Relaxed) {
         "shutting_down"
+    } else if h.memory.get().is_some_and(|m| m.over_hard()) {
+        "over_memory_limit"
     } else if h.ready.load(Ordering::Relaxed) {
         "ready"
     } else {

@@ -172,6 +172,7 @@ pub struct Config {
     /// Where the gateway sends its own traces (OTLP/HTTP), if anywhere.
     pub traces_endpoint: Option<String>,
     pub shutdown_timeout: Duration,
+    pub memory_limiter: Option<MemoryLimiterConfig>,
 }
 
 /// Values given on the command line or in `SLUICE_*` variables; they win over the file.
@@ -765,6 +766,7 @@ fn parse(
         logs,
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
+        memory_limiter: service.memory_limiter.clone(),
     })
 }
 
@@ -916,6 +918,7 @@ const SERVICE_KEYS: &[&str] = &[
     "telemetry",
     "plugins",
     "shutdown_timeout",
+    "memory_limiter",
 ];
 const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -966,6 +969,33 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
     }
     if let Some(v) = map.remove("plugins") {
         service.plugins = typed(v, "service.plugins", errors).unwrap_or_default();
+    }
+    if let Some(v) = map.remove("memory_limiter") {
+        let path = "service.memory_limiter";
+        if let Some(m) = typed::<MemoryLimiterConfig>(v, path, errors) {
+            if m.soft_limit_mib == 0 {
+                err(
+                    errors,
+                    format!("{path}.soft_limit_mib"),
+                    "must be at least 1",
+                );
+            }
+            if m.hard_limit_mib.is_some_and(|h| h < m.soft_limit_mib) {
+                err(
+                    errors,
+                    format!("{path}.hard_limit_mib"),
+                    "must not be below soft_limit_mib",
+                );
+            }
+            if m.check_interval.is_zero() {
+                err(
+                    errors,
+                    format!("{path}.check_interval"),
+                    "must be greater than 0",
+                );
+            }
+            service.memory_limiter = Some(m);
+        }
     }
     if let Some(v) = map.remove("shutdown_timeout") {
         #[derive(serde::Deserialize)]

@@ -259,6 +259,10 @@ pub struct SendingQueueConfig {
     /// Concurrent senders.
     #[serde(default = "default_consumers")]
     pub num_consumers: usize,
+    /// A batch older than this (since the receiver accepted it) is dropped and counted
+    /// (`reason="max_age"`) instead of being sent, or retried, late. `0s` never drops.
+    #[serde(default = "default_max_age", with = "duration")]
+    pub max_age: Duration,
 }
 
 impl Default for SendingQueueConfig {
@@ -266,8 +270,13 @@ impl Default for SendingQueueConfig {
         SendingQueueConfig {
             queue_size: default_queue_size(),
             num_consumers: default_consumers(),
+            max_age: default_max_age(),
         }
     }
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_queue_size() -> usize {
@@ -376,6 +385,7 @@ pub(crate) fn single_consumer_queue() -> SendingQueueConfig {
     SendingQueueConfig {
         queue_size: default_queue_size(),
         num_consumers: 1,
+        max_age: default_max_age(),
     }
 }
 
@@ -525,6 +535,7 @@ pub struct ServiceConfig {
     /// How long a SIGTERM waits for queues to drain before exiting.
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
+    pub memory_limiter: Option<MemoryLimiterConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -535,8 +546,27 @@ impl Default for ServiceConfig {
             telemetry: TelemetryConfig::default(),
             plugins: PluginsConfig::default(),
             shutdown_timeout: default_shutdown_timeout(),
+            memory_limiter: None,
         }
     }
+}
+
+/// Limits on the process's resident memory. Above `soft_limit_mib`, receivers refuse new data
+/// with a retryable error (HTTP 429 + `Retry-After`, gRPC `UNAVAILABLE`), so clients that retry
+/// lose nothing while queues drain; above `hard_limit_mib`, `/health/ready` also answers 503 so
+/// that load balancers send elsewhere.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryLimiterConfig {
+    pub soft_limit_mib: u64,
+    pub hard_limit_mib: Option<u64>,
+    /// How often the resident memory is read.
+    #[serde(default = "default_memory_check_interval", with = "duration")]
+    pub check_interval: Duration,
+}
+
+fn default_memory_check_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 /// Settings shared by all plugins.

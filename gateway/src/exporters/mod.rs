@@ -247,6 +247,7 @@ impl Exporter {
             name: name.clone(),
             sender,
             retry,
+            max_age: queue.max_age,
             metrics: metrics.clone(),
             status: status.clone(),
             rx: Mutex::new(rx),
@@ -273,6 +274,7 @@ struct Worker {
     name: Arc<str>,
     sender: Sender,
     retry: RetryConfig,
+    max_age: Duration,
     metrics: Arc<SelfMetrics>,
     status: Arc<ExporterStatus>,
     rx: Mutex<mpsc::Receiver<Arc<Batch>>>,
@@ -303,6 +305,12 @@ impl Worker {
         let started = Instant::now();
         let mut interval = self.retry.initial_interval;
         loop {
+            if !self.max_age.is_zero() && batch.received_at.elapsed() > self.max_age {
+                tracing::warn!(exporter = %self.name, signal, records = batch.records(), max_age_ms = self.max_age.as_millis() as u64, correlation_id = %batch.correlation_id, "Dropping a batch older than the queue's max_age.");
+                self.metrics
+                    .drop_records(&component, signal, "max_age", batch.records());
+                return;
+            }
             let attempt = Instant::now();
             let result = self.sender.send(batch).await;
             self.metrics

@@ -33,6 +33,8 @@ use crate::plugins::{Emitted, Outcome, Processor};
 pub enum Refusal {
     QueueFull,
     ShuttingDown,
+    /// The process is above the memory limiter's soft limit.
+    MemoryLimit,
 }
 
 impl Refusal {
@@ -40,6 +42,7 @@ impl Refusal {
         match self {
             Refusal::QueueFull => "queue_full",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::MemoryLimit => "memory_limit",
         }
     }
 }

@@ -35,6 +35,7 @@ pub enum ReceiverError {
     #[error("{}", match refusal {
         Refusal::QueueFull => format!("pipeline {pipeline} is full ({signal}); retry later"),
         Refusal::ShuttingDown => "the gateway is shutting down; retry against another instance or later".to_string(),
+        Refusal::MemoryLimit => "the gateway is above its memory limit (service.memory_limiter) while its queues drain; retry later".to_string(),
     })]
     Refused {
         refusal: Refusal,
@@ -57,7 +58,7 @@ impl ReceiverError {
             ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ReceiverError::NoPipeline { .. } => StatusCode::NOT_FOUND,
             ReceiverError::Refused {
-                refusal: Refusal::QueueFull,
+                refusal: Refusal::QueueFull | Refusal::MemoryLimit,
                 ..
             } => StatusCode::TOO_MANY_REQUESTS,
             ReceiverError::Refused {

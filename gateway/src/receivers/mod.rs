@@ -57,6 +57,7 @@ pub struct Intake {
     metrics: Vec<PipelineHandle>,
     logs: Vec<PipelineHandle>,
     pub self_metrics: Arc<SelfMetrics>,
+    memory: Option<Arc<crate::limiter::MemoryLimiter>>,
 }
 
 impl Intake {
@@ -74,7 +75,14 @@ impl Intake {
             metrics: of(Signal::Metrics),
             logs: of(Signal::Logs),
             self_metrics: m,
+            memory: None,
         }
+    }
+
+    /// Refuse new data while the memory limiter is above its soft limit.
+    pub fn limited(mut self, memory: Option<Arc<crate::limiter::MemoryLimiter>>) -> Intake {
+        self.memory = memory;
+        self
     }
 
     /// Counts a request that failed before its records were counted, by reason.
@@ -194,6 +202,9 @@ impl Intake {
                 pipeline: pipeline.to_string(),
             })
         };
+        if self.memory.as_ref().is_some_and(|m| m.refusing()) {
+            return refuse(Refusal::MemoryLimit, &pipelines[0].name);
+        }
         if let Some(full) = pipelines.iter().find(|p| !p.has_room()) {
             return refuse(Refusal::QueueFull, &full.name);
         }
