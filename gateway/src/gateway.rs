@@ -21,6 +21,7 @@ use crate::exporters::Exporter;
 use crate::limiter::MemoryLimiter;
 use crate::pipeline::{EmitRouter, Pipeline};
 use crate::plugins::{PluginEngine, Processor};
+use crate::receivers::auth::Authenticator;
 use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
 use crate::server;
 
@@ -279,13 +280,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             None => continue,
         };
         let drain = config.shutdown_timeout;
+        let auth = (!spec.auth_tokens.is_empty())
+            .then(|| Authenticator::new(&spec.auth_tokens, intake.clone()));
+        let protect = |router: axum::Router| match &auth {
+            Some(a) => router.layer(axum::middleware::from_fn_with_state(
+                a.clone(),
+                crate::receivers::auth::require,
+            )),
+            None => router,
+        };
         if let Some(g) = &c.protocols.grpc {
             let router = otlp_grpc::router(otlp_grpc::GrpcReceiver {
                 intake: intake.clone(),
                 max_message: g.max_recv_msg_size_mib * 1024 * 1024,
                 read_timeout: g.read_timeout,
-            })
-            .layer(axum::middleware::from_fn(server::correlate));
+            });
+            let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/gRPC)", spec.name);
             let (endpoint, task) =
                 listen(&g.endpoint, &what, router, &receivers_token, drain).await?;
@@ -307,7 +317,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                     router = router.merge(rw);
                 }
             }
-            let router = router.layer(axum::middleware::from_fn(server::correlate));
+            let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/HTTP)", spec.name);
             let (endpoint, task) =
                 listen(&h.endpoint, &what, router, &receivers_token, drain).await?;

@@ -199,6 +199,7 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary, String> {
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
             tls: None,
+            tenant_header: None,
         },
     )
     .map_err(|e| e.message)?;

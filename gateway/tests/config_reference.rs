@@ -66,6 +66,8 @@ fn every_config_key_is_in_the_reference() {
     .expect("docs/configuration.md");
     let structs: Vec<(&str, Vec<&'static str>)> = vec![
         ("otlp receiver", fields::<OtlpReceiverConfig>()),
+        ("receiver auth", fields::<ReceiverAuthConfig>()),
+        ("tenant", fields::<TenantConfig>()),
         ("otlp protocols", fields::<OtlpProtocols>()),
         ("grpc server", fields::<GrpcServerConfig>()),
         ("http server", fields::<HttpServerConfig>()),

@@ -98,6 +98,9 @@ pub struct ReceiverSpec {
     /// The instance name as written, e.g. `otlp` or `otlp/internal`.
     pub name: String,
     pub kind: ReceiverKind,
+    /// (token, tenant) pairs of `auth.tenants`, read from their files or variables; empty
+    /// when the receiver has no `auth`.
+    pub auth_tokens: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -437,9 +440,15 @@ fn parse(
                     if name == "otlp" {
                         apply_receiver_overrides(&mut c, overrides);
                     }
+                    let auth_tokens = c
+                        .auth
+                        .as_ref()
+                        .map(|a| auth_tokens(a, &format!("{path}.auth"), errors))
+                        .unwrap_or_default();
                     receivers.push(ReceiverSpec {
                         name,
                         kind: ReceiverKind::Otlp(c),
+                        auth_tokens,
                     });
                 }
             }
@@ -447,6 +456,7 @@ fn parse(
                 if let Some(c) = typed::<RemoteWriteReceiverConfig>(value, &path, errors) {
                     receivers.push(ReceiverSpec {
                         name,
+                        auth_tokens: Vec::new(),
                         kind: ReceiverKind::RemoteWrite(c),
                     });
                 }
@@ -1005,6 +1015,49 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
         }
     }
     service
+}
+
+/// Reads each tenant's bearer token from its file or variable; reports what is missing,
+/// empty or duplicated without ever printing a token.
+fn auth_tokens(
+    a: &ReceiverAuthConfig,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, String)> {
+    if a.tenants.is_empty() {
+        err(
+            errors,
+            format!("{path}.tenants"),
+            "list at least one tenant (or remove `auth`)",
+        );
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, t) in a.tenants.iter().enumerate() {
+        let at = format!("{path}.tenants[{i}]");
+        if t.tenant.trim().is_empty() {
+            err(errors, format!("{at}.tenant"), "must not be empty");
+        }
+        let token = match (&t.bearer_token_file, &t.bearer_token_env) {
+            (Some(file), None) => std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display())),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
+            }
+            _ => Err("set exactly one of `bearer_token_file` and `bearer_token_env`".into()),
+        };
+        match token.map(|t| t.trim().to_string()) {
+            Ok(token) if token.is_empty() => err(errors, &at, "the token is empty"),
+            Ok(token) => {
+                if out.iter().any(|(known, _)| *known == token) {
+                    err(errors, &at, "the same token is given to two tenants");
+                } else {
+                    out.push((token, t.tenant.clone()));
+                }
+            }
+            Err(e) => err(errors, &at, e),
+        }
+    }
+    out
 }
 
 fn apply_receiver_overrides(c: &mut OtlpReceiverConfig, o: &Overrides) {

@@ -17,6 +17,26 @@ use super::duration;
 pub struct OtlpReceiverConfig {
     #[serde(default)]
     pub protocols: OtlpProtocols,
+    /// Bearer-token authentication; every request needs a known token when set.
+    pub auth: Option<ReceiverAuthConfig>,
+}
+
+/// The tenants a receiver accepts, each with its bearer token read from a file or an
+/// environment variable (never written in the config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverAuthConfig {
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name, attached to its data.
+    pub tenant: String,
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// The name of an environment variable holding the token.
+    pub bearer_token_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -243,6 +263,8 @@ pub struct OtlpExporterConfig {
     pub retry_on_failure: RetryConfig,
     /// For `https://` endpoints (protocol `http`).
     pub tls: Option<TlsClientConfig>,
+    /// Sends the batch's tenant (receiver `auth`) in this header, e.g. `X-Scope-OrgID`.
+    pub tenant_header: Option<String>,
 }
 
 fn default_export_timeout() -> Duration {

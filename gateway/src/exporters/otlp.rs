@@ -29,6 +29,8 @@ pub struct OtlpExporter {
     transport: Transport,
     compression: Compression,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Carries each batch's tenant, if it has one.
+    tenant_header: Option<http::HeaderName>,
 }
 
 enum Transport {
@@ -54,6 +56,15 @@ impl OtlpExporter {
                 Ok((name, value))
             })
             .collect::<Result<Vec<_>, ExportError>>()?;
+        let tenant_header = c
+            .tenant_header
+            .as_ref()
+            .map(|h| {
+                http::HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
+                    ExportError::permanent(format!("exporter {name}: tenant_header {h}: {e}"))
+                })
+            })
+            .transpose()?;
         let transport = match c.protocol {
             OtlpProtocol::Grpc => {
                 let endpoint = Endpoint::from_shared(c.endpoint.clone())
@@ -95,7 +106,15 @@ impl OtlpExporter {
             transport,
             compression: c.compression,
             headers,
+            tenant_header,
         })
+    }
+
+    /// The tenant header for this batch, when configured and the batch has a tenant.
+    fn tenant(&self, batch: &Batch) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let name = self.tenant_header.clone()?;
+        let value = http::HeaderValue::from_str(batch.tenant.as_deref()?).ok()?;
+        Some((name, value))
     }
 
     pub async fn send(&self, batch: &Batch) -> Result<Delivered, ExportError> {
@@ -119,7 +138,7 @@ impl OtlpExporter {
             .await
             .map_err(|e| ExportError::retryable(format!("backend not reachable: {e}")))?;
         let mut request = tonic::Request::new(batch.encoded().clone());
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(self.tenant(batch).as_ref()) {
             if let (Ok(k), Ok(v)) = (
                 MetadataKey::from_bytes(k.as_str().as_bytes()),
                 MetadataValue::try_from(v.as_bytes()),
@@ -151,7 +170,7 @@ impl OtlpExporter {
         let mut request = client
             .post(&url)
             .header(http::header::CONTENT_TYPE, "application/x-protobuf");
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(self.tenant(batch).as_ref()) {
             request = request.header(k, v);
         }
         let body: Bytes = match self.compression {

@@ -364,6 +364,8 @@ pub struct Batch {
     pub span: tracing::Span,
     /// The processor that emitted this batch (derived telemetry), which it must not see again.
     pub origin: Option<Arc<str>>,
+    /// The tenant the client authenticated as (receiver `auth`), if any.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Batch {
@@ -420,6 +422,7 @@ impl Batch {
             span: tracing::debug_span!("batch", signal = %payload_signal, records, correlation_id = %correlation_id),
             correlation_id,
             origin: None,
+            tenant: None,
         }
     }
 
@@ -429,6 +432,7 @@ impl Batch {
         let mut b = Batch::new(payload, original, self.correlation_id.clone());
         b.span = self.span.clone();
         b.origin = self.origin.clone();
+        b.tenant = self.tenant.clone();
         b.received_at = self.received_at;
         b
     }

@@ -30,6 +30,8 @@ pub enum ReceiverError {
     ReadTimeout(Duration),
     #[error("cannot read the request body: {0}")]
     BodyRead(String),
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
     #[error("receiver {receiver} is not part of any {signal} pipeline")]
     NoPipeline { receiver: String, signal: Signal },
     #[error("{}", match refusal {
@@ -57,6 +59,7 @@ impl ReceiverError {
             ReceiverError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ReceiverError::NoPipeline { .. } => StatusCode::NOT_FOUND,
+            ReceiverError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ReceiverError::Refused {
                 refusal: Refusal::QueueFull | Refusal::MemoryLimit,
                 ..
@@ -81,6 +84,7 @@ impl ReceiverError {
             ReceiverError::TooLarge { .. } => Code::ResourceExhausted,
             ReceiverError::ReadTimeout(_) => Code::DeadlineExceeded,
             ReceiverError::NoPipeline { .. } => Code::Unimplemented,
+            ReceiverError::Unauthenticated(_) => Code::Unauthenticated,
             // UNAVAILABLE is retryable by every OTLP client without further detail.
             ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => {
                 Code::Unavailable
@@ -108,6 +112,7 @@ impl ReceiverError {
             ReceiverError::ReadTimeout(_) => "read_timeout",
             ReceiverError::BodyRead(_) => "body_read",
             ReceiverError::NoPipeline { .. } => "no_pipeline",
+            ReceiverError::Unauthenticated(_) => "unauthenticated",
             ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => return None,
         })
     }

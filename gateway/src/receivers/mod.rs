@@ -27,6 +27,9 @@ use prost::Message;
 
 pub use error::ReceiverError;
 
+pub mod auth;
+pub use auth::Tenant;
+
 use crate::admin::metrics::SelfMetrics;
 use crate::pipeline::scan::{self, Scan};
 use crate::pipeline::{
@@ -132,6 +135,7 @@ impl Intake {
         mut payload: Payload,
         original: Option<Bytes>,
         correlation_id: Arc<str>,
+        tenant: Option<Arc<str>>,
     ) -> Result<Rejected, ReceiverError> {
         let signal = payload.signal();
         if self.pipelines(signal).is_empty() {
@@ -142,7 +146,8 @@ impl Intake {
         }
         let rejected = payload.remove_invalid();
         let original = if rejected.count > 0 { None } else { original };
-        let batch = Batch::new(payload, original, correlation_id);
+        let mut batch = Batch::new(payload, original, correlation_id);
+        batch.tenant = tenant;
         self.accept_batch(transport, batch, rejected).await
     }
 
@@ -155,16 +160,18 @@ impl Intake {
         signal: Signal,
         bytes: Bytes,
         correlation_id: Arc<str>,
+        tenant: Option<Arc<str>>,
     ) -> Result<Rejected, ReceiverError> {
         match scan::scan(signal, &bytes) {
             Scan::Valid(records) if !self.pipelines(signal).is_empty() => {
-                let batch = Batch::from_wire(signal, bytes, records, correlation_id);
+                let mut batch = Batch::from_wire(signal, bytes, records, correlation_id);
+                batch.tenant = tenant;
                 self.accept_batch(transport, batch, Rejected::default())
                     .await
             }
             _ => {
                 let payload = Payload::decode_protobuf(signal, &bytes)?;
-                self.accept(transport, payload, Some(bytes), correlation_id)
+                self.accept(transport, payload, Some(bytes), correlation_id, tenant)
                     .await
             }
         }

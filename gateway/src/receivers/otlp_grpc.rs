@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 
+use super::Tenant;
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
 use crate::pipeline::Signal;
@@ -57,6 +58,7 @@ async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(st.max_message);
+    let tenant = Tenant::of(&req);
     let reached_handler = Arc::new(AtomicBool::new(false));
     let service = {
         let st = st.clone();
@@ -65,7 +67,8 @@ async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response
             reached.store(true, Ordering::Relaxed);
             let st = st.clone();
             let correlation = correlation.clone();
-            async move { handle(&st, signal, request.into_inner(), correlation).await }
+            let tenant = tenant.clone();
+            async move { handle(&st, signal, request.into_inner(), correlation, tenant).await }
         })
     };
     let mut response = match tokio::time::timeout(st.read_timeout, grpc.unary(service, req)).await {
@@ -122,10 +125,11 @@ async fn handle(
     signal: Signal,
     bytes: Bytes,
     correlation: Arc<str>,
+    tenant: Option<Arc<str>>,
 ) -> Result<tonic::Response<Bytes>, Status> {
     let result = st
         .intake
-        .accept_protobuf(Transport::Grpc, signal, bytes, correlation)
+        .accept_protobuf(Transport::Grpc, signal, bytes, correlation, tenant)
         .await;
     match result {
         Ok(rejected) => Ok(tonic::Response::new(

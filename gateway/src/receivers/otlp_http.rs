@@ -19,6 +19,7 @@ use http::{StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
+use super::Tenant;
 use super::body::{Encoding, Format, decode_body};
 use super::error::RETRY_AFTER;
 use super::{ExportResponse, Intake, ReceiverError, Transport};
@@ -110,18 +111,19 @@ async fn handle(
             decompressed: false,
         });
     }
+    let tenant = Tenant::of(&req);
     let body = read_body(req.into_body(), limit, st.read_timeout).await?;
     let body = decode_body(encoding, body, limit)?;
     match format {
         Format::Protobuf => {
             st.intake
-                .accept_protobuf(Transport::Http, signal, body, correlation)
+                .accept_protobuf(Transport::Http, signal, body, correlation, tenant)
                 .await
         }
         Format::Json => {
             let payload = Payload::decode_json(signal, &body)?;
             st.intake
-                .accept(Transport::Http, payload, None, correlation)
+                .accept(Transport::Http, payload, None, correlation, tenant)
                 .await
         }
     }

@@ -33,6 +33,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use super::Tenant;
 use super::error::RETRY_AFTER;
 use super::otlp_http::read_body;
 use super::{Intake, ReceiverError, Transport};
@@ -63,7 +64,8 @@ async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Resp
         .get::<CorrelationId>()
         .map(|c| c.0.clone())
         .unwrap_or_else(|| "-".into());
-    let result = handle(&st, req, correlation).await;
+    let tenant = Tenant::of(&req);
+    let result = handle(&st, req, correlation, tenant).await;
     let response = match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
@@ -98,6 +100,7 @@ async fn handle(
     st: &RemoteWriteReceiver,
     req: Request,
     correlation: Arc<str>,
+    tenant: Option<Arc<str>>,
 ) -> Result<(), ReceiverError> {
     let (content_type, encoding) = {
         let header = |name| {
@@ -134,6 +137,7 @@ async fn handle(
             Payload::Metrics(request),
             None,
             correlation,
+            tenant,
         )
         .await?;
     Ok(())
