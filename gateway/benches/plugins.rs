@@ -32,18 +32,32 @@ fn chaos() -> PathBuf {
 }
 
 fn processor(engine: &Arc<PluginEngine>, name: &str, mode: &str) -> Processor {
+    load(
+        engine,
+        name,
+        chaos(),
+        &format!(r#"{{"mode": "{mode}", "prefix": "x."}}"#),
+    )
+}
+
+/// A built-in plugin, e.g. `builtin(&engine, "redact", "{}")`.
+fn builtin(engine: &Arc<PluginEngine>, name: &str, config: &str) -> Processor {
+    let path = chaos().with_file_name(format!("sluice_plugin_{name}.wasm"));
+    load(engine, name, path, config)
+}
+
+fn load(engine: &Arc<PluginEngine>, name: &str, path: PathBuf, config: &str) -> Processor {
     let spec = ProcessorSpec {
         name: name.into(),
-        path: chaos(),
-        config_json: format!(r#"{{"mode": "{mode}", "prefix": "x."}}"#),
+        path,
+        config_json: config.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb: 256,
         timeout: Duration::from_secs(5),
         max_batch_bytes: usize::MAX,
         on_error: OnError::Pass,
     };
-    Processor::load(spec, engine.clone(), Arc::new(SelfMetrics::new()))
-        .expect("the chaos plugin loads")
+    Processor::load(spec, engine.clone(), Arc::new(SelfMetrics::new())).expect("the plugin loads")
 }
 
 fn forward(p: &Processor, batch: Arc<Batch>) -> Arc<Batch> {
@@ -57,6 +71,13 @@ fn bench(c: &mut Criterion) {
     let engine = PluginEngine::new(None).expect("engine");
     let pass = processor(&engine, "pass", "pass");
     let pass_decoded = processor(&engine, "pass_decoded", "pass_decoded");
+    // Nothing to redact: the bench batch's only personal data is `client.address`, allowed here.
+    let redact = builtin(&engine, "redact", r#"{"allow_keys": ["client.address"]}"#);
+    let slo = builtin(
+        &engine,
+        "slo",
+        r#"{"slos": [{"name": "a", "service": "orders", "objective": 99.9, "sli": {"availability": {}}}]}"#,
+    );
     let rename = processor(&engine, "rename", "rename");
     let chain = [
         processor(&engine, "a", "pass"),
@@ -85,6 +106,20 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 fresh,
                 |batch| forward(&pass_decoded, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("redact_nothing_to_redact", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&redact, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("slo", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&slo, batch).encoded().len(),
                 BatchSize::SmallInput,
             )
         });

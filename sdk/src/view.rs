@@ -212,16 +212,41 @@ impl<'a> AttributesView<'a> {
         })
     }
 
-    /// The value of the first attribute named `key`.
+    /// The value of the first attribute named `key`. Keys are compared as bytes and only the
+    /// matching attribute's value is parsed.
     pub fn get(&self, key: &str) -> Result<Option<ValueView<'a>>, Error> {
-        let mut found = None;
-        self.for_each(|k, v| {
-            if found.is_none() && k == key {
-                found = Some(v);
+        if self.field == 0 {
+            return Ok(None);
+        }
+        let mut r = Reader::new(self.buf);
+        while let Some((n, field)) = r.next()? {
+            let Field::Len(kv) = field else { continue };
+            if n != self.field {
+                continue;
             }
-            Ok(())
-        })?;
-        Ok(found)
+            let mut k: &[u8] = &[];
+            let mut value: &[u8] = &[];
+            let mut has_value = false;
+            let mut inner = Reader::new(kv);
+            while let Some((n, field)) = inner.next()? {
+                match (n, field) {
+                    (1, Field::Len(b)) => k = b,
+                    (2, Field::Len(b)) => {
+                        value = b;
+                        has_value = true;
+                    }
+                    _ => {}
+                }
+            }
+            if k == key.as_bytes() {
+                return Ok(Some(if has_value {
+                    ValueView::parse(value)?
+                } else {
+                    ValueView::Empty
+                }));
+            }
+        }
+        Ok(None)
     }
 }
 
