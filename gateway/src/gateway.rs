@@ -38,6 +38,8 @@ pub enum GatewayError {
     Exporter { name: String, message: String },
     #[error("{0}")]
     Plugin(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Ticks every plugin about once a second (routing what they emit), reloads plugins whose
@@ -211,6 +213,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                 &endpoint,
                 &what,
                 router,
+                None,
                 &admin_token,
                 Duration::from_secs(2),
             )
@@ -297,8 +300,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             });
             let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/gRPC)", spec.name);
-            let (endpoint, task) =
-                listen(&g.endpoint, &what, router, &receivers_token, drain).await?;
+            let (endpoint, task) = listen(
+                &g.endpoint,
+                &what,
+                router,
+                g.tls.as_ref(),
+                &receivers_token,
+                drain,
+            )
+            .await?;
             receiver_views.push(ReceiverView {
                 name: spec.name.clone(),
                 transport: "grpc",
@@ -319,8 +329,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             }
             let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/HTTP)", spec.name);
-            let (endpoint, task) =
-                listen(&h.endpoint, &what, router, &receivers_token, drain).await?;
+            let (endpoint, task) = listen(
+                &h.endpoint,
+                &what,
+                router,
+                h.tls.as_ref(),
+                &receivers_token,
+                drain,
+            )
+            .await?;
             receiver_views.push(ReceiverView {
                 name: spec.name.clone(),
                 transport: "http",
@@ -346,6 +363,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         &config.admin_endpoint,
         "the admin endpoint",
         admin::router(admin_state),
+        None,
         &admin_token,
         Duration::from_secs(2),
     )
@@ -404,9 +422,14 @@ async fn listen(
     endpoint: &str,
     what: &str,
     router: axum::Router,
+    tls: Option<&crate::config::TlsServerConfig>,
     token: &CancellationToken,
     drain: Duration,
 ) -> Result<(String, JoinHandle<()>), GatewayError> {
+    let tls = tls
+        .map(server::tls_config)
+        .transpose()
+        .map_err(|e| GatewayError::Tls(format!("TLS for {what}: {e}")))?;
     let listener = server::bind(endpoint, what)
         .await
         .map_err(GatewayError::Bind)?;
@@ -417,6 +440,7 @@ async fn listen(
     let task = tokio::spawn(server::serve(
         listener,
         router,
+        tls,
         token.clone(),
         HEADER_READ_TIMEOUT,
         drain,

@@ -68,6 +68,7 @@ fn every_config_key_is_in_the_reference() {
         ("otlp receiver", fields::<OtlpReceiverConfig>()),
         ("receiver auth", fields::<ReceiverAuthConfig>()),
         ("tenant", fields::<TenantConfig>()),
+        ("receiver tls", fields::<TlsServerConfig>()),
         ("otlp protocols", fields::<OtlpProtocols>()),
         ("grpc server", fields::<GrpcServerConfig>()),
         ("http server", fields::<HttpServerConfig>()),

@@ -79,7 +79,7 @@ const TOP_LEVEL_KEYS: &[&str] = &["receivers", "processors", "exporters", "servi
 
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
-    Otlp(OtlpReceiverConfig),
+    Otlp(Box<OtlpReceiverConfig>),
     /// Served on the OTLP/HTTP listener at `/api/v1/write`.
     RemoteWrite(RemoteWriteReceiverConfig),
 }
@@ -440,6 +440,23 @@ fn parse(
                     if name == "otlp" {
                         apply_receiver_overrides(&mut c, overrides);
                     }
+                    let tls = [
+                        (
+                            "grpc",
+                            c.protocols.grpc.as_ref().and_then(|g| g.tls.as_ref()),
+                        ),
+                        (
+                            "http",
+                            c.protocols.http.as_ref().and_then(|h| h.tls.as_ref()),
+                        ),
+                    ];
+                    for (protocol, tls) in tls {
+                        if let Some(t) = tls
+                            && let Err(e) = crate::server::tls_config(t)
+                        {
+                            err(errors, format!("{path}.protocols.{protocol}.tls"), e);
+                        }
+                    }
                     let auth_tokens = c
                         .auth
                         .as_ref()
@@ -447,7 +464,7 @@ fn parse(
                         .unwrap_or_default();
                     receivers.push(ReceiverSpec {
                         name,
-                        kind: ReceiverKind::Otlp(c),
+                        kind: ReceiverKind::Otlp(Box::new(c)),
                         auth_tokens,
                     });
                 }

@@ -57,6 +57,7 @@ pub struct GrpcServerConfig {
     /// A request whose message has not fully arrived by then is answered `DEADLINE_EXCEEDED`.
     #[serde(default = "default_read_timeout", with = "duration")]
     pub read_timeout: Duration,
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for GrpcServerConfig {
@@ -65,8 +66,21 @@ impl Default for GrpcServerConfig {
             endpoint: default_grpc_endpoint(),
             max_recv_msg_size_mib: default_grpc_max_mib(),
             read_timeout: default_read_timeout(),
+            tls: None,
         }
     }
+}
+
+/// TLS on a listener (TLS 1.2 or 1.3, rustls); with `client_ca_file`, clients must present a
+/// certificate signed by that CA (mutual TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+    pub client_ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +94,7 @@ pub struct HttpServerConfig {
     /// A request whose body has not fully arrived by then is answered 408.
     #[serde(default = "default_read_timeout", with = "duration")]
     pub read_timeout: Duration,
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for HttpServerConfig {
@@ -88,6 +103,7 @@ impl Default for HttpServerConfig {
             endpoint: default_http_endpoint(),
             max_request_body_size_mib: default_http_max_mib(),
             read_timeout: default_read_timeout(),
+            tls: None,
         }
     }
 }
