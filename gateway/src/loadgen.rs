@@ -34,7 +34,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::config::{
-    Compression, OtlpExporterConfig, OtlpProtocol, RetryConfig, SendingQueueConfig, duration,
+    BreakerConfig, Compression, OtlpExporterConfig, OtlpProtocol, RetryConfig, SendingQueueConfig,
+    duration,
 };
 use crate::exporters::{ExportError, OtlpExporter};
 use crate::pipeline::{Batch, Payload, Signal};
@@ -198,6 +199,10 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary, String> {
             headers: Default::default(),
             sending_queue: SendingQueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
+            circuit_breaker: BreakerConfig {
+                enabled: false,
+                ..BreakerConfig::default()
+            },
             tls: None,
             tenant_header: None,
         },

@@ -82,6 +82,7 @@ fn every_config_key_is_in_the_reference() {
         ("tls", fields::<TlsClientConfig>()),
         ("sending_queue", fields::<SendingQueueConfig>()),
         ("retry_on_failure", fields::<RetryConfig>()),
+        ("circuit_breaker", fields::<BreakerConfig>()),
         ("debug exporter", fields::<DebugExporterConfig>()),
         ("prometheus exporter", fields::<PrometheusExporterConfig>()),
         ("basic_auth", fields::<BasicAuth>()),

@@ -107,3 +107,37 @@ def test_batches_older_than_max_age_are_dropped_not_retried_forever(gateway, dow
     time.sleep(0.6)
     assert ds.failed == attempts, "and then stopped"
     assert gw.metric("sluice_exporter_sent_records_total", exporter="otlp/down") == 0
+
+
+def test_the_exporter_breaker_opens_on_a_dead_backend_and_closes_when_it_recovers(gateway, downstream):
+    ds = downstream()
+    ds.always_fail = True  # UNAVAILABLE
+    gw = gateway(
+        {
+            "otlp/down": {
+                "endpoint": ds.endpoint,
+                "retry_on_failure": {"initial_interval": "50ms", "max_interval": "100ms", "max_elapsed_time": "1m"},
+                "circuit_breaker": {"failure_threshold": 3, "open_duration": "1500ms", "affects_readiness": True},
+            }
+        }
+    )
+    req, _ = simple_trace_request(2)
+    assert gw.post("traces", req.SerializeToString()).status_code == 200
+    gw.wait_metric("sluice_exporter_breaker_state", 1, timeout=10, exporter="otlp/down")
+    attempts = ds.failed
+    assert attempts == 3, "it opened after the third failure"
+    time.sleep(0.8)
+    assert ds.failed == attempts, "no sends while open"
+    r = gw.get("/health/ready")
+    assert r.status_code == 503 and "exporter_breaker_open otlp/down" in r.text
+    detailed = gw.get("/health/detailed").json()
+    (exp,) = [e for e in detailed["exporters"] if e["name"] == "otlp/down"]
+    assert exp["breaker"] == "open"
+
+    ds.always_fail = False
+    (got,) = ds.wait_for("traces", 1, timeout=10)
+    assert got.raw == req.SerializeToString(), "the waiting batch is delivered after the trial"
+    gw.wait_metric("sluice_exporter_sent_records_total", 2, exporter="otlp/down")
+    assert gw.metric("sluice_exporter_breaker_state", exporter="otlp/down") == 0
+    assert gw.get("/health/ready").status_code == 200
+    assert gw.metric("sluice_dropped_records_total", component="exporter/otlp/down") == 0

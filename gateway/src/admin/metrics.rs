@@ -53,6 +53,7 @@ pub struct SelfMetrics {
     pub store_evicted: IntCounterVec,
     /// 1 while the process is above the memory limiter's soft or hard limit.
     pub memory_limiter_state: IntGaugeVec,
+    pub exporter_breaker_state: IntGaugeVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -261,6 +262,12 @@ impl SelfMetrics {
                 "sluice_store_evicted_records_total",
                 "Records evicted from the in-memory store, by reason (max_spans, max_logs, max_age).",
                 &["signal", "reason"],
+            ),
+            exporter_breaker_state: gauge(
+                &r,
+                "sluice_exporter_breaker_state",
+                "The exporter's circuit breaker: 0 closed, 1 open (sends paused), 2 half-open (one trial send).",
+                &["exporter"],
             ),
             memory_limiter_state: gauge(
                 &r,

@@ -114,6 +114,19 @@ fn phase(h: &Health) -> &'static str {
 }
 
 async fn ready(State(st): State<Arc<AdminState>>) -> Response {
+    let breaker_open = st
+        .exporters
+        .iter()
+        .filter(|e| e.status.breaker.get().is_some_and(|b| b.blocks_readiness()))
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>();
+    if !breaker_open.is_empty() && phase(&st.health) == "ready" {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("exporter_breaker_open {}\n", breaker_open.join(",")),
+        )
+            .into_response();
+    }
     match phase(&st.health) {
         "ready" => (StatusCode::OK, "ready\n").into_response(),
         other => (StatusCode::SERVICE_UNAVAILABLE, format!("{other}\n")).into_response(),
@@ -148,6 +161,7 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
                 "queue_capacity": e.capacity,
                 "consecutive_failures": failures,
                 "last_error": last_error,
+                "breaker": e.status.breaker.get().map(|b| b.state().as_str()),
                 "status": if failures == 0 { "ok" } else { "failing" },
             })
         })

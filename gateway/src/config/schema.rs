@@ -277,6 +277,8 @@ pub struct OtlpExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
     /// For `https://` endpoints (protocol `http`).
     pub tls: Option<TlsClientConfig>,
     /// Sends the batch's tenant (receiver `auth`) in this header, e.g. `X-Scope-OrgID`.
@@ -322,6 +324,41 @@ fn default_queue_size() -> usize {
 }
 fn default_consumers() -> usize {
     4
+}
+
+/// The exporter's circuit breaker (see `exporters/breaker.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Consecutive retryable failures that open it.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long it stays open before a trial send.
+    #[serde(default = "default_open_duration", with = "duration")]
+    pub open_duration: Duration,
+    /// While open, `/health/ready` answers 503 (for a gateway whose only job is this backend).
+    #[serde(default)]
+    pub affects_readiness: bool,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            enabled: true,
+            failure_threshold: default_failure_threshold(),
+            open_duration: default_open_duration(),
+            affects_readiness: false,
+        }
+    }
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_duration() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,6 +506,8 @@ pub struct RemoteWriteExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
     /// For `https://` endpoints.
     pub tls: Option<TlsClientConfig>,
 }

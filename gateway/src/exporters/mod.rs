@@ -5,6 +5,7 @@
 //! send with exponential backoff and full jitter on retryable errors (honouring `Retry-After`),
 //! drop on permanent errors, and count every drop with a reason.
 
+pub mod breaker;
 mod debug;
 mod otlp;
 pub mod prometheus;
@@ -24,6 +25,7 @@ use crate::admin::metrics::SelfMetrics;
 use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
 use crate::pipeline::Batch;
 use crate::store::MemoryStore;
+use breaker::{Breaker, Permit};
 
 pub use debug::DebugExporter;
 pub use otlp::OtlpExporter;
@@ -101,6 +103,8 @@ impl Sender {
 pub struct ExporterStatus {
     pub consecutive_failures: AtomicU64,
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// The circuit breaker of a network exporter.
+    pub breaker: std::sync::OnceLock<Arc<Breaker>>,
 }
 
 /// The pipelines' side of an exporter: offer batches to its queue.
@@ -243,6 +247,15 @@ impl Exporter {
             .with_label_values(&[&name])
             .set(queue.queue_size as i64);
         let status = Arc::new(ExporterStatus::default());
+        let breaker_config = match &spec.kind {
+            ExporterKind::Otlp(c) => Some(c.circuit_breaker.clone()),
+            ExporterKind::RemoteWrite(c) => Some(c.circuit_breaker.clone()),
+            _ => None,
+        };
+        if let Some(c) = breaker_config {
+            let gauge = metrics.exporter_breaker_state.with_label_values(&[&name]);
+            let _ = status.breaker.set(Arc::new(Breaker::new(c, gauge)));
+        }
         let worker = Arc::new(Worker {
             name: name.clone(),
             sender,
@@ -311,8 +324,36 @@ impl Worker {
                     .drop_records(&component, signal, "max_age", batch.records());
                 return;
             }
+            if let Some(b) = self.status.breaker.get()
+                && let Permit::Wait(d) = b.permit()
+            {
+                // Open: the batch waits, within its retry budget (and max_age, next turn).
+                if self.retry.enabled && started.elapsed() >= self.retry.max_elapsed_time {
+                    tracing::warn!(exporter = %self.name, signal, records = batch.records(), "Dropping a batch whose retry budget ran out while the circuit breaker was open.");
+                    self.metrics.drop_records(
+                        &component,
+                        signal,
+                        "retries_exhausted",
+                        batch.records(),
+                    );
+                    return;
+                }
+                let budget = self
+                    .retry
+                    .max_elapsed_time
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(10));
+                tokio::time::sleep(d.min(Duration::from_millis(500)).min(budget)).await;
+                continue;
+            }
             let attempt = Instant::now();
             let result = self.sender.send(batch).await;
+            if let Some(b) = self.status.breaker.get() {
+                match &result {
+                    Err(e) if e.retryable => b.failure(),
+                    _ => b.success(),
+                }
+            }
             self.metrics
                 .exporter_send_duration
                 .with_label_values(&[&self.name, signal])
