@@ -330,12 +330,7 @@ impl Walker<'_> {
             ValueView::Str(s) => self.clean_text(s),
             ValueView::Array(_) => {
                 let mut clean = true;
-                v.for_each_element(|e| {
-                    if clean {
-                        clean = self.clean_value(e)?;
-                    }
-                    Ok(())
-                })?;
+                v.for_each_element(|e| while_clean(&mut clean, || self.clean_value(e)))?;
                 clean
             }
             ValueView::KvList(attrs) => self.clean_attributes(attrs)?,
@@ -346,15 +341,13 @@ impl Walker<'_> {
     fn clean_attributes(&mut self, attrs: AttributesView<'_>) -> Result<bool, Error> {
         let mut clean = true;
         attrs.for_each(|key, value| {
-            if !clean {
-                return Ok(());
-            }
-            clean = match self.classify(key) {
-                KeyClass::Allow => true,
-                KeyClass::Block | KeyClass::Secret => false,
-                KeyClass::Plain => self.clean_value(value)?,
-            };
-            Ok(())
+            while_clean(&mut clean, || {
+                Ok(match self.classify(key) {
+                    KeyClass::Allow => true,
+                    KeyClass::Block | KeyClass::Secret => false,
+                    KeyClass::Plain => self.clean_value(value)?,
+                })
+            })
         })?;
         Ok(clean)
     }
@@ -365,17 +358,11 @@ impl Walker<'_> {
         }
         let mut clean = true;
         span.for_each_event(|e| {
-            if clean {
-                clean = self.clean_text(e.name) && self.clean_attributes(e.attributes)?;
-            }
-            Ok(())
+            while_clean(&mut clean, || {
+                Ok(self.clean_text(e.name) && self.clean_attributes(e.attributes)?)
+            })
         })?;
-        span.for_each_link_attributes(|a| {
-            if clean {
-                clean = self.clean_attributes(a)?;
-            }
-            Ok(())
-        })?;
+        span.for_each_link_attributes(|a| while_clean(&mut clean, || self.clean_attributes(a)))?;
         Ok(clean)
     }
 
@@ -497,6 +484,14 @@ impl Redact {
     }
 }
 
+/// For the read-only pass: runs `check` only while everything seen so far was clean.
+fn while_clean(clean: &mut bool, check: impl FnOnce() -> Result<bool, Error>) -> Result<(), Error> {
+    if *clean {
+        *clean = check()?;
+    }
+    Ok(())
+}
+
 fn verdict(changed: bool) -> Verdict {
     if changed {
         Verdict::Modified
@@ -598,19 +593,9 @@ impl Plugin for Redact {
     fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
         let mut w = self.walker();
         let mut clean = true;
-        batch.for_each_resource(|attrs| {
-            if clean {
-                clean = w.clean_attributes(attrs)?;
-            }
-            Ok(())
-        })?;
+        batch.for_each_resource(|a| while_clean(&mut clean, || w.clean_attributes(a)))?;
         if clean {
-            batch.for_each_span(|_, span| {
-                if clean {
-                    clean = w.clean_span(span)?;
-                }
-                Ok(())
-            })?;
+            batch.for_each_span(|_, span| while_clean(&mut clean, || w.clean_span(span)))?;
         }
         Ok(clean.then_some(Verdict::Unchanged))
     }
@@ -618,19 +603,9 @@ impl Plugin for Redact {
     fn read_logs(&mut self, batch: &LogsView<'_>) -> Result<Option<Verdict>, Error> {
         let mut w = self.walker();
         let mut clean = true;
-        batch.for_each_resource(|attrs| {
-            if clean {
-                clean = w.clean_attributes(attrs)?;
-            }
-            Ok(())
-        })?;
+        batch.for_each_resource(|a| while_clean(&mut clean, || w.clean_attributes(a)))?;
         if clean {
-            batch.for_each_log(|_, log| {
-                if clean {
-                    clean = w.clean_log(log)?;
-                }
-                Ok(())
-            })?;
+            batch.for_each_log(|_, log| while_clean(&mut clean, || w.clean_log(log)))?;
         }
         Ok(clean.then_some(Verdict::Unchanged))
     }
