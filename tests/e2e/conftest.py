@@ -198,6 +198,27 @@ def write_config(path: Path, config: dict[str, Any] | str) -> Path:
     return path
 
 
+# Compiling the built-in plugins once takes a while on two cores; later loads hit the cache.
+PLUGIN_COMPILE_TIMEOUT = 180.0
+
+
+def validate_with_plugins(config_path: Path, plugin_dir: Path) -> None:
+    """`sluice validate` of a config whose `builtin/*` plugins come from `plugin_dir`: it
+    compiles them into the config's plugin cache, so that gateways started from the cache come
+    up in seconds. Fails the test if validation fails."""
+    r = subprocess.run(
+        [str(SLUICE_BIN), "validate", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        env=clean_env({"SLUICE_PLUGIN_DIR": str(plugin_dir)}),
+        stdin=subprocess.DEVNULL,
+        timeout=PLUGIN_COMPILE_TIMEOUT,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.fail(f"`sluice validate` of the built-in plugins failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+
+
 class Gateway:
     """One `sluice run` process."""
 

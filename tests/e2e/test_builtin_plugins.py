@@ -17,7 +17,6 @@ import copy
 import hashlib
 import hmac
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,8 +43,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from conftest import (
     REPO,
-    SLUICE_BIN,
-    clean_env,
     config_for,
     free_port,
     kv,
@@ -53,14 +50,12 @@ from conftest import (
     parse_prometheus,
     span,
     trace_request,
+    validate_with_plugins,
     wait_until,
     write_config,
 )
 
 BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality")
-# Generous bound for compiling the four components once (a debug build of the gateway on a busy
-# machine takes about half a minute).
-COMPILE_TIMEOUT = 180.0
 # Arrival at the downstream, and one plugin tick (about a second) plus export.
 ARRIVAL = 10.0
 # How long to wait for anything more to arrive after what was expected did.
@@ -103,17 +98,7 @@ def plugin_cache(tmp_path_factory, plugin_dir) -> Path:
     cfg["processors"] = {n: {"plugin": f"builtin/{n}", "config": {"slos": []} if n == "slo" else {}} for n in BUILTINS}
     cfg["service"]["plugins"] = {"cache_dir": str(cache)}
     path = write_config(work / "fill-cache.yaml", cfg)
-    r = subprocess.run(
-        [str(SLUICE_BIN), "validate", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=clean_env({"SLUICE_PLUGIN_DIR": str(plugin_dir)}),
-        stdin=subprocess.DEVNULL,
-        timeout=COMPILE_TIMEOUT,
-        check=False,
-    )
-    if r.returncode != 0:
-        pytest.fail(f"`sluice validate` of the built-in plugins failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    validate_with_plugins(path, plugin_dir)
     return cache
 
 

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -44,11 +43,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import (
     REPO,
-    SLUICE_BIN,
     Gateway,
-    clean_env,
     config_for,
     free_port,
+    validate_with_plugins,
     wait_until,
     write_config,
 )
@@ -70,8 +68,6 @@ ACTION_TIMEOUT_MS = 15_000
 expect.set_options(timeout=ACTION_TIMEOUT_MS)
 # A test that runs longer than this fails, whatever it waits for.
 TEST_DEADLINE_S = 150
-# Compiling the built-in plugins once with a debug build of the gateway.
-COMPILE_TIMEOUT_S = 180
 
 # Markup that would run if the page ever treated telemetry as HTML.
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
@@ -243,17 +239,7 @@ def plugin_cache(tmp_path_factory, plugin_dir) -> Path:
     work = tmp_path_factory.mktemp("ui-plugin-cache-fill")
     ports = {"grpc": free_port(), "http": free_port(), "admin": free_port()}
     path = write_config(work / "fill-cache.yaml", plugin_config(ports, cache))
-    r = subprocess.run(
-        [str(SLUICE_BIN), "validate", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=clean_env({"SLUICE_PLUGIN_DIR": str(plugin_dir)}),
-        stdin=subprocess.DEVNULL,
-        timeout=COMPILE_TIMEOUT_S,
-        check=False,
-    )
-    if r.returncode != 0:
-        pytest.fail(f"`sluice validate` of the built-in plugins failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    validate_with_plugins(path, plugin_dir)
     return cache
 
 
