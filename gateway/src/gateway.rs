@@ -389,6 +389,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
     let pipeline_tasks: Vec<_> = pipelines.into_iter().map(|p| p.task).collect();
+    let aborts: Vec<_> = pipeline_tasks
+        .iter()
+        .chain(exporter_tasks.iter())
+        .map(|t| t.abort_handle())
+        .collect();
     let drained = tokio::time::timeout_at(deadline, async {
         for t in pipeline_tasks {
             let _ = t.await;
@@ -400,9 +405,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     .await;
     match drained {
         Ok(()) => tracing::info!("All queues drained."),
-        Err(_) => tracing::warn!(
-            "Shutdown timeout reached with data still queued; it is dropped (sluice_dropped_records_total{{reason=\"shutdown\"}})."
-        ),
+        Err(_) => {
+            for a in &aborts {
+                a.abort();
+            }
+            // Let the aborted tasks unwind (and release their queues) before counting.
+            tokio::task::yield_now().await;
+            let dropped: usize = leftovers.iter().map(|l| l.discard()).sum();
+            tracing::warn!(
+                dropped_records = dropped,
+                "Shutdown timeout reached with data still queued: in-memory queues are dropped (sluice_dropped_records_total{{reason=\"shutdown\"}}); disk queues keep theirs for the next start."
+            );
+        }
     }
     limiter_token.cancel();
     for t in plugin_tasks {

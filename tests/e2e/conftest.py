@@ -231,8 +231,10 @@ class Gateway:
         ports: dict[str, int],
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ):
         Gateway._count += 1
+        self.preexec_fn = preexec_fn
         self.ident = Gateway._count
         self.workdir = workdir
         self.ports = ports
@@ -267,7 +269,13 @@ class Gateway:
         cmd = [str(SLUICE_BIN), "run", "--config", str(self.config_path), *self.args]
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env, cwd=self.workdir
+                cmd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.workdir,
+                preexec_fn=self.preexec_fn,
             )
         _live_processes[self.proc.pid] = self.proc
         if wait_ready:
@@ -403,6 +411,7 @@ def gateway(tmp_path, downstream, http_downstream, prometheus):
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
         **config_kw,
     ) -> Gateway:
         last: Exception | None = None
@@ -414,7 +423,7 @@ def gateway(tmp_path, downstream, http_downstream, prometheus):
                 cfg = config(ports)
             else:
                 cfg = config
-            gw = Gateway(tmp_path, cfg, ports, args=args, env=env)
+            gw = Gateway(tmp_path, cfg, ports, args=args, env=env, preexec_fn=preexec_fn)
             started.append(gw)
             try:
                 return gw.start(wait_ready=wait_ready)

@@ -54,6 +54,15 @@ pub struct SelfMetrics {
     /// 1 while the process is above the memory limiter's soft or hard limit.
     pub memory_limiter_state: IntGaugeVec,
     pub exporter_breaker_state: IntGaugeVec,
+    /// Bytes an exporter's disk queue holds (segment files).
+    pub queue_disk_bytes: IntGaugeVec,
+    pub queue_disk_capacity: IntGaugeVec,
+    /// Damage found in a disk queue on start (torn tail, checksum, missing segment).
+    pub queue_disk_corruptions: IntCounterVec,
+    /// Batches a disk queue found on start and will deliver.
+    pub queue_disk_recovered: IntCounterVec,
+    /// Writes a disk queue could not take (full, I/O error); the client was refused.
+    pub queue_disk_write_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -172,6 +181,36 @@ impl SelfMetrics {
                 "sluice_exporter_queue_capacity_batches",
                 "Capacity of an exporter's sending queue.",
                 &["exporter"],
+            ),
+            queue_disk_bytes: gauge(
+                &r,
+                "sluice_exporter_queue_disk_bytes",
+                "Bytes held by an exporter's disk queue (storage).",
+                &["exporter"],
+            ),
+            queue_disk_capacity: gauge(
+                &r,
+                "sluice_exporter_queue_disk_capacity_bytes",
+                "Capacity of an exporter's disk queue (sending_queue.max_size_mib).",
+                &["exporter"],
+            ),
+            queue_disk_corruptions: counter(
+                &r,
+                "sluice_exporter_queue_disk_corruptions_total",
+                "Damage a disk queue found and skipped on start, by kind (torn_tail, checksum, missing_segment).",
+                &["exporter", "kind"],
+            ),
+            queue_disk_recovered: counter(
+                &r,
+                "sluice_exporter_queue_disk_recovered_batches_total",
+                "Batches a disk queue found on start, to be delivered.",
+                &["exporter"],
+            ),
+            queue_disk_write_errors: counter(
+                &r,
+                "sluice_exporter_queue_disk_write_errors_total",
+                "Batches a disk queue could not write, by reason (full, io); their clients were refused with a retryable error.",
+                &["exporter", "reason"],
             ),
             exporter_sent: counter(
                 &r,

@@ -643,6 +643,37 @@ fn parse(
                     "must be at least 1",
                 );
             }
+            let q = kind.sending_queue();
+            if q.storage.is_some() {
+                if q.max_size_mib == 0 {
+                    err(
+                        errors,
+                        format!("{path}.sending_queue.max_size_mib"),
+                        "must be at least 1",
+                    );
+                }
+                if q.segment_size_kib < 4 {
+                    err(
+                        errors,
+                        format!("{path}.sending_queue.segment_size_kib"),
+                        "must be at least 4",
+                    );
+                }
+                if q.fsync == FsyncPolicy::Interval && q.fsync_interval.is_zero() {
+                    err(
+                        errors,
+                        format!("{path}.sending_queue.fsync_interval"),
+                        "must be more than 0s with fsync: interval (use fsync: always to flush every batch)",
+                    );
+                }
+                if matches!(kind, ExporterKind::Memory(_) | ExporterKind::Prometheus(_)) {
+                    err(
+                        errors,
+                        format!("{path}.sending_queue.storage"),
+                        "this exporter keeps its data in memory; a disk queue applies to otlp, prometheus_remote_write, debug and blackhole exporters",
+                    );
+                }
+            }
             exporters.push(ExporterSpec { name, kind });
         }
     }

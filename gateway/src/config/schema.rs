@@ -303,6 +303,23 @@ pub struct SendingQueueConfig {
     /// (`reason="max_age"`) instead of being sent, or retried, late. `0s` never drops.
     #[serde(default = "default_max_age", with = "duration")]
     pub max_age: Duration,
+    /// A directory: keep the queue on disk (a write-ahead log under `<storage>/<exporter>`),
+    /// so that what clients were told was accepted survives a crash or restart. Unset: in memory.
+    pub storage: Option<std::path::PathBuf>,
+    /// When the disk queue flushes to stable storage: `always` (before answering the client),
+    /// `interval` (every `fsync_interval`) or `never` (when the OS decides). Every setting
+    /// survives a crash of the gateway; they differ on a crash of the machine.
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    #[serde(default = "default_fsync_interval", with = "duration")]
+    pub fsync_interval: Duration,
+    /// The disk queue's size limit; above it, receivers refuse with a retryable error.
+    #[serde(default = "default_queue_max_size_mib")]
+    pub max_size_mib: u64,
+    /// Size of one segment file of the disk queue; a segment is deleted once all its batches
+    /// are delivered.
+    #[serde(default = "default_segment_size_kib")]
+    pub segment_size_kib: u64,
 }
 
 impl Default for SendingQueueConfig {
@@ -311,8 +328,33 @@ impl Default for SendingQueueConfig {
             queue_size: default_queue_size(),
             num_consumers: default_consumers(),
             max_age: default_max_age(),
+            storage: None,
+            fsync: FsyncPolicy::default(),
+            fsync_interval: default_fsync_interval(),
+            max_size_mib: default_queue_max_size_mib(),
+            segment_size_kib: default_segment_size_kib(),
         }
     }
+}
+
+/// See [`SendingQueueConfig::fsync`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    Always,
+    #[default]
+    Interval,
+    Never,
+}
+
+fn default_fsync_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue_max_size_mib() -> u64 {
+    1024
+}
+fn default_segment_size_kib() -> u64 {
+    8192
 }
 
 fn default_max_age() -> Duration {
@@ -458,9 +500,8 @@ fn default_max_series() -> usize {
 }
 pub(crate) fn single_consumer_queue() -> SendingQueueConfig {
     SendingQueueConfig {
-        queue_size: default_queue_size(),
         num_consumers: 1,
-        max_age: default_max_age(),
+        ..Default::default()
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod breaker;
 mod debug;
+pub mod disk_queue;
 mod otlp;
 pub mod prometheus;
 mod remote_write;
@@ -26,6 +27,7 @@ use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
 use crate::pipeline::Batch;
 use crate::store::MemoryStore;
 use breaker::{Breaker, Permit};
+use disk_queue::{DiskQueue, Ticket, WriteError};
 
 pub use debug::DebugExporter;
 pub use otlp::OtlpExporter;
@@ -111,39 +113,83 @@ pub struct ExporterStatus {
 #[derive(Clone)]
 pub struct ExporterHandle {
     pub name: Arc<str>,
-    tx: mpsc::Sender<Arc<Batch>>,
+    queue: QueueTx,
     metrics: Arc<SelfMetrics>,
 }
 
+#[derive(Clone)]
+enum QueueTx {
+    Memory(mpsc::Sender<Arc<Batch>>),
+    Disk(Arc<DiskSender>),
+}
+
+/// Closes the disk queue once the last handle is gone, so its consumers drain and stop.
+struct DiskSender(Arc<DiskQueue>);
+
+impl Drop for DiskSender {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Whether an exporter's queue has room, without keeping it open.
+#[derive(Clone)]
+pub enum Room {
+    Memory(mpsc::WeakSender<Arc<Batch>>),
+    Disk(std::sync::Weak<DiskQueue>),
+}
+
+impl Room {
+    pub fn has_room(&self) -> bool {
+        match self {
+            Room::Memory(w) => w.upgrade().is_some_and(|s| s.capacity() > 0),
+            Room::Disk(w) => w.upgrade().is_some_and(|q| q.has_room()),
+        }
+    }
+}
+
 impl ExporterHandle {
-    /// Queues the batch, or drops and counts it when the queue is full or closed.
-    pub fn offer(&self, batch: Arc<Batch>) {
+    /// Queues the batch. A full in-memory queue drops and counts it; a disk queue that cannot
+    /// write it returns the error, so the client can be refused with a retryable error.
+    pub fn offer(&self, batch: Arc<Batch>) -> Result<(), WriteError> {
         let signal = batch.signal();
         let records = batch.records();
-        match self.tx.try_send(batch) {
-            Ok(()) => {}
-            Err(e) => {
-                let reason = match e {
-                    mpsc::error::TrySendError::Full(_) => "queue_full",
-                    mpsc::error::TrySendError::Closed(_) => "shutting_down",
-                };
-                tracing::warn!(exporter = %self.name, signal = %signal, records, reason, "Exporter queue cannot take the batch; dropping it.");
-                self.metrics.drop_records(
-                    &format!("exporter/{}", self.name),
-                    signal.as_str(),
-                    reason,
-                    records,
-                );
+        match &self.queue {
+            QueueTx::Disk(q) => crate::pipeline::blocking(|| q.0.append(&batch)),
+            QueueTx::Memory(tx) => {
+                if let Err(e) = tx.try_send(batch) {
+                    let reason = match e {
+                        mpsc::error::TrySendError::Full(_) => "queue_full",
+                        mpsc::error::TrySendError::Closed(_) => "shutting_down",
+                    };
+                    tracing::warn!(exporter = %self.name, signal = %signal, records, reason, "Exporter queue cannot take the batch; dropping it.");
+                    self.metrics.drop_records(
+                        &format!("exporter/{}", self.name),
+                        signal.as_str(),
+                        reason,
+                        records,
+                    );
+                }
+                self.metrics
+                    .exporter_queue_depth
+                    .with_label_values(&[&self.name])
+                    .set((tx.max_capacity() - tx.capacity()) as i64);
+                Ok(())
             }
         }
-        self.metrics
-            .exporter_queue_depth
-            .with_label_values(&[&self.name])
-            .set((self.tx.max_capacity() - self.tx.capacity()) as i64);
     }
 
-    pub fn downgrade(&self) -> mpsc::WeakSender<Arc<Batch>> {
-        self.tx.downgrade()
+    /// Whether the queue keeps batches on disk: the client is answered only once the batch is
+    /// written.
+    pub fn is_durable(&self) -> bool {
+        matches!(self.queue, QueueTx::Disk(_))
+    }
+
+    pub fn room(&self) -> Room {
+        match &self.queue {
+            QueueTx::Memory(tx) => Room::Memory(tx.downgrade()),
+            QueueTx::Disk(q) => Room::Disk(Arc::downgrade(&q.0)),
+        }
     }
 }
 
@@ -168,7 +214,18 @@ impl Leftovers {
     /// Counts and drops every batch still queued (`reason="shutdown"`). Call after the consumer
     /// tasks have been aborted.
     pub fn discard(&self) -> usize {
-        let Ok(mut rx) = self.0.rx.try_lock() else {
+        let rx = match &self.0.source {
+            Source::Memory(rx) => rx,
+            Source::Disk(q) => {
+                q.sync();
+                let pending = q.pending();
+                if pending > 0 {
+                    tracing::info!(exporter = %self.0.name, batches = pending, "Undelivered batches stay in the disk queue for the next start.");
+                }
+                return 0;
+            }
+        };
+        let Ok(mut rx) = rx.try_lock() else {
             return 0;
         };
         let mut records = 0;
@@ -240,8 +297,40 @@ impl Exporter {
             }
         };
         let queue = spec.sending_queue();
-        let (tx, rx) = mpsc::channel(queue.queue_size);
         let name: Arc<str> = spec.name.as_str().into();
+        let mut tasks = Vec::new();
+        let (tx, source, probe) = match &queue.storage {
+            None => {
+                let (tx, rx) = mpsc::channel(queue.queue_size);
+                let probe = crate::pipeline::QueueProbe::of(tx.downgrade());
+                (QueueTx::Memory(tx), Source::Memory(Mutex::new(rx)), probe)
+            }
+            Some(_) => {
+                let q = DiskQueue::open(&spec.name, queue, metrics.clone()).map_err(|e| {
+                    ExportError::permanent(format!(
+                        "exporters.{}.sending_queue.storage: {e}",
+                        spec.name
+                    ))
+                })?;
+                if queue.fsync == crate::config::FsyncPolicy::Interval {
+                    tasks.push(tokio::spawn(DiskQueue::sync_every(
+                        Arc::downgrade(&q),
+                        queue.fsync_interval,
+                    )));
+                }
+                let weak = Arc::downgrade(&q);
+                let probe = crate::pipeline::QueueProbe::new(move || {
+                    weak.upgrade()
+                        .filter(|q| !q.is_closed())
+                        .map(|q| q.pending())
+                });
+                (
+                    QueueTx::Disk(Arc::new(DiskSender(q.clone()))),
+                    Source::Disk(q),
+                    probe,
+                )
+            }
+        };
         metrics
             .exporter_queue_capacity
             .with_label_values(&[&name])
@@ -263,17 +352,18 @@ impl Exporter {
             max_age: queue.max_age,
             metrics: metrics.clone(),
             status: status.clone(),
-            rx: Mutex::new(rx),
+            source,
         });
-        let tasks = (0..queue.num_consumers)
-            .map(|_| tokio::spawn(worker.clone().run()))
-            .collect();
+        tasks.extend((0..queue.num_consumers).map(|_| tokio::spawn(worker.clone().run())));
         let leftovers = Leftovers(worker);
-        let queue_weak = crate::pipeline::QueueProbe::of(tx.downgrade());
         Ok(Exporter {
-            handle: ExporterHandle { name, tx, metrics },
+            handle: ExporterHandle {
+                name,
+                queue: tx,
+                metrics,
+            },
             status,
-            queue: queue_weak,
+            queue: probe,
             capacity: queue.queue_size,
             tasks,
             leftovers,
@@ -290,7 +380,13 @@ struct Worker {
     max_age: Duration,
     metrics: Arc<SelfMetrics>,
     status: Arc<ExporterStatus>,
-    rx: Mutex<mpsc::Receiver<Arc<Batch>>>,
+    source: Source,
+}
+
+/// Where a worker takes batches from.
+enum Source {
+    Memory(Mutex<mpsc::Receiver<Arc<Batch>>>),
+    Disk(Arc<DiskQueue>),
 }
 
 impl Worker {
@@ -300,15 +396,28 @@ impl Worker {
             .exporter_queue_depth
             .with_label_values(&[&self.name]);
         loop {
-            let batch = {
-                let mut rx = self.rx.lock().await;
-                let batch = rx.recv().await;
-                depth.set(rx.len() as i64);
-                batch
+            let (batch, ticket): (Arc<Batch>, Option<Ticket>) = match &self.source {
+                Source::Memory(rx) => {
+                    let mut rx = rx.lock().await;
+                    let batch = rx.recv().await;
+                    depth.set(rx.len() as i64);
+                    match batch {
+                        Some(b) => (b, None),
+                        None => break,
+                    }
+                }
+                Source::Disk(q) => match q.next().await {
+                    Some((b, t)) => (b, Some(t)),
+                    None => break,
+                },
             };
-            let Some(batch) = batch else { break };
             let span = tracing::debug_span!(parent: &batch.span, "export", exporter = %self.name);
             self.deliver(&batch).instrument(span).await;
+            // Delivered, or dropped for a counted reason: the disk queue may forget it. A worker
+            // aborted at shutdown never gets here, so its batch stays on disk.
+            if let (Source::Disk(q), Some(t)) = (&self.source, ticket) {
+                q.done(t);
+            }
         }
     }
 

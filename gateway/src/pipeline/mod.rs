@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
 
 use crate::admin::metrics::SelfMetrics;
-use crate::exporters::ExporterHandle;
+use crate::exporters::{ExporterHandle, Room};
 use crate::plugins::{Emitted, Outcome, Processor};
 
 /// Why a pipeline did not take a batch.
@@ -35,6 +35,8 @@ pub enum Refusal {
     ShuttingDown,
     /// The process is above the memory limiter's soft limit.
     MemoryLimit,
+    /// An exporter's disk queue is full or cannot be written.
+    StorageFull,
 }
 
 impl Refusal {
@@ -43,13 +45,19 @@ impl Refusal {
             Refusal::QueueFull => "queue_full",
             Refusal::ShuttingDown => "shutting_down",
             Refusal::MemoryLimit => "memory_limit",
+            Refusal::StorageFull => "storage_full",
         }
     }
 }
 
-/// A processor's `on_error: reject`, for the client.
+/// Why a pipeline turned a submitted batch down after taking it, for the client (who retries).
 #[derive(Debug, Clone)]
-pub struct Rejection(pub String);
+pub enum Rejection {
+    /// A processor's `on_error: reject`.
+    Processor(String),
+    /// A disk queue could not write the batch (full or I/O error).
+    Storage(String),
+}
 
 /// The answer to a submission to a pipeline with processors.
 pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
@@ -66,8 +74,10 @@ pub struct PipelineHandle {
     pub name: Arc<str>,
     pub signal: Signal,
     tx: mpsc::Sender<Submission>,
-    exporters: Arc<[mpsc::WeakSender<Arc<Batch>>]>,
-    has_processors: bool,
+    exporters: Arc<[Room]>,
+    /// Whether submissions are answered once the pipeline is done with them (processors that
+    /// may reject, disk queues that must have written the batch first).
+    needs_ack: bool,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -82,17 +92,28 @@ impl std::fmt::Debug for PipelineHandle {
 impl PipelineHandle {
     /// Whether a batch submitted now would be taken and delivered to at least one exporter.
     pub fn has_room(&self) -> bool {
-        self.tx.capacity() > 0
-            && self
-                .exporters
-                .iter()
-                .any(|e| e.upgrade().is_some_and(|s| s.capacity() > 0))
+        self.check_room().is_ok()
+    }
+
+    /// Like [`Self::has_room`], with the refusal to give when there is none.
+    pub fn check_room(&self) -> Result<(), Refusal> {
+        if self.tx.capacity() == 0 {
+            return Err(Refusal::QueueFull);
+        }
+        if self.exporters.iter().any(|e| e.has_room()) {
+            return Ok(());
+        }
+        if self.exporters.iter().any(|e| matches!(e, Room::Disk(_))) {
+            Err(Refusal::StorageFull)
+        } else {
+            Err(Refusal::QueueFull)
+        }
     }
 
     /// Queues the batch. For a pipeline with processors, returns the [`Ack`] that tells when
     /// they are done (and whether one rejected the batch).
     pub fn try_submit(&self, batch: Arc<Batch>) -> Result<Option<Ack>, Refusal> {
-        let (ack, answer) = if self.has_processors {
+        let (ack, answer) = if self.needs_ack {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
@@ -133,6 +154,10 @@ impl std::fmt::Debug for QueueProbe {
 }
 
 impl QueueProbe {
+    pub fn new(depth: impl Fn() -> Option<usize> + Send + Sync + 'static) -> QueueProbe {
+        QueueProbe(Arc::new(depth))
+    }
+
     pub fn of<T: Send + 'static>(queue: mpsc::WeakSender<T>) -> QueueProbe {
         QueueProbe(Arc::new(move || {
             queue.upgrade().map(|s| s.max_capacity() - s.capacity())
@@ -265,8 +290,8 @@ impl Pipeline {
             name: name.clone(),
             signal,
             tx,
-            exporters: exporters.iter().map(|e| e.downgrade()).collect(),
-            has_processors: !processors.is_empty(),
+            exporters: exporters.iter().map(|e| e.room()).collect(),
+            needs_ack: !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
             metrics: metrics.clone(),
         };
         let task = tokio::spawn(run(name, rx, processors, exporters, emit, metrics));
@@ -294,7 +319,7 @@ fn run_chain(
         match outcome {
             Outcome::Forward(b) => batch = b,
             Outcome::Drop { .. } => return Ok(None),
-            Outcome::Reject { message } => return Err(Rejection(message)),
+            Outcome::Reject { message } => return Err(Rejection::Processor(message)),
         }
     }
     Ok(Some(batch))
@@ -329,17 +354,33 @@ async fn run(
         for (processor, out) in emitted {
             emit.route(&processor, out);
         }
-        let (answer, batch) = match result {
+        let (mut answer, batch) = match result {
             Ok(b) => (Ok(()), b),
             Err(rejection) => (Err(rejection), None),
         };
-        if let Some(ack) = ack {
-            let _ = ack.send(answer);
-        }
         if let Some(batch) = batch {
             for exporter in &exporters {
-                exporter.offer(batch.clone());
+                let Err(e) = exporter.offer(batch.clone()) else {
+                    continue;
+                };
+                if ack.is_some() {
+                    // The client is refused and retries; exporters that took the batch may
+                    // get it twice (at least once).
+                    if answer.is_ok() {
+                        answer = Err(Rejection::Storage(e.message().to_string()));
+                    }
+                } else {
+                    metrics.drop_records(
+                        &format!("exporter/{}", exporter.name),
+                        batch.signal().as_str(),
+                        &format!("storage_{}", e.reason()),
+                        batch.records(),
+                    );
+                }
             }
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(answer);
         }
     }
     tracing::debug!(pipeline = %name, "Pipeline drained and stopped.");

@@ -38,6 +38,7 @@ pub enum ReceiverError {
         Refusal::QueueFull => format!("pipeline {pipeline} is full ({signal}); retry later"),
         Refusal::ShuttingDown => "the gateway is shutting down; retry against another instance or later".to_string(),
         Refusal::MemoryLimit => "the gateway is above its memory limit (service.memory_limiter) while its queues drain; retry later".to_string(),
+        Refusal::StorageFull => format!("the disk queue behind pipeline {pipeline} is full or cannot be written ({signal}); retry later"),
     })]
     Refused {
         refusal: Refusal,
@@ -65,7 +66,7 @@ impl ReceiverError {
                 ..
             } => StatusCode::TOO_MANY_REQUESTS,
             ReceiverError::Refused {
-                refusal: Refusal::ShuttingDown,
+                refusal: Refusal::ShuttingDown | Refusal::StorageFull,
                 ..
             }
             | ReceiverError::RejectedByProcessor(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -212,8 +212,10 @@ impl Intake {
         if self.memory.as_ref().is_some_and(|m| m.refusing()) {
             return refuse(Refusal::MemoryLimit, &pipelines[0].name);
         }
-        if let Some(full) = pipelines.iter().find(|p| !p.has_room()) {
-            return refuse(Refusal::QueueFull, &full.name);
+        for p in pipelines.iter() {
+            if let Err(refusal) = p.check_room() {
+                return refuse(refusal, &p.name);
+            }
         }
         let batch = Arc::new(batch.compact());
         let mut acks = Vec::new();
@@ -236,7 +238,11 @@ impl Intake {
         for ack in acks {
             match tokio::time::timeout(ACK_TIMEOUT, ack).await {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(Rejection(message)))) => {
+                Ok(Ok(Err(Rejection::Storage(message)))) => {
+                    tracing::warn!(signal = %signal, records, error = %message, "Refusing a batch the disk queue cannot take.");
+                    return refuse(Refusal::StorageFull, &pipelines[0].name);
+                }
+                Ok(Ok(Err(Rejection::Processor(message)))) => {
                     m.receiver_refused
                         .with_label_values(&[
                             labels[0],
