@@ -283,8 +283,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             None => continue,
         };
         let drain = config.shutdown_timeout;
-        let auth = (!spec.auth_tokens.is_empty())
-            .then(|| Authenticator::new(&spec.auth_tokens, intake.clone()));
+        let tenants = crate::receivers::auth::tenant_limits(&spec.tenant_limits);
+        let intake = intake.with_tenants(tenants.clone());
+        let auth = (!spec.auth_tokens.is_empty()).then(|| {
+            Authenticator::new(
+                &spec.auth_tokens,
+                spec.api_key_header.as_deref(),
+                tenants,
+                intake.clone(),
+            )
+        });
         let protect = |router: axum::Router| match &auth {
             Some(a) => router.layer(axum::middleware::from_fn_with_state(
                 a.clone(),

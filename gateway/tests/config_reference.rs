@@ -68,6 +68,8 @@ fn every_config_key_is_in_the_reference() {
         ("otlp receiver", fields::<OtlpReceiverConfig>()),
         ("receiver auth", fields::<ReceiverAuthConfig>()),
         ("tenant", fields::<TenantConfig>()),
+        ("tenant basic_auth", fields::<ReceiverBasicAuth>()),
+        ("tenant limits", fields::<TenantLimitsConfig>()),
         ("receiver tls", fields::<TlsServerConfig>()),
         ("otlp protocols", fields::<OtlpProtocols>()),
         ("grpc server", fields::<GrpcServerConfig>()),

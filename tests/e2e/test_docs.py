@@ -408,4 +408,6 @@ EXERCISED_ELSEWHERE = {
     "sluice_memory_limiter_over_limit": "test_limits.py (memory_limiter)",
     "sluice_store_evicted_records_total": "test_trace_store.py (memory exporter)",
     "sluice_store_records": "test_trace_store.py (memory exporter)",
+    "sluice_tenant_accepted_records_total": "test_tenants.py (receiver auth)",
+    "sluice_tenant_limited_total": "test_tenants.py (tenant limits)",
 }

@@ -54,6 +54,10 @@ pub struct SelfMetrics {
     /// 1 while the process is above the memory limiter's soft or hard limit.
     pub memory_limiter_state: IntGaugeVec,
     pub exporter_breaker_state: IntGaugeVec,
+    /// Requests or records of a tenant refused by one of its limits.
+    pub tenant_limited: IntCounterVec,
+    /// Records accepted per authenticated tenant.
+    pub tenant_accepted: IntCounterVec,
     /// Bytes an exporter's disk queue holds (segment files).
     pub queue_disk_bytes: IntGaugeVec,
     pub queue_disk_capacity: IntGaugeVec,
@@ -181,6 +185,18 @@ impl SelfMetrics {
                 "sluice_exporter_queue_capacity_batches",
                 "Capacity of an exporter's sending queue.",
                 &["exporter"],
+            ),
+            tenant_limited: counter(
+                &r,
+                "sluice_tenant_limited_total",
+                "Requests of an authenticated tenant refused by one of its limits (requests_per_second, records_per_second, max_concurrent_requests).",
+                &["receiver", "tenant", "limit"],
+            ),
+            tenant_accepted: counter(
+                &r,
+                "sluice_tenant_accepted_records_total",
+                "Records accepted from an authenticated tenant.",
+                &["receiver", "tenant"],
             ),
             queue_disk_bytes: gauge(
                 &r,

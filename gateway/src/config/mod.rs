@@ -98,9 +98,28 @@ pub struct ReceiverSpec {
     /// The instance name as written, e.g. `otlp` or `otlp/internal`.
     pub name: String,
     pub kind: ReceiverKind,
-    /// (token, tenant) pairs of `auth.tenants`, read from their files or variables; empty
-    /// when the receiver has no `auth`.
-    pub auth_tokens: Vec<(String, String)>,
+    /// The credentials of `auth.tenants`, read from their files or variables; empty when the
+    /// receiver has no `auth`.
+    pub auth_tokens: Vec<Credential>,
+    /// `auth.api_key_header`.
+    pub api_key_header: Option<String>,
+    /// `auth.tenants[].limits`, for tenants that have any.
+    pub tenant_limits: Vec<(String, TenantLimitsConfig)>,
+}
+
+/// One way a tenant can authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub kind: CredentialKind,
+    /// The token, or `username:password` for basic authentication.
+    pub secret: String,
+    pub tenant: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Bearer,
+    Basic,
 }
 
 #[derive(Debug, Clone)]
@@ -462,10 +481,29 @@ fn parse(
                         .as_ref()
                         .map(|a| auth_tokens(a, &format!("{path}.auth"), errors))
                         .unwrap_or_default();
+                    let api_key_header = c.auth.as_ref().and_then(|a| a.api_key_header.clone());
+                    if let Some(h) = &api_key_header
+                        && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                    {
+                        err(
+                            errors,
+                            format!("{path}.auth.api_key_header"),
+                            format!("`{h}` is not a valid header name"),
+                        );
+                    }
+                    let tenant_limits = c
+                        .auth
+                        .iter()
+                        .flat_map(|a| a.tenants.iter())
+                        .filter(|t| t.limits != TenantLimitsConfig::default())
+                        .map(|t| (t.tenant.clone(), t.limits.clone()))
+                        .collect();
                     receivers.push(ReceiverSpec {
                         name,
                         kind: ReceiverKind::Otlp(Box::new(c)),
                         auth_tokens,
+                        api_key_header,
+                        tenant_limits,
                     });
                 }
             }
@@ -474,6 +512,8 @@ fn parse(
                     receivers.push(ReceiverSpec {
                         name,
                         auth_tokens: Vec::new(),
+                        api_key_header: None,
+                        tenant_limits: Vec::new(),
                         kind: ReceiverKind::RemoteWrite(c),
                     });
                 }
@@ -1065,13 +1105,13 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
     service
 }
 
-/// Reads each tenant's bearer token from its file or variable; reports what is missing,
-/// empty or duplicated without ever printing a token.
+/// Reads each tenant's credentials from their files or variables; reports what is missing,
+/// empty or duplicated without ever printing a secret.
 fn auth_tokens(
     a: &ReceiverAuthConfig,
     path: &str,
     errors: &mut Vec<ConfigError>,
-) -> Vec<(String, String)> {
+) -> Vec<Credential> {
     if a.tenants.is_empty() {
         err(
             errors,
@@ -1079,30 +1119,95 @@ fn auth_tokens(
             "list at least one tenant (or remove `auth`)",
         );
     }
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (i, t) in a.tenants.iter().enumerate() {
-        let at = format!("{path}.tenants[{i}]");
-        if t.tenant.trim().is_empty() {
-            err(errors, format!("{at}.tenant"), "must not be empty");
-        }
-        let token = match (&t.bearer_token_file, &t.bearer_token_env) {
+    let read = |file: &Option<std::path::PathBuf>, var: &Option<String>, what: &str| {
+        match (file, var) {
             (Some(file), None) => std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display())),
             (None, Some(var)) => {
                 std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
             }
-            _ => Err("set exactly one of `bearer_token_file` and `bearer_token_env`".into()),
-        };
-        match token.map(|t| t.trim().to_string()) {
-            Ok(token) if token.is_empty() => err(errors, &at, "the token is empty"),
-            Ok(token) => {
-                if out.iter().any(|(known, _)| *known == token) {
-                    err(errors, &at, "the same token is given to two tenants");
+            _ => Err(format!("set exactly one of `{what}_file` and `{what}_env`")),
+        }
+        .map(|s| s.trim().to_string())
+        .and_then(|s| {
+            if s.is_empty() {
+                Err(format!("the {what} is empty"))
+            } else {
+                Ok(s)
+            }
+        })
+    };
+    let mut out: Vec<Credential> = Vec::new();
+    for (i, t) in a.tenants.iter().enumerate() {
+        let at = format!("{path}.tenants[{i}]");
+        if t.tenant.trim().is_empty() {
+            err(errors, format!("{at}.tenant"), "must not be empty");
+        }
+        let mut push = |kind: CredentialKind, secret: Result<String, String>, at: &str| match secret
+        {
+            Ok(secret) => {
+                if out.iter().any(|c| c.kind == kind && c.secret == secret) {
+                    err(
+                        errors,
+                        at,
+                        match kind {
+                            CredentialKind::Bearer => "the same token is given to two tenants",
+                            CredentialKind::Basic => {
+                                "the same user and password are given to two tenants"
+                            }
+                        },
+                    );
                 } else {
-                    out.push((token, t.tenant.clone()));
+                    out.push(Credential {
+                        kind,
+                        secret,
+                        tenant: t.tenant.clone(),
+                    });
                 }
             }
-            Err(e) => err(errors, &at, e),
+            Err(e) => err(errors, at, e),
+        };
+        let has_token = t.bearer_token_file.is_some() || t.bearer_token_env.is_some();
+        if has_token || t.basic_auth.is_none() {
+            let token =
+                read(&t.bearer_token_file, &t.bearer_token_env, "bearer_token").map_err(|e| {
+                    if t.basic_auth.is_none() && !has_token {
+                        "set `bearer_token_file`, `bearer_token_env` or `basic_auth`".to_string()
+                    } else {
+                        e
+                    }
+                });
+            push(CredentialKind::Bearer, token, &at);
+        }
+        if let Some(b) = &t.basic_auth {
+            let at = format!("{at}.basic_auth");
+            let secret = if b.username.is_empty() || b.username.contains(':') {
+                Err("`username` must be non-empty and without `:`".to_string())
+            } else {
+                read(&b.password_file, &b.password_env, "password")
+                    .map(|p| format!("{}:{p}", b.username))
+            };
+            push(CredentialKind::Basic, secret, &at);
+        }
+        let l = &t.limits;
+        for (name, v) in [
+            ("requests_per_second", l.requests_per_second),
+            ("records_per_second", l.records_per_second),
+        ] {
+            if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                err(
+                    errors,
+                    format!("{at}.limits.{name}"),
+                    "must be a positive number",
+                );
+            }
+        }
+        if l.max_concurrent_requests == Some(0) {
+            err(
+                errors,
+                format!("{at}.limits.max_concurrent_requests"),
+                "must be at least 1",
+            );
         }
     }
     out

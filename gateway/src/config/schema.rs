@@ -27,6 +27,9 @@ pub struct OtlpReceiverConfig {
 #[serde(deny_unknown_fields)]
 pub struct ReceiverAuthConfig {
     pub tenants: Vec<TenantConfig>,
+    /// A header (e.g. `X-API-Key`) in which the tenants' tokens are also accepted, for clients
+    /// that cannot send `Authorization: Bearer`.
+    pub api_key_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +40,33 @@ pub struct TenantConfig {
     pub bearer_token_file: Option<std::path::PathBuf>,
     /// The name of an environment variable holding the token.
     pub bearer_token_env: Option<String>,
+    /// HTTP basic authentication (`Authorization: Basic`), instead of or besides a token.
+    pub basic_auth: Option<ReceiverBasicAuth>,
+    /// Limits of this tenant; over one, its requests get 429 / `UNAVAILABLE` while other
+    /// tenants are unaffected.
+    #[serde(default)]
+    pub limits: TenantLimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverBasicAuth {
+    pub username: String,
+    pub password_file: Option<std::path::PathBuf>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+}
+
+/// Per-tenant limits; unset means unlimited.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimitsConfig {
+    /// Requests per second (a token bucket with a burst of one second's worth).
+    pub requests_per_second: Option<f64>,
+    /// Records (spans, data points, log records) per second, same bucket.
+    pub records_per_second: Option<f64>,
+    /// Requests of this tenant being processed at once.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -1,23 +1,117 @@
-//! Receiver authentication: bearer tokens, each mapped to a tenant.
+//! Receiver authentication and per-tenant limits.
 //!
-//! Configured per OTLP receiver (`auth.tenants`), with each token read from a file or an
-//! environment variable, never written in the config. A middleware in front of the receiver's
-//! routes (OTLP/HTTP, remote_write and OTLP/gRPC alike) checks `Authorization: Bearer TOKEN`:
-//! a missing or unknown token is answered HTTP 401 with `WWW-Authenticate`, or gRPC
-//! `UNAUTHENTICATED`, and counted (`sluice_receiver_bad_requests_total{reason="unauthenticated"}`);
-//! a known one attaches its tenant to the request, then to the batch, where exporters can send
-//! it on (`tenant_header`, e.g. `X-Scope-OrgID`). Tokens are kept as SHA-256 digests and
-//! compared digest to digest, so the comparison's timing says nothing about a token.
+//! Configured per OTLP receiver (`auth.tenants`): each tenant has a bearer token and/or a
+//! basic-auth user, read from files or environment variables, never written in the config.
+//! A middleware in front of the receiver's routes (OTLP/HTTP, remote_write and OTLP/gRPC alike)
+//! checks `Authorization: Bearer TOKEN`, `Authorization: Basic ...`, or the token in
+//! `auth.api_key_header`: a missing or unknown credential is answered HTTP 401 with
+//! `WWW-Authenticate`, or gRPC `UNAUTHENTICATED`, and counted
+//! (`sluice_receiver_bad_requests_total{reason="unauthenticated"}`); a known one attaches its
+//! tenant to the request, then to the batch, where exporters can send it on (`tenant_header`,
+//! e.g. `X-Scope-OrgID`) and the disk queue keeps it. Secrets are kept as SHA-256 digests and
+//! compared digest to digest, so the comparison's timing says nothing about a secret.
+//!
+//! A tenant's `limits` (requests and records per second, concurrent requests) are checked here
+//! and in [`super::Intake`]: a tenant over one gets HTTP 429 with `Retry-After` (gRPC
+//! `UNAVAILABLE`), counted in `sluice_tenant_limited_total`, and other tenants are unaffected.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use base64::Engine;
+use http::{HeaderName, HeaderValue, header};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
+use super::error::RETRY_AFTER;
 use super::{Intake, ReceiverError, Transport};
+use crate::config::{Credential, CredentialKind, TenantLimitsConfig};
+
+/// A token bucket holding one second's worth: `rate` per second, refilled continuously.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Bucket {
+        Bucket {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    /// Takes `n`. With `debt`, a take succeeds whenever the bucket is not empty and may leave
+    /// it below zero, so a batch larger than one second's worth still passes, then waits.
+    fn take(&self, n: f64, debt: bool) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = *s;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        let ok = if debt { tokens > 0.0 } else { tokens >= n };
+        *s = (if ok { tokens - n } else { tokens }, now);
+        ok
+    }
+}
+
+/// The limits of one tenant.
+#[derive(Debug)]
+pub struct TenantLimiter {
+    requests: Option<Bucket>,
+    records: Option<Bucket>,
+    concurrency: Option<(Arc<Semaphore>, usize)>,
+}
+
+/// The limiters of a receiver's tenants, by tenant name.
+pub type TenantLimits = Arc<HashMap<Arc<str>, Arc<TenantLimiter>>>;
+
+pub fn tenant_limits(config: &[(String, TenantLimitsConfig)]) -> TenantLimits {
+    Arc::new(
+        config
+            .iter()
+            .map(|(tenant, l)| {
+                (
+                    Arc::<str>::from(tenant.as_str()),
+                    Arc::new(TenantLimiter {
+                        requests: l.requests_per_second.map(Bucket::new),
+                        records: l.records_per_second.map(Bucket::new),
+                        concurrency: l
+                            .max_concurrent_requests
+                            .map(|n| (Arc::new(Semaphore::new(n)), n)),
+                    }),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        v.to_string()
+    }
+}
+
+impl TenantLimiter {
+    /// Takes `records` from the tenant's records-per-second budget, or says which limit it hit.
+    pub fn take_records(&self, tenant: &Arc<str>, records: usize) -> Result<(), ReceiverError> {
+        match &self.records {
+            Some(b) if !b.take(records as f64, true) => Err(ReceiverError::TenantLimited {
+                tenant: tenant.clone(),
+                limit: "records_per_second",
+                value: number(b.rate),
+                per_request: false,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// The tenant a request authenticated as (a request extension).
 #[derive(Debug, Clone)]
@@ -29,10 +123,15 @@ impl Tenant {
     }
 }
 
-/// The tokens a receiver accepts.
+/// A credential's kind, the digest of its secret, and its tenant.
+type Known = (CredentialKind, [u8; 32], Arc<str>);
+
+/// The credentials a receiver accepts.
 #[derive(Clone)]
 pub struct Authenticator {
-    tokens: Arc<Vec<([u8; 32], Arc<str>)>>,
+    tokens: Arc<Vec<Known>>,
+    api_key_header: Option<HeaderName>,
+    limits: TenantLimits,
     intake: Intake,
 }
 
@@ -50,66 +149,164 @@ fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl Authenticator {
-    /// `tokens`: (token, tenant) pairs, already read from their files or variables.
-    pub fn new(tokens: &[(String, String)], intake: Intake) -> Authenticator {
+    /// `credentials`: already read from their files or variables.
+    pub fn new(
+        credentials: &[Credential],
+        api_key_header: Option<&str>,
+        limits: TenantLimits,
+        intake: Intake,
+    ) -> Authenticator {
         Authenticator {
             tokens: Arc::new(
-                tokens
+                credentials
                     .iter()
-                    .map(|(t, tenant)| (digest(t.trim().as_bytes()), tenant.as_str().into()))
+                    .map(|c| {
+                        (
+                            c.kind,
+                            digest(c.secret.trim().as_bytes()),
+                            c.tenant.as_str().into(),
+                        )
+                    })
                     .collect(),
             ),
+            api_key_header: api_key_header.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            limits,
             intake,
         }
     }
 
-    fn tenant_of(&self, headers: &http::HeaderMap) -> Result<Arc<str>, &'static str> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err("missing Authorization header; send `Authorization: Bearer <token>`");
-        };
-        let value = value.as_bytes();
-        let token = value
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.strip_prefix(b"bearer "))
-            .ok_or("the Authorization header is not a bearer token")?;
-        let d = digest(token.trim_ascii());
+    fn find(&self, kind: CredentialKind, secret: &[u8]) -> Option<Arc<str>> {
+        let d = digest(secret);
         self.tokens
             .iter()
-            .find(|(known, _)| *known == d)
-            .map(|(_, tenant)| tenant.clone())
-            .ok_or("unknown bearer token")
+            .find(|(k, known, _)| *k == kind && *known == d)
+            .map(|(_, _, tenant)| tenant.clone())
+    }
+
+    fn tenant_of(&self, headers: &http::HeaderMap) -> Result<Arc<str>, &'static str> {
+        if let Some(h) = &self.api_key_header
+            && let Some(key) = headers.get(h)
+        {
+            return self
+                .find(CredentialKind::Bearer, key.as_bytes().trim_ascii())
+                .ok_or("unknown API key");
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(if self.api_key_header.is_some() {
+                "missing credentials; send `Authorization: Bearer <token>`, basic authentication or the API key header"
+            } else {
+                "missing Authorization header; send `Authorization: Bearer <token>` or basic authentication"
+            });
+        };
+        let value = value.as_bytes();
+        if let Some(token) = value
+            .strip_prefix(b"Bearer ")
+            .or_else(|| value.strip_prefix(b"bearer "))
+        {
+            return self
+                .find(CredentialKind::Bearer, token.trim_ascii())
+                .ok_or("unknown bearer token");
+        }
+        if let Some(encoded) = value
+            .strip_prefix(b"Basic ")
+            .or_else(|| value.strip_prefix(b"basic "))
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim_ascii())
+                .map_err(|_| "the basic credentials are not valid base64")?;
+            return self
+                .find(CredentialKind::Basic, &decoded)
+                .ok_or("unknown user or wrong password");
+        }
+        Err("the Authorization header is neither a bearer token nor basic credentials")
     }
 }
 
-/// The middleware: authenticate, or answer 401 / `UNAUTHENTICATED`.
+/// The middleware: authenticate and apply the tenant's request limits, or answer 401 /
+/// `UNAUTHENTICATED`, 429 / `UNAVAILABLE`.
 pub async fn require(State(auth): State<Authenticator>, mut req: Request, next: Next) -> Response {
-    match auth.tenant_of(req.headers()) {
-        Ok(tenant) => {
-            req.extensions_mut().insert(Tenant(tenant));
-            next.run(req).await
-        }
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let transport = if grpc {
+        Transport::Grpc
+    } else {
+        Transport::Http
+    };
+    let tenant = match auth.tenant_of(req.headers()) {
+        Ok(tenant) => tenant,
         Err(why) => {
-            let grpc = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
             let e = ReceiverError::Unauthenticated(why.to_string());
-            let transport = if grpc {
-                Transport::Grpc
-            } else {
-                Transport::Http
-            };
             auth.intake.count_bad_request(transport, &e);
-            if grpc {
-                tonic::Status::unauthenticated(e.to_string()).into_http::<axum::body::Body>()
-            } else {
-                let mut r = (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"sluice\""),
-                );
-                r
+            return refusal(&e, grpc);
+        }
+    };
+    let mut permit = None;
+    if let Some(l) = auth.limits.get(&tenant) {
+        let limited = |limit: &'static str, value: String| ReceiverError::TenantLimited {
+            tenant: tenant.clone(),
+            limit,
+            value,
+            per_request: true,
+        };
+        let mut refused = None;
+        if let Some(b) = &l.requests
+            && !b.take(1.0, false)
+        {
+            refused = Some(limited("requests_per_second", number(b.rate)));
+        } else if let Some((sem, n)) = &l.concurrency {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => permit = Some(p),
+                Err(_) => refused = Some(limited("max_concurrent_requests", n.to_string())),
             }
         }
+        if let Some(e) = refused {
+            auth.intake.count_tenant_limited(&e);
+            auth.intake.count_bad_request(transport, &e);
+            return refusal(&e, grpc);
+        }
+    }
+    req.extensions_mut().insert(Tenant(tenant));
+    let response = next.run(req).await;
+    drop(permit);
+    response
+}
+
+fn refusal(e: &ReceiverError, grpc: bool) -> Response {
+    if grpc {
+        return tonic::Status::new(e.grpc_code(), e.to_string()).into_http::<axum::body::Body>();
+    }
+    let mut r = (e.http_status(), format!("{e}\n")).into_response();
+    if matches!(e, ReceiverError::Unauthenticated(_)) {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sluice\", Basic realm=\"sluice\""),
+        );
+    }
+    if e.retryable() {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(RETRY_AFTER.as_secs()),
+        );
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_rate_then_refills() {
+        let b = Bucket::new(5.0);
+        assert!((0..5).all(|_| b.take(1.0, false)));
+        assert!(!b.take(1.0, false));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(b.take(1.0, false), "a quarter second refills one token");
+        // Debt: one large take passes, then the bucket is empty for a while.
+        let r = Bucket::new(100.0);
+        assert!(r.take(1000.0, true));
+        assert!(!r.take(1.0, true));
     }
 }

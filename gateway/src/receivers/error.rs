@@ -32,6 +32,14 @@ pub enum ReceiverError {
     BodyRead(String),
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
+    #[error("tenant {tenant} is over its limit of {value} {limit}; retry later")]
+    TenantLimited {
+        tenant: std::sync::Arc<str>,
+        limit: &'static str,
+        value: String,
+        /// Refused before its records were counted (request rate, concurrency).
+        per_request: bool,
+    },
     #[error("receiver {receiver} is not part of any {signal} pipeline")]
     NoPipeline { receiver: String, signal: Signal },
     #[error("{}", match refusal {
@@ -61,6 +69,7 @@ impl ReceiverError {
             ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ReceiverError::NoPipeline { .. } => StatusCode::NOT_FOUND,
             ReceiverError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ReceiverError::TenantLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ReceiverError::Refused {
                 refusal: Refusal::QueueFull | Refusal::MemoryLimit,
                 ..
@@ -87,9 +96,9 @@ impl ReceiverError {
             ReceiverError::NoPipeline { .. } => Code::Unimplemented,
             ReceiverError::Unauthenticated(_) => Code::Unauthenticated,
             // UNAVAILABLE is retryable by every OTLP client without further detail.
-            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => {
-                Code::Unavailable
-            }
+            ReceiverError::Refused { .. }
+            | ReceiverError::RejectedByProcessor(_)
+            | ReceiverError::TenantLimited { .. } => Code::Unavailable,
         }
     }
 
@@ -97,7 +106,9 @@ impl ReceiverError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_)
+            ReceiverError::Refused { .. }
+                | ReceiverError::RejectedByProcessor(_)
+                | ReceiverError::TenantLimited { .. }
         )
     }
 
@@ -114,7 +125,12 @@ impl ReceiverError {
             ReceiverError::BodyRead(_) => "body_read",
             ReceiverError::NoPipeline { .. } => "no_pipeline",
             ReceiverError::Unauthenticated(_) => "unauthenticated",
-            ReceiverError::Refused { .. } | ReceiverError::RejectedByProcessor(_) => return None,
+            ReceiverError::TenantLimited {
+                per_request: true, ..
+            } => "tenant_limit",
+            ReceiverError::Refused { .. }
+            | ReceiverError::RejectedByProcessor(_)
+            | ReceiverError::TenantLimited { .. } => return None,
         })
     }
 }

@@ -61,6 +61,8 @@ pub struct Intake {
     logs: Vec<PipelineHandle>,
     pub self_metrics: Arc<SelfMetrics>,
     memory: Option<Arc<crate::limiter::MemoryLimiter>>,
+    /// Per-tenant limits of the receiver's `auth`, by tenant.
+    tenants: auth::TenantLimits,
 }
 
 impl Intake {
@@ -79,6 +81,23 @@ impl Intake {
             logs: of(Signal::Logs),
             self_metrics: m,
             memory: None,
+            tenants: Default::default(),
+        }
+    }
+
+    /// Applies the tenants' records-per-second limits.
+    pub fn with_tenants(mut self, tenants: auth::TenantLimits) -> Intake {
+        self.tenants = tenants;
+        self
+    }
+
+    /// Counts a refusal by a tenant's limit.
+    pub fn count_tenant_limited(&self, e: &ReceiverError) {
+        if let ReceiverError::TenantLimited { tenant, limit, .. } = e {
+            self.self_metrics
+                .tenant_limited
+                .with_label_values(&[&*self.receiver, &**tenant, limit])
+                .inc();
         }
     }
 
@@ -212,6 +231,17 @@ impl Intake {
         if self.memory.as_ref().is_some_and(|m| m.refusing()) {
             return refuse(Refusal::MemoryLimit, &pipelines[0].name);
         }
+        if let Some(tenant) = &batch.tenant
+            && let Some(limiter) = self.tenants.get(tenant)
+            && let Err(e) = limiter.take_records(tenant, records)
+        {
+            self.count_tenant_limited(&e);
+            m.receiver_refused
+                .with_label_values(&[labels[0], labels[1], labels[2], "tenant_limit"])
+                .inc_by(records as u64);
+            return Err(e);
+        }
+        let tenant = batch.tenant.clone();
         for p in pipelines.iter() {
             if let Err(refusal) = p.check_room() {
                 return refuse(refusal, &p.name);
@@ -262,6 +292,11 @@ impl Intake {
         m.receiver_accepted
             .with_label_values(&labels)
             .inc_by(records as u64);
+        if let Some(tenant) = tenant {
+            m.tenant_accepted
+                .with_label_values(&[labels[0], &tenant])
+                .inc_by(records as u64);
+        }
         Ok(rejected)
     }
 }
