@@ -27,6 +27,8 @@ use crate::server;
 
 /// How long a connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at once on the admin and scrape endpoints.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -210,12 +212,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         if let Some((endpoint, router)) = e.listener.take() {
             let what = format!("exporter {name}");
             let (local, task) = listen(
-                &endpoint,
-                &what,
+                Listen {
+                    endpoint: &endpoint,
+                    what: &what,
+                    tls: None,
+                    token: &admin_token,
+                    drain: Duration::from_secs(2),
+                    max_connections: ADMIN_MAX_CONNECTIONS,
+                    metrics: &metrics,
+                },
                 router,
-                None,
-                &admin_token,
-                Duration::from_secs(2),
             )
             .await?;
             tracing::info!(exporter = %name, endpoint = %local, "Scrape endpoint listening.");
@@ -284,7 +290,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         };
         let drain = config.shutdown_timeout;
         let tenants = crate::receivers::auth::tenant_limits(&spec.tenant_limits);
-        let intake = intake.with_tenants(tenants.clone());
+        let intake = intake.with_tenants(tenants.clone()).with_attribute_limits(
+            crate::pipeline::scan::AttrLimits {
+                max_attributes: c.attribute_limits.max_attributes_per_record,
+                max_value_len: c.attribute_limits.max_value_bytes,
+            },
+        );
         let auth = (!spec.auth_tokens.is_empty()).then(|| {
             Authenticator::new(
                 &spec.auth_tokens,
@@ -309,12 +320,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/gRPC)", spec.name);
             let (endpoint, task) = listen(
-                &g.endpoint,
-                &what,
+                Listen {
+                    endpoint: &g.endpoint,
+                    what: &what,
+                    tls: g.tls.as_ref(),
+                    token: &receivers_token,
+                    drain,
+                    max_connections: g.max_connections,
+                    metrics: &metrics,
+                },
                 router,
-                g.tls.as_ref(),
-                &receivers_token,
-                drain,
             )
             .await?;
             receiver_views.push(ReceiverView {
@@ -338,12 +353,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
             let what = format!("receiver {} (OTLP/HTTP)", spec.name);
             let (endpoint, task) = listen(
-                &h.endpoint,
-                &what,
+                Listen {
+                    endpoint: &h.endpoint,
+                    what: &what,
+                    tls: h.tls.as_ref(),
+                    token: &receivers_token,
+                    drain,
+                    max_connections: h.max_connections,
+                    metrics: &metrics,
+                },
                 router,
-                h.tls.as_ref(),
-                &receivers_token,
-                drain,
             )
             .await?;
             receiver_views.push(ReceiverView {
@@ -368,12 +387,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         store,
     });
     let (admin_endpoint, admin_task) = listen(
-        &config.admin_endpoint,
-        "the admin endpoint",
+        Listen {
+            endpoint: &config.admin_endpoint,
+            what: "the admin endpoint",
+            tls: None,
+            token: &admin_token,
+            drain: Duration::from_secs(2),
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            metrics: &metrics,
+        },
         admin::router(admin_state),
-        None,
-        &admin_token,
-        Duration::from_secs(2),
     )
     .await?;
 
@@ -438,16 +461,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     Ok(())
 }
 
+/// Where and how a listener serves.
+struct Listen<'a> {
+    endpoint: &'a str,
+    /// What listens, for messages and the `listener` label.
+    what: &'a str,
+    tls: Option<&'a crate::config::TlsServerConfig>,
+    token: &'a CancellationToken,
+    drain: Duration,
+    max_connections: usize,
+    metrics: &'a SelfMetrics,
+}
+
 /// Binds `endpoint` and serves `router` on it until `token` is cancelled; returns the address
 /// actually bound (a configured port 0 becomes the real one) and the server task.
 async fn listen(
-    endpoint: &str,
-    what: &str,
+    l: Listen<'_>,
     router: axum::Router,
-    tls: Option<&crate::config::TlsServerConfig>,
-    token: &CancellationToken,
-    drain: Duration,
 ) -> Result<(String, JoinHandle<()>), GatewayError> {
+    let Listen {
+        endpoint,
+        what,
+        tls,
+        token,
+        drain,
+        max_connections,
+        metrics,
+    } = l;
     let tls = tls
         .map(server::tls_config)
         .transpose()
@@ -459,11 +499,19 @@ async fn listen(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| endpoint.to_string());
+    let connections = server::Connections {
+        max: max_connections,
+        open: metrics.listener_connections.with_label_values(&[what]),
+        refused: metrics
+            .listener_connections_refused
+            .with_label_values(&[what]),
+    };
     let task = tokio::spawn(server::serve(
         listener,
         router,
         tls,
         token.clone(),
+        connections,
         HEADER_READ_TIMEOUT,
         drain,
     ));

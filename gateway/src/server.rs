@@ -86,14 +86,36 @@ pub fn tls_config(c: &crate::config::TlsServerConfig) -> Result<Arc<rustls::Serv
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` is cancelled,
 /// then waits up to `drain` for in-flight requests.
+/// The connection limit of a listener, and where it is reported.
+pub struct Connections {
+    /// Connections open at once; one more is closed at once and counted in `refused`.
+    pub max: usize,
+    pub open: prometheus::IntGauge,
+    pub refused: prometheus::IntCounter,
+}
+
+/// Holds one of the listener's connection slots until the connection ends.
+struct Slot {
+    open: prometheus::IntGauge,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
+    connections: Connections,
     header_read_timeout: Duration,
     drain: Duration,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections.max.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -118,15 +140,40 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // At the limit: close at once (the client sees a reset and retries, or goes to
+            // another instance) rather than letting connections pile up to the fd limit.
+            connections.refused.inc();
+            tracing::debug!(peer = %peer, max = connections.max, "Connection limit reached; closing a new connection.");
+            drop(stream);
+            continue;
+        };
+        connections.open.inc();
+        let slot = Slot {
+            open: connections.open.clone(),
+            _permit: permit,
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
         let Some(tls) = &tls else {
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let watched = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(e) = watched.await {
+                let _slot = slot;
+                // A connection that sends nothing is closed after the header read timeout;
+                // the protocol detection (HTTP/1.1 or HTTP/2) would otherwise wait forever.
+                let mut first = [0u8; 1];
+                if !matches!(
+                    tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await,
+                    Ok(Ok(1))
+                ) {
+                    tracing::debug!(peer = %peer, "Connection idle before its first request; closing it.");
+                    return;
+                }
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
                 }
             });
@@ -137,6 +184,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let stream =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,

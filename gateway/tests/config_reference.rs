@@ -70,6 +70,7 @@ fn every_config_key_is_in_the_reference() {
         ("tenant", fields::<TenantConfig>()),
         ("tenant basic_auth", fields::<ReceiverBasicAuth>()),
         ("tenant limits", fields::<TenantLimitsConfig>()),
+        ("attribute limits", fields::<AttributeLimitsConfig>()),
         ("receiver tls", fields::<TlsServerConfig>()),
         ("otlp protocols", fields::<OtlpProtocols>()),
         ("grpc server", fields::<GrpcServerConfig>()),

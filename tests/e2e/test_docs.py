@@ -408,6 +408,7 @@ EXERCISED_ELSEWHERE = {
     "sluice_memory_limiter_over_limit": "test_limits.py (memory_limiter)",
     "sluice_store_evicted_records_total": "test_trace_store.py (memory exporter)",
     "sluice_store_records": "test_trace_store.py (memory exporter)",
+    "sluice_receiver_attributes_limited_total": "test_abuse.py (100k attributes, 1 MiB values)",
     "sluice_tenant_accepted_records_total": "test_tenants.py (receiver auth)",
     "sluice_tenant_limited_total": "test_tenants.py (tenant limits)",
 }

@@ -54,6 +54,11 @@ pub struct SelfMetrics {
     /// 1 while the process is above the memory limiter's soft or hard limit.
     pub memory_limiter_state: IntGaugeVec,
     pub exporter_breaker_state: IntGaugeVec,
+    /// Connections open on each listener, and those closed at once at its limit.
+    pub listener_connections: IntGaugeVec,
+    pub listener_connections_refused: IntCounterVec,
+    /// Attributes dropped and values truncated by a receiver's attribute limits.
+    pub receiver_attributes_limited: IntCounterVec,
     /// Requests or records of a tenant refused by one of its limits.
     pub tenant_limited: IntCounterVec,
     /// Records accepted per authenticated tenant.
@@ -185,6 +190,24 @@ impl SelfMetrics {
                 "sluice_exporter_queue_capacity_batches",
                 "Capacity of an exporter's sending queue.",
                 &["exporter"],
+            ),
+            listener_connections: gauge(
+                &r,
+                "sluice_listener_connections",
+                "Connections open on a listener (receivers, admin, scrape endpoints).",
+                &["listener"],
+            ),
+            listener_connections_refused: counter(
+                &r,
+                "sluice_listener_connections_refused_total",
+                "Connections closed at once because the listener was at its max_connections.",
+                &["listener"],
+            ),
+            receiver_attributes_limited: counter(
+                &r,
+                "sluice_receiver_attributes_limited_total",
+                "Attributes dropped beyond max_attributes_per_record (action=dropped) and values cut to max_value_bytes (action=truncated).",
+                &["receiver", "signal", "action"],
             ),
             tenant_limited: counter(
                 &r,

@@ -481,6 +481,21 @@ fn parse(
                         .as_ref()
                         .map(|a| auth_tokens(a, &format!("{path}.auth"), errors))
                         .unwrap_or_default();
+                    for (key, v) in [
+                        (
+                            "max_attributes_per_record",
+                            c.attribute_limits.max_attributes_per_record,
+                        ),
+                        ("max_value_bytes", c.attribute_limits.max_value_bytes),
+                    ] {
+                        if v == 0 {
+                            err(
+                                errors,
+                                format!("{path}.attribute_limits.{key}"),
+                                "must be at least 1",
+                            );
+                        }
+                    }
                     let api_key_header = c.auth.as_ref().and_then(|a| a.api_key_header.clone());
                     if let Some(h) = &api_key_header
                         && http::HeaderName::from_bytes(h.as_bytes()).is_err()

@@ -19,6 +19,37 @@ pub struct OtlpReceiverConfig {
     pub protocols: OtlpProtocols,
     /// Bearer-token authentication; every request needs a known token when set.
     pub auth: Option<ReceiverAuthConfig>,
+    #[serde(default)]
+    pub attribute_limits: AttributeLimitsConfig,
+}
+
+/// Limits on attributes: beyond them, attributes are dropped (`dropped_attributes_count` is
+/// raised) and values truncated, and both are counted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeLimitsConfig {
+    /// Attributes per record (span, event, link, log record, data point), resource and scope.
+    #[serde(default = "default_max_attributes")]
+    pub max_attributes_per_record: usize,
+    /// Bytes of one string or bytes value (attribute or log body); cut at a UTF-8 boundary.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+}
+
+impl Default for AttributeLimitsConfig {
+    fn default() -> Self {
+        AttributeLimitsConfig {
+            max_attributes_per_record: default_max_attributes(),
+            max_value_bytes: default_max_value_bytes(),
+        }
+    }
+}
+
+fn default_max_attributes() -> usize {
+    128
+}
+fn default_max_value_bytes() -> usize {
+    64 * 1024
 }
 
 /// The tenants a receiver accepts, each with its bearer token read from a file or an
@@ -88,6 +119,9 @@ pub struct GrpcServerConfig {
     #[serde(default = "default_read_timeout", with = "duration")]
     pub read_timeout: Duration,
     pub tls: Option<TlsServerConfig>,
+    /// Connections open at once; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for GrpcServerConfig {
@@ -97,8 +131,13 @@ impl Default for GrpcServerConfig {
             max_recv_msg_size_mib: default_grpc_max_mib(),
             read_timeout: default_read_timeout(),
             tls: None,
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 /// TLS on a listener (TLS 1.2 or 1.3, rustls); with `client_ca_file`, clients must present a
@@ -125,6 +164,9 @@ pub struct HttpServerConfig {
     #[serde(default = "default_read_timeout", with = "duration")]
     pub read_timeout: Duration,
     pub tls: Option<TlsServerConfig>,
+    /// Connections open at once; more are closed at once and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for HttpServerConfig {
@@ -134,6 +176,7 @@ impl Default for HttpServerConfig {
             max_request_body_size_mib: default_http_max_mib(),
             read_timeout: default_read_timeout(),
             tls: None,
+            max_connections: default_max_connections(),
         }
     }
 }

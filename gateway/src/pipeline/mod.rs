@@ -14,6 +14,7 @@
 //! processor that emitted it again.
 
 mod batch;
+pub mod limits;
 pub mod scan;
 
 use std::sync::{Arc, OnceLock};

@@ -12,7 +12,37 @@
 //! produces the precise error or the `partial_success`. So the scan can be conservative but
 //! never more lenient than the decoder.
 
+use std::cell::Cell;
+
 use super::Signal;
+
+/// Limits on attributes that the scan checks: a request within them needs no change; one
+/// beyond them takes the decode path, where [`super::Payload::enforce_limits`] applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrLimits {
+    /// Attributes per record (span, log record, data point) and per resource.
+    pub max_attributes: usize,
+    /// Bytes of one string or bytes value.
+    pub max_value_len: usize,
+}
+
+impl Default for AttrLimits {
+    fn default() -> Self {
+        AttrLimits {
+            max_attributes: 128,
+            max_value_len: 64 * 1024,
+        }
+    }
+}
+
+thread_local! {
+    /// The limits of the scan running on this thread (set by [`scan_within`]).
+    static LIMITS: Cell<AttrLimits> = Cell::new(AttrLimits::default());
+}
+
+fn limits() -> AttrLimits {
+    LIMITS.with(Cell::get)
+}
 
 /// The scan's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,15 +200,46 @@ fn plain(buf: &[u8], depth: u32, field: impl Fn(u32) -> Option<Kind>) -> R<()> {
 // ------------------------------------------------------------- common messages
 
 fn any_value(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| match n {
-        1 => Some(Kind::Str),
-        2 | 3 | 8 => Some(Kind::Varint),
-        4 => Some(Kind::Fixed64),
-        5 => Some(Kind::Msg(array_value)),
-        6 => Some(Kind::Msg(key_value_list)),
-        7 => Some(Kind::Bytes),
-        _ => None,
-    })
+    let max = limits().max_value_len;
+    let ok = Cell::new(true);
+    walk(
+        buf,
+        depth,
+        |n| match n {
+            // Strings are taken as bytes here and checked below, with their length.
+            1 | 7 => Some(Kind::Bytes),
+            2 | 3 | 8 => Some(Kind::Varint),
+            4 => Some(Kind::Fixed64),
+            5 => Some(Kind::Msg(array_value)),
+            6 => Some(Kind::Msg(key_value_list)),
+            _ => None,
+        },
+        |n, b| {
+            if b.len() > max || (n == 1 && std::str::from_utf8(b).is_err()) {
+                ok.set(false);
+            }
+        },
+    )?;
+    if ok.get() { Ok(()) } else { Err(Stop) }
+}
+
+/// Fails when a message has more than `max_attributes` occurrences of field `attributes`.
+fn count_attributes(
+    attributes: u32,
+    field: impl Fn(u32) -> Option<Kind>,
+) -> (impl Fn(u32) -> Option<Kind>, impl Fn() -> R<()>) {
+    let seen = std::rc::Rc::new(Cell::new(0usize));
+    let max = limits().max_attributes;
+    let counter = seen.clone();
+    (
+        move |n| {
+            if n == attributes {
+                counter.set(counter.get() + 1);
+            }
+            field(n)
+        },
+        move || if seen.get() > max { Err(Stop) } else { Ok(()) },
+    )
 }
 
 fn array_value(buf: &[u8], depth: u32) -> R<()> {
@@ -203,12 +264,14 @@ fn entity_ref(buf: &[u8], depth: u32) -> R<()> {
 }
 
 fn resource(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| match n {
+    let (field, check) = count_attributes(1, |n| match n {
         1 => Some(Kind::Msg(key_value)),
         2 => Some(Kind::Varint),
         3 => Some(Kind::Msg(entity_ref)),
         _ => None,
-    })
+    });
+    plain(buf, depth, field)?;
+    check()
 }
 
 fn scope(buf: &[u8], depth: u32) -> R<()> {
@@ -259,27 +322,24 @@ fn valid_id(id: &[u8], len: usize) -> bool {
 /// non-zero span id, parent empty or 8 bytes. The last occurrence of a field wins, as in prost.
 fn span(buf: &[u8], depth: u32) -> R<()> {
     let (mut trace, mut id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
-    walk(
-        buf,
-        depth,
-        |n| match n {
-            1 | 2 | 4 => Some(Kind::Bytes),
-            3 | 5 => Some(Kind::Str),
-            6 | 10 | 12 | 14 => Some(Kind::Varint),
-            7 | 8 => Some(Kind::Fixed64),
-            9 => Some(Kind::Msg(key_value)),
-            11 => Some(Kind::Msg(event)),
-            13 => Some(Kind::Msg(link)),
-            15 => Some(Kind::Msg(status)),
-            16 => Some(Kind::Fixed32),
-            _ => None,
-        },
-        |n, b| match n {
-            1 => trace = b,
-            2 => id = b,
-            _ => parent = b,
-        },
-    )?;
+    let (field, check) = count_attributes(9, |n| match n {
+        1 | 2 | 4 => Some(Kind::Bytes),
+        3 | 5 => Some(Kind::Str),
+        6 | 10 | 12 | 14 => Some(Kind::Varint),
+        7 | 8 => Some(Kind::Fixed64),
+        9 => Some(Kind::Msg(key_value)),
+        11 => Some(Kind::Msg(event)),
+        13 => Some(Kind::Msg(link)),
+        15 => Some(Kind::Msg(status)),
+        16 => Some(Kind::Fixed32),
+        _ => None,
+    });
+    walk(buf, depth, field, |n, b| match n {
+        1 => trace = b,
+        2 => id = b,
+        _ => parent = b,
+    })?;
+    check()?;
     if valid_id(trace, 16) && valid_id(id, 8) && (parent.is_empty() || parent.len() == 8) {
         Ok(())
     } else {
@@ -379,27 +439,24 @@ fn resource_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
 /// span id empty or 8 bytes.
 fn log_record(buf: &[u8], depth: u32) -> R<()> {
     let (mut trace, mut id): (&[u8], &[u8]) = (&[], &[]);
-    walk(
-        buf,
-        depth,
-        |n| match n {
-            1 | 11 => Some(Kind::Fixed64),
-            2 | 7 => Some(Kind::Varint),
-            3 | 12 => Some(Kind::Str),
-            5 => Some(Kind::Msg(any_value)),
-            6 => Some(Kind::Msg(key_value)),
-            8 => Some(Kind::Fixed32),
-            9 | 10 => Some(Kind::Bytes),
-            _ => None,
-        },
-        |n, b| {
-            if n == 9 {
-                trace = b;
-            } else {
-                id = b;
-            }
-        },
-    )?;
+    let (field, check) = count_attributes(6, |n| match n {
+        1 | 11 => Some(Kind::Fixed64),
+        2 | 7 => Some(Kind::Varint),
+        3 | 12 => Some(Kind::Str),
+        5 => Some(Kind::Msg(any_value)),
+        6 => Some(Kind::Msg(key_value)),
+        8 => Some(Kind::Fixed32),
+        9 | 10 => Some(Kind::Bytes),
+        _ => None,
+    });
+    walk(buf, depth, field, |n, b| {
+        if n == 9 {
+            trace = b;
+        } else {
+            id = b;
+        }
+    })?;
+    check()?;
     if (trace.is_empty() || trace.len() == 16) && (id.is_empty() || id.len() == 8) {
         Ok(())
     } else {
@@ -413,6 +470,14 @@ fn scope_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
 
 fn resource_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
     resource_level(buf, depth, records, scope_logs)
+}
+
+/// [`scan`] with attribute limits: a request beyond them answers [`Scan::Decode`].
+pub fn scan_within(signal: Signal, buf: &[u8], limits: AttrLimits) -> Scan {
+    LIMITS.with(|l| l.set(limits));
+    let result = scan(signal, buf);
+    LIMITS.with(|l| l.set(AttrLimits::default()));
+    result
 }
 
 /// Checks a protobuf `Export{Trace,Logs}ServiceRequest`; metrics are not scanned (their

@@ -31,7 +31,7 @@ pub mod auth;
 pub use auth::Tenant;
 
 use crate::admin::metrics::SelfMetrics;
-use crate::pipeline::scan::{self, Scan};
+use crate::pipeline::scan::{self, AttrLimits, Scan};
 use crate::pipeline::{
     ACK_TIMEOUT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection, Signal,
 };
@@ -63,6 +63,7 @@ pub struct Intake {
     memory: Option<Arc<crate::limiter::MemoryLimiter>>,
     /// Per-tenant limits of the receiver's `auth`, by tenant.
     tenants: auth::TenantLimits,
+    attr_limits: AttrLimits,
 }
 
 impl Intake {
@@ -82,7 +83,14 @@ impl Intake {
             self_metrics: m,
             memory: None,
             tenants: Default::default(),
+            attr_limits: AttrLimits::default(),
         }
+    }
+
+    /// Applies these attribute limits (the defaults otherwise).
+    pub fn with_attribute_limits(mut self, limits: AttrLimits) -> Intake {
+        self.attr_limits = limits;
+        self
     }
 
     /// Applies the tenants' records-per-second limits.
@@ -164,7 +172,26 @@ impl Intake {
             });
         }
         let rejected = payload.remove_invalid();
-        let original = if rejected.count > 0 { None } else { original };
+        let limited = payload.enforce_limits(&self.attr_limits);
+        if limited.any() {
+            for (action, n) in [
+                ("dropped", limited.dropped),
+                ("truncated", limited.truncated),
+            ] {
+                if n > 0 {
+                    self.self_metrics
+                        .receiver_attributes_limited
+                        .with_label_values(&[&*self.receiver, signal.as_str(), action])
+                        .inc_by(n);
+                }
+            }
+            tracing::debug!(receiver = %self.receiver, dropped = limited.dropped, truncated = limited.truncated, "Attribute limits applied.");
+        }
+        let original = if rejected.count > 0 || limited.any() {
+            None
+        } else {
+            original
+        };
         let mut batch = Batch::new(payload, original, correlation_id);
         batch.tenant = tenant;
         self.accept_batch(transport, batch, rejected).await
@@ -181,7 +208,7 @@ impl Intake {
         correlation_id: Arc<str>,
         tenant: Option<Arc<str>>,
     ) -> Result<Rejected, ReceiverError> {
-        match scan::scan(signal, &bytes) {
+        match scan::scan_within(signal, &bytes, self.attr_limits) {
             Scan::Valid(records) if !self.pipelines(signal).is_empty() => {
                 let mut batch = Batch::from_wire(signal, bytes, records, correlation_id);
                 batch.tenant = tenant;
