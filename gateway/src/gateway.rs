@@ -211,11 +211,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     for (name, e) in exporters.iter_mut() {
         if let Some((endpoint, router)) = e.listener.take() {
             let what = format!("exporter {name}");
+            let spec = config.exporters.iter().find(|s| s.name == *name);
+            let tls = spec.and_then(|s| match &s.kind {
+                crate::config::ExporterKind::Prometheus(c) => c.tls.as_ref(),
+                _ => None,
+            });
+            let router = match spec.filter(|s| !s.endpoint_auth.is_empty()) {
+                Some(s) => protect_endpoint(router, &s.endpoint_auth),
+                None => router,
+            };
             let (local, task) = listen(
                 Listen {
                     endpoint: &endpoint,
                     what: &what,
-                    tls: None,
+                    tls,
                     token: &admin_token,
                     drain: Duration::from_secs(2),
                     max_connections: ADMIN_MAX_CONNECTIONS,
@@ -386,17 +395,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         emit: emit.clone(),
         store,
     });
+    let admin_router = admin::router(admin_state);
+    let admin_router = if config.admin_auth.is_empty() {
+        admin_router
+    } else {
+        protect_endpoint(admin_router, &config.admin_auth)
+    };
     let (admin_endpoint, admin_task) = listen(
         Listen {
             endpoint: &config.admin_endpoint,
             what: "the admin endpoint",
-            tls: None,
+            tls: config.admin_tls.as_ref(),
             token: &admin_token,
             drain: Duration::from_secs(2),
             max_connections: ADMIN_MAX_CONNECTIONS,
             metrics: &metrics,
         },
-        admin::router(admin_state),
+        admin_router,
     )
     .await?;
 
@@ -459,6 +474,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     Ok(())
+}
+
+/// Requires one of `credentials` on every route but the probes.
+fn protect_endpoint(
+    router: axum::Router,
+    credentials: &[crate::config::Credential],
+) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        crate::receivers::auth::Credentials::new(credentials, None),
+        crate::receivers::auth::require_endpoint,
+    ))
 }
 
 /// Where and how a listener serves.

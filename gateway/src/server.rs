@@ -34,24 +34,93 @@ pub async fn bind(endpoint: &str, what: &str) -> std::io::Result<TcpListener> {
 /// A client gets this long to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The rustls server config of a listener's `tls` block: TLS 1.2 and 1.3, ALPN `h2` (gRPC) and
-/// `http/1.1`, and client certificates checked against `client_ca_file` when set.
-pub fn tls_config(c: &crate::config::TlsServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+fn pem_certs(
+    path: &std::path::Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>, String> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no PEM certificate in it", path.display()));
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Reads a certificate chain and its key, checking that they belong together.
+fn load_certified_key(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let chain = pem_certs(cert)?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    rustls::sign::CertifiedKey::from_der(chain, key_der, provider)
+        .map(Arc::new)
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Serves the certificate of `cert_file` and `key_file`, reloading them when either file
+/// changes (checked at most once a second, on a handshake): a renewed certificate (cert-manager,
+/// certbot) is picked up without a restart. A pair that does not load is logged and the previous
+/// one kept.
+#[derive(Debug)]
+struct ReloadingCert {
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: std::sync::Mutex<CertState>,
+}
+
+#[derive(Debug)]
+struct CertState {
+    key: Arc<rustls::sign::CertifiedKey>,
+    stamps: (Option<std::time::SystemTime>, Option<std::time::SystemTime>),
+    checked: std::time::Instant,
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.checked.elapsed() >= Duration::from_secs(1) {
+            st.checked = std::time::Instant::now();
+            let stamps = (modified(&self.cert_file), modified(&self.key_file));
+            if stamps != st.stamps {
+                match load_certified_key(&self.cert_file, &self.key_file, &self.provider) {
+                    Ok(key) => {
+                        tracing::info!(cert_file = %self.cert_file.display(), "TLS certificate reloaded.");
+                        st.key = key;
+                        st.stamps = stamps;
+                    }
+                    // Half-written files during a renewal: try again on a later handshake.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS certificate changed but does not load; keeping the previous one.")
+                    }
+                }
+            }
         }
-        Ok(certs)
-    };
-    let chain = certs(&c.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&c.key_file)
-        .map_err(|e| format!("{}: {e}", c.key_file.display()))?;
+        Some(st.key.clone())
+    }
+}
+
+/// The rustls server config of a listener's `tls` block: TLS 1.2 and 1.3, ALPN `h2` (gRPC) and
+/// `http/1.1`, client certificates checked against `client_ca_file` when set, and the
+/// certificate reloaded when its files change.
+pub fn tls_config(c: &crate::config::TlsServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let stamps = (modified(&c.cert_file), modified(&c.key_file));
+    let key = load_certified_key(&c.cert_file, &c.key_file, &provider)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?;
@@ -59,27 +128,30 @@ pub fn tls_config(c: &crate::config::TlsServerConfig) -> Result<Arc<rustls::Serv
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in certs(ca)? {
+            for cert in pem_certs(ca)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", ca.display()))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
-                provider,
+                provider.clone(),
             )
             .build()
             .map_err(|e| format!("{}: {e}", ca.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-        format!(
-            "{} and {}: {e}",
-            c.cert_file.display(),
-            c.key_file.display()
-        )
-    })?;
+    let mut config = builder.with_cert_resolver(Arc::new(ReloadingCert {
+        cert_file: c.cert_file.clone(),
+        key_file: c.key_file.clone(),
+        provider,
+        state: std::sync::Mutex::new(CertState {
+            key,
+            stamps,
+            checked: std::time::Instant::now(),
+        }),
+    }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

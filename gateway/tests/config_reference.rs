@@ -71,6 +71,7 @@ fn every_config_key_is_in_the_reference() {
         ("tenant basic_auth", fields::<ReceiverBasicAuth>()),
         ("tenant limits", fields::<TenantLimitsConfig>()),
         ("attribute limits", fields::<AttributeLimitsConfig>()),
+        ("endpoint auth", fields::<EndpointAuthConfig>()),
         ("receiver tls", fields::<TlsServerConfig>()),
         ("otlp protocols", fields::<OtlpProtocols>()),
         ("grpc server", fields::<GrpcServerConfig>()),

@@ -160,6 +160,8 @@ impl ExporterKind {
 pub struct ExporterSpec {
     pub name: String,
     pub kind: ExporterKind,
+    /// Credentials of a `prometheus` exporter's scrape endpoint (`auth`).
+    pub endpoint_auth: Vec<Credential>,
 }
 
 impl ExporterSpec {
@@ -187,6 +189,9 @@ pub struct Config {
     pub processors: Vec<ProcessorSpec>,
     pub pipelines: Vec<PipelineSpec>,
     pub admin_endpoint: String,
+    pub admin_tls: Option<TlsServerConfig>,
+    /// Credentials of the admin endpoint (`service.admin.auth`); empty: open.
+    pub admin_auth: Vec<Credential>,
     /// Where compiled plugins are cached, if anywhere.
     pub plugin_cache_dir: Option<std::path::PathBuf>,
     pub plugin_reload_interval: Duration,
@@ -729,7 +734,25 @@ fn parse(
                     );
                 }
             }
-            exporters.push(ExporterSpec { name, kind });
+            let endpoint_auth = match &kind {
+                ExporterKind::Prometheus(c) => {
+                    if let Some(t) = &c.tls
+                        && let Err(e) = crate::server::tls_config(t)
+                    {
+                        err(errors, format!("{path}.tls"), e);
+                    }
+                    c.auth
+                        .as_ref()
+                        .map(|a| endpoint_credentials(a, &format!("{path}.auth"), errors))
+                        .unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            exporters.push(ExporterSpec {
+                name,
+                kind,
+                endpoint_auth,
+            });
         }
     }
 
@@ -824,6 +847,17 @@ fn parse(
         admin_endpoint = a.clone();
     }
     check_endpoint(&admin_endpoint, "service.admin.endpoint", errors);
+    if let Some(t) = &service.admin.tls
+        && let Err(e) = crate::server::tls_config(t)
+    {
+        err(errors, "service.admin.tls", e);
+    }
+    let admin_auth = service
+        .admin
+        .auth
+        .as_ref()
+        .map(|a| endpoint_credentials(a, "service.admin.auth", errors))
+        .unwrap_or_default();
     check_listeners(&receivers, &exporters, &admin_endpoint, errors);
     if let Some(rw) = receivers
         .iter()
@@ -876,6 +910,8 @@ fn parse(
         plugin_cache_dir,
         plugin_reload_interval: service.plugins.reload_interval,
         admin_endpoint,
+        admin_tls: service.admin.tls.clone(),
+        admin_auth,
         logs,
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
@@ -1134,76 +1170,13 @@ fn auth_tokens(
             "list at least one tenant (or remove `auth`)",
         );
     }
-    let read = |file: &Option<std::path::PathBuf>, var: &Option<String>, what: &str| {
-        match (file, var) {
-            (Some(file), None) => std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display())),
-            (None, Some(var)) => {
-                std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
-            }
-            _ => Err(format!("set exactly one of `{what}_file` and `{what}_env`")),
-        }
-        .map(|s| s.trim().to_string())
-        .and_then(|s| {
-            if s.is_empty() {
-                Err(format!("the {what} is empty"))
-            } else {
-                Ok(s)
-            }
-        })
-    };
     let mut out: Vec<Credential> = Vec::new();
     for (i, t) in a.tenants.iter().enumerate() {
         let at = format!("{path}.tenants[{i}]");
         if t.tenant.trim().is_empty() {
             err(errors, format!("{at}.tenant"), "must not be empty");
         }
-        let mut push = |kind: CredentialKind, secret: Result<String, String>, at: &str| match secret
-        {
-            Ok(secret) => {
-                if out.iter().any(|c| c.kind == kind && c.secret == secret) {
-                    err(
-                        errors,
-                        at,
-                        match kind {
-                            CredentialKind::Bearer => "the same token is given to two tenants",
-                            CredentialKind::Basic => {
-                                "the same user and password are given to two tenants"
-                            }
-                        },
-                    );
-                } else {
-                    out.push(Credential {
-                        kind,
-                        secret,
-                        tenant: t.tenant.clone(),
-                    });
-                }
-            }
-            Err(e) => err(errors, at, e),
-        };
-        let has_token = t.bearer_token_file.is_some() || t.bearer_token_env.is_some();
-        if has_token || t.basic_auth.is_none() {
-            let token =
-                read(&t.bearer_token_file, &t.bearer_token_env, "bearer_token").map_err(|e| {
-                    if t.basic_auth.is_none() && !has_token {
-                        "set `bearer_token_file`, `bearer_token_env` or `basic_auth`".to_string()
-                    } else {
-                        e
-                    }
-                });
-            push(CredentialKind::Bearer, token, &at);
-        }
-        if let Some(b) = &t.basic_auth {
-            let at = format!("{at}.basic_auth");
-            let secret = if b.username.is_empty() || b.username.contains(':') {
-                Err("`username` must be non-empty and without `:`".to_string())
-            } else {
-                read(&b.password_file, &b.password_env, "password")
-                    .map(|p| format!("{}:{p}", b.username))
-            };
-            push(CredentialKind::Basic, secret, &at);
-        }
+        tenant_credentials(t, &at, errors, &mut out);
         let l = &t.limits;
         for (name, v) in [
             ("requests_per_second", l.requests_per_second),
@@ -1226,6 +1199,95 @@ fn auth_tokens(
         }
     }
     out
+}
+
+/// The credentials of an admin or scrape endpoint's `auth`.
+fn endpoint_credentials(
+    a: &EndpointAuthConfig,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Credential> {
+    let as_tenant = TenantConfig {
+        tenant: "admin".into(),
+        bearer_token_file: a.bearer_token_file.clone(),
+        bearer_token_env: a.bearer_token_env.clone(),
+        basic_auth: a.basic_auth.clone(),
+        limits: TenantLimitsConfig::default(),
+    };
+    let mut out = Vec::new();
+    tenant_credentials(&as_tenant, path, errors, &mut out);
+    out
+}
+
+/// Reads one tenant's token and/or basic-auth password into `out`.
+fn tenant_credentials(
+    t: &TenantConfig,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+    out: &mut Vec<Credential>,
+) {
+    let read = |file: &Option<std::path::PathBuf>, var: &Option<String>, what: &str| {
+        match (file, var) {
+            (Some(file), None) => std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display())),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
+            }
+            _ => Err(format!("set exactly one of `{what}_file` and `{what}_env`")),
+        }
+        .map(|s| s.trim().to_string())
+        .and_then(|s| {
+            if s.is_empty() {
+                Err(format!("the {what} is empty"))
+            } else {
+                Ok(s)
+            }
+        })
+    };
+    let mut push = |kind: CredentialKind, secret: Result<String, String>, at: &str| match secret {
+        Ok(secret) => {
+            if out.iter().any(|c| c.kind == kind && c.secret == secret) {
+                err(
+                    errors,
+                    at,
+                    match kind {
+                        CredentialKind::Bearer => "the same token is given to two tenants",
+                        CredentialKind::Basic => {
+                            "the same user and password are given to two tenants"
+                        }
+                    },
+                );
+            } else {
+                out.push(Credential {
+                    kind,
+                    secret,
+                    tenant: t.tenant.clone(),
+                });
+            }
+        }
+        Err(e) => err(errors, at, e),
+    };
+    let has_token = t.bearer_token_file.is_some() || t.bearer_token_env.is_some();
+    if has_token || t.basic_auth.is_none() {
+        let token = read(&t.bearer_token_file, &t.bearer_token_env, "bearer_token").map_err(|e| {
+            if t.basic_auth.is_none() && !has_token {
+                "set `bearer_token_file`, `bearer_token_env` or `basic_auth`".to_string()
+            } else {
+                e
+            }
+        });
+        push(CredentialKind::Bearer, token, at);
+    }
+    if let Some(b) = &t.basic_auth {
+        let at = format!("{at}.basic_auth");
+        let secret = if b.username.is_empty() || b.username.contains(':') {
+            Err("`username` must be non-empty and without `:`".to_string())
+        } else {
+            read(&b.password_file, &b.password_env, "password")
+                .map(|p| format!("{}:{p}", b.username))
+        };
+        push(CredentialKind::Basic, secret, &at);
+    }
 }
 
 fn apply_receiver_overrides(c: &mut OtlpReceiverConfig, o: &Overrides) {

@@ -541,6 +541,10 @@ pub struct DebugExporterConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusExporterConfig {
+    /// TLS on the scrape endpoint.
+    pub tls: Option<TlsServerConfig>,
+    /// Credentials Prometheus must send (`authorization` or `basic_auth` in its scrape config).
+    pub auth: Option<EndpointAuthConfig>,
     /// Where the scrape endpoint listens (`GET /metrics`).
     #[serde(default = "default_prometheus_endpoint")]
     pub endpoint: String,
@@ -813,14 +817,29 @@ fn default_pipeline_queue() -> usize {
 pub struct AdminConfig {
     #[serde(default = "default_admin_endpoint")]
     pub endpoint: String,
+    pub tls: Option<TlsServerConfig>,
+    /// Credentials for everything but `/health/live` and `/health/ready` (probes).
+    pub auth: Option<EndpointAuthConfig>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             endpoint: default_admin_endpoint(),
+            tls: None,
+            auth: None,
         }
     }
+}
+
+/// The credentials an admin or scrape endpoint accepts: a bearer token and/or a basic-auth
+/// user, read from files or environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointAuthConfig {
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<ReceiverBasicAuth>,
 }
 
 fn default_admin_endpoint() -> String {

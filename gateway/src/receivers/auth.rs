@@ -126,11 +126,26 @@ impl Tenant {
 /// A credential's kind, the digest of its secret, and its tenant.
 type Known = (CredentialKind, [u8; 32], Arc<str>);
 
-/// The credentials a receiver accepts.
+/// A set of credentials, each naming its tenant.
 #[derive(Clone)]
-pub struct Authenticator {
+pub struct Credentials {
     tokens: Arc<Vec<Known>>,
     api_key_header: Option<HeaderName>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets, not even their digests.
+        f.debug_struct("Credentials")
+            .field("count", &self.tokens.len())
+            .finish()
+    }
+}
+
+/// The credentials a receiver accepts, and its tenants' limits.
+#[derive(Clone)]
+pub struct Authenticator {
+    credentials: Credentials,
     limits: TenantLimits,
     intake: Intake,
 }
@@ -139,7 +154,7 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the tokens, not even their digests.
         f.debug_struct("Authenticator")
-            .field("tenants", &self.tokens.len())
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -157,6 +172,16 @@ impl Authenticator {
         intake: Intake,
     ) -> Authenticator {
         Authenticator {
+            credentials: Credentials::new(credentials, api_key_header),
+            limits,
+            intake,
+        }
+    }
+}
+
+impl Credentials {
+    pub fn new(credentials: &[Credential], api_key_header: Option<&str>) -> Credentials {
+        Credentials {
             tokens: Arc::new(
                 credentials
                     .iter()
@@ -170,8 +195,6 @@ impl Authenticator {
                     .collect(),
             ),
             api_key_header: api_key_header.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-            limits,
-            intake,
         }
     }
 
@@ -183,7 +206,8 @@ impl Authenticator {
             .map(|(_, _, tenant)| tenant.clone())
     }
 
-    fn tenant_of(&self, headers: &http::HeaderMap) -> Result<Arc<str>, &'static str> {
+    /// The tenant of the request's credentials, or why there is none.
+    pub fn tenant_of(&self, headers: &http::HeaderMap) -> Result<Arc<str>, &'static str> {
         if let Some(h) = &self.api_key_header
             && let Some(key) = headers.get(h)
         {
@@ -234,7 +258,7 @@ pub async fn require(State(auth): State<Authenticator>, mut req: Request, next: 
     } else {
         Transport::Http
     };
-    let tenant = match auth.tenant_of(req.headers()) {
+    let tenant = match auth.credentials.tenant_of(req.headers()) {
         Ok(tenant) => tenant,
         Err(why) => {
             let e = ReceiverError::Unauthenticated(why.to_string());
@@ -271,6 +295,40 @@ pub async fn require(State(auth): State<Authenticator>, mut req: Request, next: 
     let response = next.run(req).await;
     drop(permit);
     response
+}
+
+/// The middleware of the admin and scrape endpoints: everything but the probes
+/// (`/health/live`, `/health/ready`) needs one of the credentials; a browser asks for basic
+/// credentials (the web UI).
+pub async fn require_endpoint(
+    State(credentials): State<Credentials>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if path == "/health/live" || path == "/health/ready" {
+        return next.run(req).await;
+    }
+    match credentials.tenant_of(req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(why) => {
+            tracing::debug!(
+                path,
+                why,
+                "Unauthenticated request to an admin or scrape endpoint."
+            );
+            let mut r = (
+                http::StatusCode::UNAUTHORIZED,
+                format!("not authenticated: {why}\n"),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sluice\", charset=\"UTF-8\""),
+            );
+            r
+        }
+    }
 }
 
 fn refusal(e: &ReceiverError, grpc: bool) -> Response {
