@@ -141,3 +141,55 @@ def test_the_exporter_breaker_opens_on_a_dead_backend_and_closes_when_it_recover
     assert gw.metric("sluice_exporter_breaker_state", exporter="otlp/down") == 0
     assert gw.get("/health/ready").status_code == 200
     assert gw.metric("sluice_dropped_records_total", component="exporter/otlp/down") == 0
+
+
+def _rss_mib(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+def test_a_load_spike_with_no_backend_is_refused_above_the_soft_limit_and_nothing_is_lost(gateway, downstream):
+    ds = downstream()
+    ds.hang()  # the backend takes nothing until released
+    probe = gateway({"otlp/down": {"endpoint": ds.endpoint}})
+    base = _rss_mib(probe.pid, "VmRSS")
+    probe.stop()
+    soft = int(base) + 40
+    gw = gateway(
+        {"otlp/down": {"endpoint": ds.endpoint, "timeout": "30s", "circuit_breaker": {"enabled": False},
+                       "sending_queue": {"queue_size": 100000, "num_consumers": 1}}},
+        service={"memory_limiter": {"soft_limit_mib": soft, "check_interval": "20ms"}},
+    )
+    acked: set[bytes] = set()
+    refused = 0
+    sent = 0
+    for _ in range(2000):
+        req, ids = simple_trace_request(500)
+        sent += len(ids)
+        r = gw.post("traces", req.SerializeToString(), timeout=30)
+        if r.status_code == 200:
+            acked.update(ids)
+        else:
+            assert r.status_code == 429, (r.status_code, r.text)
+            assert "memory limit" in r.text
+            refused += 1
+            if refused >= 20:
+                break
+    peak = _rss_mib(gw.pid, "VmHWM")
+    print(f"\nspike: soft limit {soft} MiB (baseline {base:.0f}), peak RSS {peak:.0f} MiB, "
+          f"{len(acked)} of {sent} spans acknowledged, {refused} requests refused")
+    assert refused >= 20, "the limiter never refused"
+    assert gw.metric("sluice_receiver_refused_records_total", reason="memory_limit") == refused * 500
+    # Refusal starts once the soft limit is crossed: the peak stays near it.
+    assert peak < soft + 64, (peak, soft)
+    ds.release()
+
+    def delivered() -> bool:
+        got = {s.span_id for r in ds.requests("traces") for rs in r.message.resource_spans
+               for ss in rs.scope_spans for s in ss.spans}
+        return acked <= got
+
+    wait_until(delivered, 60, "every acknowledged span delivered after the backend came back")

@@ -525,7 +525,9 @@ def test_a_batch_over_max_batch_mb_is_not_given_to_the_plugin(gateway, downstrea
         on_error="reject",
     )
     t, s = new_ids()
-    big = trace_request(span(t, s, "big", attributes=[kv("blob", "x" * (1 << 20))])).SerializeToString()
+    # 20 values of 60 KB: over 1 MiB in all, each within the receiver's attribute limits.
+    blobs = [kv(f"blob{i}", "x" * 60_000) for i in range(20)]
+    big = trace_request(span(t, s, "big", attributes=blobs)).SerializeToString()
     r = gw.post("traces", big)
     assert r.status_code == 503, (r.status_code, r.text)
     assert "exceeds" in r.text, r.text

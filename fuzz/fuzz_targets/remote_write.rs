@@ -1,0 +1,23 @@
+//! Prometheus remote_write bodies: snappy decompression (with the announced-length check), the
+//! `WriteRequest` decoder and the translation to OTLP never panic nor allocate past the limit.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use sluice::receivers::remote_write::{decode_snappy, to_otlp};
+use sluice::remote_write::WriteRequest;
+
+const LIMIT: usize = 1 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    // The body as sent (snappy), and the same bytes taken as an already decompressed request.
+    if let Ok(decoded) = decode_snappy(data, LIMIT) {
+        assert!(decoded.len() <= LIMIT);
+        if let Ok(write) = WriteRequest::decode(decoded.as_slice()) {
+            let _ = to_otlp(&write);
+        }
+    }
+    if let Ok(write) = WriteRequest::decode(data) {
+        let _ = to_otlp(&write);
+    }
+});
