@@ -111,18 +111,19 @@ def processors_for(scenario: str) -> dict:
     if scenario == "readers3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {name: {"plugin": chaos, "config": {"mode": "pass"}} for name in ("a", "b", "c")}
-    if scenario == "chain3":
-        chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
+    if scenario in ("chain3", "chain3_dirty"):
+        # The chain: enrich (a resource attribute), redact (defaults), slo.
         return {
-            "first": {"plugin": chaos, "config": {"mode": "pass"}},
+            "enrich": {"plugin": "builtin/enrich", "config": {"attributes": [
+                {"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}]}},
             "redact": {"plugin": "builtin/redact", "on_error": "reject"},
-            "last": {"plugin": chaos, "config": {"mode": "count"}},
+            "slo": processors_for("slo")["slo"],
         }
     raise SystemExit(f"unknown scenario {scenario}")
 
 
 def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: Path) -> dict:
-    if scenario == "redact_clean":
+    if scenario in ("redact_clean", "chain3"):
         batch = clean_batch
     down = {"grpc": free_port(), "admin": free_port()}
     up = {"http": free_port(), "admin": free_port()}
@@ -229,7 +230,8 @@ def main() -> None:
         "--scenarios",
         default="passthrough,redact,redact_clean,chain3",
         help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
-        "redact); sample; enrich; slo; chain3 (chaos pass, redact, chaos count); readers3 (three "
+        "redact); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
+        "to redact); chain3_dirty (the same, one client IP per span to mask); readers3 (three "
         "plugins that only read: the test plugin in pass mode)",
     )
     args = p.parse_args()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests, and the end-to-end tests
-# that drive the real binary with the official OpenTelemetry SDK and a real Prometheus.
+# that drive the real binary with the official OpenTelemetry SDK and a real Prometheus, then a
+# bounded fuzzing run of the input parsers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,5 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 export SLUICE_BIN="$target/debug/sluice"
 export SLUICE_TEST_PLUGINS="$target/wasm32-wasip2/release"
 python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"
+echo "== fuzzing (bounded: FUZZ_SECONDS per target, 20 by default)"
+./scripts/fuzz.sh

@@ -8,6 +8,7 @@ use prost::Message;
 
 use crate::bindings::exports::sluice::plugin::plugin as wit;
 use crate::view::{LogsView, TracesView};
+use crate::wire::Rewrite;
 use crate::{Error, Plugin, Signal, Verdict};
 
 thread_local! {
@@ -84,7 +85,24 @@ fn read_verdict(v: Verdict) -> Result<wit::Verdict, Error> {
 }
 
 pub fn process<P: Plugin>(signal: wit::Signal, bytes: &[u8]) -> Result<wit::Verdict, wit::Error> {
-    with::<P, _>(|p| match signal {
+    let sdk_signal = match signal {
+        wit::Signal::Traces => Signal::Traces,
+        wit::Signal::Metrics => Signal::Metrics,
+        wit::Signal::Logs => Signal::Logs,
+    };
+    with::<P, _>(|p| match p.rewrite(sdk_signal, bytes)? {
+        Some(Rewrite::Unchanged) => Ok(wit::Verdict::Unchanged),
+        Some(Rewrite::Replace(b)) => Ok(wit::Verdict::Replace(b)),
+        None => dispatch(p, signal, bytes),
+    })
+}
+
+fn dispatch<P: Plugin>(
+    p: &mut P,
+    signal: wit::Signal,
+    bytes: &[u8],
+) -> Result<wit::Verdict, Error> {
+    match signal {
         wit::Signal::Traces => match p.read_traces(&TracesView::new(bytes))? {
             Some(v) => read_verdict(v),
             None => run(bytes, |b| p.traces(b)),
@@ -94,7 +112,7 @@ pub fn process<P: Plugin>(signal: wit::Signal, bytes: &[u8]) -> Result<wit::Verd
             Some(v) => read_verdict(v),
             None => run(bytes, |b| p.logs(b)),
         },
-    })
+    }
 }
 
 pub fn tick<P: Plugin>(now: u64) -> Result<(), wit::Error> {

@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod records;
 pub mod testing;
 pub mod view;
+pub mod wire;
 
 #[doc(hidden)]
 pub mod guest;
@@ -187,6 +188,13 @@ pub trait Plugin: Sized + 'static {
 
     /// As [`Plugin::read_traces`], for logs.
     fn read_logs(&mut self, _batch: &view::LogsView<'_>) -> Result<Option<Verdict>, Error> {
+        Ok(None)
+    }
+
+    /// Rewrites a batch of any signal without decoding all of it, e.g. with
+    /// [`wire::rewrite_resources`]: return `Some(..)` to answer, or `None` to be called through
+    /// `read_*` and the decoded path. Called first, before `read_traces` and `read_logs`.
+    fn rewrite(&mut self, _signal: Signal, _batch: &[u8]) -> Result<Option<wire::Rewrite>, Error> {
         Ok(None)
     }
 

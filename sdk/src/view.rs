@@ -55,7 +55,19 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    #[inline]
     fn varint(&mut self) -> R<u64> {
+        // Field keys, lengths of short strings and small numbers fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(Malformed)?;
@@ -76,6 +88,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field, or `None` at the end.
+    #[inline]
     fn next(&mut self) -> R<Option<(u32, Field<'a>)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -99,6 +112,27 @@ impl<'a> Reader<'a> {
             _ => return Err(Malformed),
         };
         Ok(Some((number, field)))
+    }
+}
+
+/// The part of a message that holds every occurrence of one field: fields that are walked again
+/// later (attributes, events, links) are then found without walking the whole message again.
+#[derive(Clone, Copy, Default)]
+struct Window {
+    start: usize,
+    end: usize,
+}
+
+impl Window {
+    fn note(&mut self, start: usize, end: usize) {
+        if self.end == 0 {
+            self.start = start;
+        }
+        self.end = end;
+    }
+
+    fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start..self.end]
     }
 }
 
@@ -272,7 +306,9 @@ pub struct SpanView<'a> {
     /// `STATUS_CODE_*`: 0 unset, 1 ok, 2 error.
     pub status_code: i32,
     pub status_message: &'a str,
-    buf: &'a [u8],
+    /// The parts of the span that hold its events and its links.
+    events: &'a [u8],
+    links: &'a [u8],
 }
 
 impl<'a> SpanView<'a> {
@@ -288,11 +324,19 @@ impl<'a> SpanView<'a> {
             attributes: AttributesView { buf, field: 9 },
             status_code: 0,
             status_message: "",
-            buf,
+            events: &[],
+            links: &[],
         };
         let mut r = Reader::new(buf);
-        while let Some((n, field)) = r.next()? {
+        let (mut attributes, mut events, mut links) =
+            (Window::default(), Window::default(), Window::default());
+        loop {
+            let at = r.pos;
+            let Some((n, field)) = r.next()? else { break };
             match (n, field) {
+                (9, _) => attributes.note(at, r.pos),
+                (11, _) => events.note(at, r.pos),
+                (13, _) => links.note(at, r.pos),
                 (1, Field::Len(b)) => s.trace_id = b,
                 (2, Field::Len(b)) => s.span_id = b,
                 (4, Field::Len(b)) => s.parent_span_id = b,
@@ -313,6 +357,9 @@ impl<'a> SpanView<'a> {
                 _ => {}
             }
         }
+        s.attributes.buf = attributes.of(buf);
+        s.events = events.of(buf);
+        s.links = links.of(buf);
         Ok(s)
     }
 
@@ -326,7 +373,7 @@ impl<'a> SpanView<'a> {
         &self,
         mut f: impl FnMut(EventView<'a>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        each_len(self.buf, 11, |e| {
+        each_len(self.events, 11, |e| {
             let mut ev = EventView {
                 time_unix_nano: 0,
                 name: "",
@@ -349,7 +396,7 @@ impl<'a> SpanView<'a> {
         &self,
         mut f: impl FnMut(AttributesView<'a>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        each_len(self.buf, 13, |l| f(AttributesView { buf: l, field: 4 }))
+        each_len(self.links, 13, |l| f(AttributesView { buf: l, field: 4 }))
     }
 }
 
@@ -381,8 +428,12 @@ impl<'a> LogView<'a> {
             event_name: "",
         };
         let mut r = Reader::new(buf);
-        while let Some((n, field)) = r.next()? {
+        let mut attributes = Window::default();
+        loop {
+            let at = r.pos;
+            let Some((n, field)) = r.next()? else { break };
             match (n, field) {
+                (6, _) => attributes.note(at, r.pos),
                 (1, Field::Fixed64(t)) => l.time_unix_nano = t,
                 (11, Field::Fixed64(t)) => l.observed_time_unix_nano = t,
                 (2, Field::Varint(x)) => l.severity_number = x as i32,
@@ -394,6 +445,7 @@ impl<'a> LogView<'a> {
                 _ => {}
             }
         }
+        l.attributes.buf = attributes.of(buf);
         Ok(l)
     }
 }

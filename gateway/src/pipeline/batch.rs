@@ -437,6 +437,17 @@ impl Batch {
         b
     }
 
+    /// As [`Batch::derive`], for protobuf that [`super::scan::scan`] found valid with
+    /// `records` records: it is not decoded.
+    pub fn derive_wire(&self, bytes: Bytes, records: usize) -> Batch {
+        let mut b = Batch::from_wire(self.signal, bytes, records, self.correlation_id.clone());
+        b.span = self.span.clone();
+        b.origin = self.origin.clone();
+        b.tenant = self.tenant.clone();
+        b.received_at = self.received_at;
+        b
+    }
+
     pub fn signal(&self) -> Signal {
         self.signal
     }

@@ -80,7 +80,19 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    #[inline]
     fn varint(&mut self) -> R<u64> {
+        // Field keys, lengths of short strings and small numbers fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> R<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(Stop)?;

@@ -438,7 +438,17 @@ impl Processor {
                 Outcome::Forward(Arc::new(batch.derive(payload, None)))
             }
             Verdict::Replace(bytes) => {
-                let payload = Payload::decode_protobuf(batch.signal(), &bytes)
+                // Valid protobuf with valid records (the usual case) is taken as it is, without
+                // decoding it; anything else is decoded, for the precise error.
+                let signal = batch.signal();
+                if let crate::pipeline::scan::Scan::Valid(records) =
+                    crate::pipeline::scan::scan(signal, &bytes)
+                {
+                    return Ok(Outcome::Forward(Arc::new(
+                        batch.derive_wire(bytes.into(), records),
+                    )));
+                }
+                let payload = Payload::decode_protobuf(signal, &bytes)
                     .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
                 Outcome::Forward(Arc::new(batch.derive(payload, Some(bytes.into()))))
             }

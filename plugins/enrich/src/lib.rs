@@ -10,7 +10,8 @@
 //! 3. `attributes`: `insert`, `update`, `upsert`, `delete`, `copy`, `rename`, in the order
 //!    written, so they can also clean up (delete the `url.path` a route was derived from).
 //!
-//! The batch is re-encoded (`Verdict::Modified`) only when something changed.
+//! The batch is re-encoded (`Verdict::Modified`) only when something changed; with resource
+//! steps only, only the resources are (`Plugin::rewrite`).
 
 mod config;
 mod template;
@@ -21,6 +22,7 @@ use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use sluice_sdk::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::resource::v1::Resource;
+use sluice_sdk::wire::{self, Rewrite};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 
 pub use config::Config;
@@ -234,6 +236,21 @@ impl Plugin for Enrich {
         Ok(Enrich {
             config: Config::parse(config)?,
         })
+    }
+
+    /// With resource steps only (the common case: add a region, look up a team), only the
+    /// resources are decoded and written again; spans, data points and log records are copied
+    /// byte for byte.
+    fn rewrite(&mut self, _signal: Signal, batch: &[u8]) -> Result<Option<Rewrite>, Error> {
+        if self.is_empty() || !self.config.record.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            match wire::rewrite_resources(batch, |r| self.resource(r))? {
+                Some(bytes) => Rewrite::Replace(bytes),
+                None => Rewrite::Unchanged,
+            },
+        ))
     }
 
     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {

@@ -699,3 +699,48 @@ fn config_errors() {
         );
     }
 }
+
+// ---- the wire-level path ------------------------------------------------------------------
+
+#[test]
+fn resource_only_steps_rewrite_at_the_wire_level_like_the_decoded_path() {
+    use sluice_sdk::prost::Message;
+    let config = r#"{"attributes": [
+        {"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}]}"#;
+    let mut batch = traces(
+        Some(attrs(&[("service.name", "checkout")])),
+        vec![attrs(&[("url.path", "/a/1")]), attrs(&[("k", "v")])],
+    );
+    batch.resource_spans.push(ResourceSpans {
+        resource: None,
+        ..batch.resource_spans[0].clone()
+    });
+    let bytes = batch.encode_to_vec();
+    let mut p = enrich(config);
+    let Some(Rewrite::Replace(out)) = p.rewrite(Signal::Traces, &bytes).expect("rewrites") else {
+        panic!("a resource step changes every resource");
+    };
+    let mut decoded = batch.clone();
+    assert_eq!(p.traces(&mut decoded).expect("ok"), Verdict::Modified);
+    assert_eq!(
+        ExportTraceServiceRequest::decode(out.as_slice()).expect("valid OTLP"),
+        decoded
+    );
+    // Already there: nothing to do.
+    assert_eq!(
+        p.rewrite(Signal::Traces, &decoded.encode_to_vec())
+            .expect("ok"),
+        Some(Rewrite::Unchanged)
+    );
+    // Lookups are resource steps too.
+    assert!(matches!(
+        enrich(TEAMS).rewrite(Signal::Traces, &bytes).expect("ok"),
+        Some(Rewrite::Replace(_))
+    ));
+    // Record steps need the decoded batch.
+    let records = r#"{"attributes": [{"action": "upsert", "key": "a", "value": "b"}]}"#;
+    assert_eq!(
+        enrich(records).rewrite(Signal::Traces, &bytes).expect("ok"),
+        None
+    );
+}

@@ -418,14 +418,14 @@ pub fn may_match(s: &str, enabled: u16) -> bool {
     let on = |d: Detector| enabled & d.bit() != 0;
     // Settled by the counts.
     if (on(Detector::Email) && flags & AT != 0)
-        || (on(Detector::CreditCard) && digits >= 13)
         || (on(Detector::Ipv4) && dots >= 3 && digits >= 4)
         || (on(Detector::Ipv6) && colons >= 6)
     {
         return true;
     }
     // One more pass each, roughly in order of how rarely their bytes occur.
-    (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8 && phone_start(b))
+    (on(Detector::CreditCard) && digits >= 13 && card_run(b))
+        || (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8 && phone_start(b))
         || (on(Detector::Jwt) && dots >= 2 && flags & J != 0 && contains(b, b"eyJ"))
         // An IPv6 address has `::` or at least six colons.
         || (on(Detector::Ipv6) && colons >= 2 && contains(b, b"::"))
@@ -436,9 +436,40 @@ pub fn may_match(s: &str, enabled: u16) -> bool {
             && flags & UPPER != 0
             && b.len() >= 15
             && iban_start(b))
-        || (on(Detector::Bearer)
-            && flags & B != 0
-            && (contains_ci(b, b"bearer") || contains_ci(b, b"basic")))
+        || (on(Detector::Bearer) && flags & B != 0 && bearer_or_basic(b))
+}
+
+/// 13 digits in a row, each pair separated by at most one space or dash: the shape the card
+/// pattern needs. Version strings and timestamps with 13 digits in all (a user agent) fail it.
+fn card_run(b: &[u8]) -> bool {
+    let (mut run, mut gap) = (0u32, false);
+    for &c in b {
+        if c.is_ascii_digit() {
+            run += 1;
+            gap = false;
+            if run >= 13 {
+                return true;
+            }
+        } else if (c == b' ' || c == b'-') && run > 0 && !gap {
+            gap = true;
+        } else {
+            run = 0;
+            gap = false;
+        }
+    }
+    false
+}
+
+/// `bearer` or `basic`, in any case: one pass, looking only where a `b` is.
+fn bearer_or_basic(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, c)| {
+        c | 0x20 == b'b'
+            && (b
+                .get(i + 1..i + 6)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"earer"))
+                || b.get(i + 1..i + 5)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"asic")))
+    })
 }
 
 /// `+` and 8 digits.
@@ -512,19 +543,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.iter()
         .enumerate()
         .any(|(i, c)| *c == first && hay.get(i..i + needle.len()).is_some_and(|w| w == needle))
-}
-
-/// Case-insensitive search for a lowercase ASCII needle, looking only where its first letter is.
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    let Some(&first) = needle.first() else {
-        return true;
-    };
-    hay.iter().enumerate().any(|(i, c)| {
-        c.to_ascii_lowercase() == first
-            && hay
-                .get(i..i + needle.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
-    })
 }
 
 /// The last two bytes of a key as [`normalize_key`] would write them (they depend only on the
@@ -659,6 +677,21 @@ mod tests {
         assert!(basic_credentials("YWxhZGRpbjpvcGVuc2VzYW1l"));
         assert!(!basic_credentials("auth"));
         assert!(!basic_credentials("setup"));
+    }
+
+    #[test]
+    fn card_prefilter_needs_thirteen_grouped_digits() {
+        assert!(card_run(b"card 4111 1111 1111 1111 ok"));
+        assert!(card_run(b"4111-1111-1111-1111"));
+        assert!(card_run(b"x4111111111111y"));
+        assert!(
+            !card_run(b"4111  1111 1111 1111"),
+            "two separators break the run"
+        );
+        assert!(!card_run(
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) 1234"
+        ));
+        assert!(!card_run(b"123456789012"));
     }
 
     #[test]
