@@ -232,18 +232,11 @@ pub async fn serve(
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _slot = slot;
-                // A connection that sends nothing is closed after the header read timeout;
-                // the protocol detection (HTTP/1.1 or HTTP/2) would otherwise wait forever.
-                let mut first = [0u8; 1];
-                if !matches!(
-                    tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await,
-                    Ok(Ok(1))
-                ) {
-                    tracing::debug!(peer = %peer, "Connection idle before its first request; closing it.");
-                    return;
-                }
                 let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(FirstBytesDeadline::new(stream, header_read_timeout)),
+                        service,
+                    )
                     .into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
@@ -270,7 +263,10 @@ pub async fn serve(
                     }
                 };
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(FirstBytesDeadline::new(stream, header_read_timeout)),
+                    service,
+                )
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
@@ -283,6 +279,87 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("Connections still open after the drain timeout; closing them.");
+    }
+}
+
+/// Bytes a connection must send within the header read timeout: the HTTP/2 preface is 24, and
+/// the protocol detection reads up to that many before HTTP/1.1's own header timeout applies.
+const FIRST_BYTES: usize = 24;
+
+/// A stream whose first [`FIRST_BYTES`] bytes must arrive before a deadline: a client that
+/// connects and sends nothing, or a partial preface, or a TLS client silent after its handshake,
+/// gets its connection closed instead of holding one of the listener's slots forever.
+struct FirstBytesDeadline<S> {
+    inner: S,
+    read: usize,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> FirstBytesDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        FirstBytesDeadline {
+            inner,
+            read: 0,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstBytesDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.read < FIRST_BYTES && this.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request within the header read timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            this.read += buf.filled().len() - before;
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytesDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -155,6 +155,7 @@ def test_1_mib_attribute_values_are_truncated_and_the_rest_untouched(gateway, do
 
 
 def test_thousands_of_idle_connections_neither_starve_clients_nor_leak(gateway, downstream):
+    """Silent connections, and connections that send part of the HTTP/2 preface and stop."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
     ds = downstream()
@@ -167,8 +168,12 @@ def test_thousands_of_idle_connections_neither_starve_clients_nor_leak(gateway, 
     idle = []
     try:
         for port in (gw.ports["http"], gw.ports["grpc"]):
-            for _ in range(1500):
-                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            for i in range(1500):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if port == gw.ports["grpc"] and i % 2:
+                    # Half of them start the HTTP/2 preface and stop: still idle.
+                    s.sendall(b"PRI * HTTP/2.0\r\n")
+                idle.append(s)
         # Over the limit: closed at once and counted; the others are held open for now.
         wait_until(
             lambda: gw.metric("sluice_listener_connections_refused_total", listener="receiver otlp (OTLP/HTTP)") >= 400,

@@ -81,6 +81,10 @@ pub struct DiskQueue {
     state: Mutex<State>,
     notify: tokio::sync::Notify,
     metrics: Arc<SelfMetrics>,
+    /// Random bytes of this queue directory that every checksum covers, so that a record
+    /// cannot be forged inside a client's payload (where resynchronisation after damage would
+    /// otherwise find it).
+    salt: [u8; 16],
     /// Holds the directory's lock for the life of the queue.
     _lock: File,
 }
@@ -136,7 +140,9 @@ impl DiskQueue {
             )
         })?;
         let name: Arc<str> = name.into();
+        let salt = read_or_create_salt(&dir)?;
         let queue = DiskQueue {
+            salt,
             name: name.clone(),
             fsync: config.fsync,
             max_bytes: config.max_size_mib.saturating_mul(1 << 20),
@@ -201,20 +207,39 @@ impl DiskQueue {
         // Segments that should exist but do not.
         let mut expected = first.or(ids.first().copied());
         for &id in &ids {
-            if let Some(e) = expected {
-                for missing in e..id {
-                    self.corruption("missing_segment", &format!("segment {missing} is missing"));
-                }
+            if let Some(e) = expected
+                && e < id
+            {
+                let detail = if id - e == 1 {
+                    format!("segment {e} is missing")
+                } else {
+                    format!("segments {e} to {} are missing", id - 1)
+                };
+                self.corruption("missing_segment", &detail);
             }
-            expected = Some(id + 1);
+            expected = Some(id.saturating_add(1));
         }
+        // Segments are deleted oldest first only, so a gap is always damage.
+        let mut prefix = true;
         for &id in &ids {
             let path = self.segment_path(id);
-            let data =
-                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let opened = std::fs::read(&path).and_then(|data| {
+                let file = OpenOptions::new().read(true).write(true).open(&path)?;
+                Ok((data, file))
+            });
+            let (data, file) = match opened {
+                Ok(x) => x,
+                Err(e) => {
+                    // One unreadable segment must not keep the gateway from starting.
+                    self.corruption("unreadable_segment", &format!("segment {id}: {e}"));
+                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                    prefix = false;
+                    continue;
+                }
+            };
             let done = read_acks(&self.ack_path(id));
             let mut unread = VecDeque::new();
-            let records = scan(&data, |kind, detail| {
+            let records = scan(&data, &self.salt, |kind, detail| {
                 self.corruption(kind, &format!("segment {id}: {detail}"))
             });
             for (offset, len) in records {
@@ -222,16 +247,12 @@ impl DiskQueue {
                     unread.push_back((offset, len));
                 }
             }
-            if unread.is_empty() {
+            if unread.is_empty() && prefix {
                 let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_file(self.ack_path(id));
                 continue;
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            prefix = false;
             recovered += unread.len();
             state.pending += unread.len();
             state.bytes += data.len() as u64;
@@ -262,7 +283,10 @@ impl DiskQueue {
                 }
             }
         }
-        state.next_id = ids.last().map_or(first.unwrap_or(1), |l| l + 1).max(1);
+        state.next_id = ids
+            .last()
+            .map_or(first.unwrap_or(1), |l| l.saturating_add(1))
+            .max(1);
         let oldest = state
             .segments
             .keys()
@@ -335,7 +359,13 @@ impl DiskQueue {
     }
 
     fn append_inner(&self, batch: &Batch) -> Result<(), WriteError> {
-        let record = encode_record(batch);
+        let record = encode_record(batch, &self.salt);
+        if record.len() - HEADER > MAX_PAYLOAD {
+            return Err(WriteError::Full(format!(
+                "a batch of {} bytes is larger than a disk queue record can be",
+                record.len()
+            )));
+        }
         let len = record.len() as u64;
         let mut state = self.lock();
         if state.closed {
@@ -382,7 +412,7 @@ impl DiskQueue {
             let _ = seg.file.set_len(offset);
             seg.sealed = true;
             state.writer = None;
-            self.delete_if_done(&mut state, id);
+            self.delete_if_done(&mut state);
             return Err(io_error(&self.name, what, &e));
         }
         seg.size += len;
@@ -415,7 +445,7 @@ impl DiskQueue {
                 }
                 seg.sealed = true;
             }
-            self.delete_if_done(state, old);
+            self.delete_if_done(state);
         }
         if self.fsync == FsyncPolicy::Always
             && let Ok(d) = File::open(&self.dir)
@@ -439,16 +469,14 @@ impl DiskQueue {
         Ok(())
     }
 
-    fn delete_if_done(&self, state: &mut State, id: u64) {
-        let Some(seg) = state.segments.get(&id) else {
-            return;
-        };
-        if !(seg.sealed && seg.unread.is_empty() && seg.in_flight == 0) {
-            return;
-        }
-        let first = state.segments.keys().next() == Some(&id);
-        let seg = state.segments.remove(&id).expect("present");
-        if first {
+    /// Deletes done segments from the oldest on: a done segment waits until every older one
+    /// is gone, so that a gap on disk always means damage (`missing_segment`).
+    fn delete_if_done(&self, state: &mut State) {
+        while let Some((&oldest, seg)) = state.segments.iter().next() {
+            if !(seg.sealed && seg.unread.is_empty() && seg.in_flight == 0) {
+                break;
+            }
+            let seg = state.segments.remove(&oldest).expect("present");
             let next = state
                 .segments
                 .keys()
@@ -456,10 +484,10 @@ impl DiskQueue {
                 .copied()
                 .unwrap_or(state.next_id);
             self.write_first(next);
+            let _ = std::fs::remove_file(&seg.path);
+            let _ = std::fs::remove_file(self.ack_path(oldest));
+            state.bytes = state.bytes.saturating_sub(seg.size);
         }
-        let _ = std::fs::remove_file(&seg.path);
-        let _ = std::fs::remove_file(self.ack_path(id));
-        state.bytes = state.bytes.saturating_sub(seg.size);
     }
 
     /// The next batch to deliver, waiting for one; `None` once the queue is closed and
@@ -469,7 +497,7 @@ impl DiskQueue {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_next() {
+            match crate::pipeline::blocking(|| self.try_next()) {
                 Next::Batch(b, t) => return Some((b, t)),
                 Next::Closed => return None,
                 Next::Empty => notified.await,
@@ -494,11 +522,14 @@ impl DiskQueue {
             let (offset, len) = seg.unread.pop_front().expect("not empty");
             seg.in_flight += 1;
             let mut buf = vec![0u8; HEADER + len as usize];
-            let read = seg.file.read_exact_at(&mut buf, offset);
-            let batch = match read {
-                Ok(()) => decode_record(&buf),
-                Err(e) => Err(format!("cannot read: {e}")),
-            };
+            if let Err(e) = seg.file.read_exact_at(&mut buf, offset) {
+                // An I/O error is not damage: keep the batch for a later attempt.
+                seg.unread.push_front((offset, len));
+                seg.in_flight -= 1;
+                tracing::warn!(exporter = %self.name, segment = id, error = %e, "Cannot read from the disk queue; retrying later.");
+                return Next::Empty;
+            }
+            let batch = decode_record(&buf, &self.salt);
             match batch {
                 Ok(batch) => {
                     return Next::Batch(
@@ -551,10 +582,11 @@ impl DiskQueue {
                 .ok();
         }
         if let Some(ack) = &mut seg.ack {
-            let _ = ack.write_all(&ticket.offset.to_le_bytes());
+            // offset + 1: a zero-filled tail (a machine crash) reads as nothing done.
+            let _ = ack.write_all(&(ticket.offset + 1).to_le_bytes());
         }
         state.pending = state.pending.saturating_sub(1);
-        self.delete_if_done(state, ticket.segment);
+        self.delete_if_done(state);
         self.update_gauges(state);
     }
 
@@ -628,11 +660,11 @@ fn dir_name(name: &str) -> String {
 
 /// The valid records of a segment file: offset and payload length. Damage is reported to
 /// `on_damage` (kind, detail) and skipped by looking for the next record whose checksum matches.
-fn scan(data: &[u8], mut on_damage: impl FnMut(&str, String)) -> Vec<(u64, u32)> {
+fn scan(data: &[u8], salt: &[u8; 16], mut on_damage: impl FnMut(&str, String)) -> Vec<(u64, u32)> {
     let mut records = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
-        if let Some(len) = valid_record_at(data, pos) {
+        if let Some(len) = valid_record_at(data, pos, salt) {
             records.push((pos as u64, len as u32));
             pos += HEADER + len;
             continue;
@@ -640,7 +672,17 @@ fn scan(data: &[u8], mut on_damage: impl FnMut(&str, String)) -> Vec<(u64, u32)>
         let torn = data.len() - pos < HEADER
             || (data[pos..pos + 4] == *MAGIC
                 && pos + HEADER + read_u32(data, pos + 4) as usize > data.len());
-        let next = (pos + 1..data.len()).find(|&p| valid_record_at(data, p).is_some());
+        // Candidates are checked in full (a checksum each) up to a budget, so a damaged
+        // segment full of look-alike headers cannot stall the start.
+        let mut budget = RESYNC_BUDGET;
+        let next = (pos + 1..data.len()).find(|&p| {
+            if data[p..].starts_with(MAGIC) && budget > 0 {
+                budget -= 1;
+                valid_record_at(data, p, salt).is_some()
+            } else {
+                false
+            }
+        });
         let kind = if torn && next.is_none() {
             "torn_tail"
         } else {
@@ -658,22 +700,52 @@ fn scan(data: &[u8], mut on_damage: impl FnMut(&str, String)) -> Vec<(u64, u32)>
     records
 }
 
+/// The offsets an `.ack` file marks done (stored as offset + 1, so zeros mean nothing). A torn
+/// last entry is cut off, so that later entries stay aligned.
 fn read_acks(path: &Path) -> HashSet<u64> {
-    std::fs::read(path)
-        .map(|b| {
-            b.chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect()
-        })
-        .unwrap_or_default()
+    let Ok(b) = std::fs::read(path) else {
+        return HashSet::new();
+    };
+    if b.len() % 8 != 0
+        && let Ok(f) = OpenOptions::new().write(true).open(path)
+    {
+        let _ = f.set_len((b.len() - b.len() % 8) as u64);
+    }
+    b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .filter(|&v| v > 0)
+        .map(|v| v - 1)
+        .collect()
+}
+
+fn read_or_create_salt(dir: &Path) -> Result<[u8; 16], String> {
+    let path = dir.join("SALT");
+    if let Ok(b) = std::fs::read(&path)
+        && let Ok(salt) = <[u8; 16]>::try_from(b.as_slice())
+    {
+        return Ok(salt);
+    }
+    let salt: [u8; 16] = rand::random();
+    std::fs::write(&path, salt).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(salt)
+}
+
+fn checksum(salt: &[u8; 16], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(salt);
+    h.update(payload);
+    h.finalize()
 }
 
 fn read_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"))
 }
 
+/// Look-alike record headers checked after damage before the rest of a segment is given up.
+const RESYNC_BUDGET: u32 = 4096;
+
 /// The payload length of a record at `pos` whose header and checksum are intact.
-fn valid_record_at(data: &[u8], pos: usize) -> Option<usize> {
+fn valid_record_at(data: &[u8], pos: usize, salt: &[u8; 16]) -> Option<usize> {
     if data.len() - pos < HEADER || data[pos..pos + 4] != *MAGIC {
         return None;
     }
@@ -682,7 +754,7 @@ fn valid_record_at(data: &[u8], pos: usize) -> Option<usize> {
         return None;
     }
     let payload = &data[pos + HEADER..pos + HEADER + len];
-    (crc32fast::hash(payload) == read_u32(data, pos + 8)).then_some(len)
+    (checksum(salt, payload) == read_u32(data, pos + 8)).then_some(len)
 }
 
 fn signal_code(s: Signal) -> u8 {
@@ -693,7 +765,7 @@ fn signal_code(s: Signal) -> u8 {
     }
 }
 
-fn encode_record(batch: &Batch) -> Vec<u8> {
+fn encode_record(batch: &Batch, salt: &[u8; 16]) -> Vec<u8> {
     let body = batch.encoded();
     let tenant = batch.tenant.as_deref().unwrap_or("").as_bytes();
     let corr = batch.correlation_id.as_bytes();
@@ -718,14 +790,14 @@ fn encode_record(batch: &Batch) -> Vec<u8> {
     let mut record = Vec::with_capacity(HEADER + payload.len());
     record.extend_from_slice(MAGIC);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    record.extend_from_slice(&checksum(salt, &payload).to_le_bytes());
     record.extend_from_slice(&payload);
     record
 }
 
 /// A record (header included) back into a batch; checks the checksum again.
-fn decode_record(record: &[u8]) -> Result<Batch, String> {
-    let len = valid_record_at(record, 0).ok_or("checksum mismatch")?;
+fn decode_record(record: &[u8], salt: &[u8; 16]) -> Result<Batch, String> {
+    let len = valid_record_at(record, 0, salt).ok_or("checksum mismatch")?;
     let p = &record[HEADER..HEADER + len];
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], String> {
@@ -898,7 +970,11 @@ mod tests {
             .collect();
         segs.sort();
         assert!(segs.len() >= 3, "{} segments", segs.len());
-        let count = |p: &Path| scan(&std::fs::read(p).expect("test"), |_, _| {}).len();
+        let salt: [u8; 16] = std::fs::read(qdir.join("SALT"))
+            .expect("test")
+            .try_into()
+            .expect("test");
+        let count = |p: &Path| scan(&std::fs::read(p).expect("test"), &salt, |_, _| {}).len();
         let total: usize = segs.iter().map(|p| count(p)).sum();
         assert_eq!(total, 40);
         // A flipped byte in the middle of the first segment's second record.

@@ -416,7 +416,7 @@ impl Worker {
             // Delivered, or dropped for a counted reason: the disk queue may forget it. A worker
             // aborted at shutdown never gets here, so its batch stays on disk.
             if let (Source::Disk(q), Some(t)) = (&self.source, ticket) {
-                q.done(t);
+                crate::pipeline::blocking(|| q.done(t));
             }
         }
     }

@@ -77,24 +77,29 @@ impl Payload {
             Payload::Traces(r) => {
                 for rs in &mut r.resource_spans {
                     if let Some(res) = &mut rs.resource {
-                        res.dropped_attributes_count +=
-                            attributes(&mut res.attributes, lim, &mut out);
+                        res.dropped_attributes_count = res
+                            .dropped_attributes_count
+                            .saturating_add(attributes(&mut res.attributes, lim, &mut out));
                     }
                     for ss in &mut rs.scope_spans {
                         if let Some(s) = &mut ss.scope {
-                            s.dropped_attributes_count +=
-                                attributes(&mut s.attributes, lim, &mut out);
+                            s.dropped_attributes_count = s
+                                .dropped_attributes_count
+                                .saturating_add(attributes(&mut s.attributes, lim, &mut out));
                         }
                         for span in &mut ss.spans {
-                            span.dropped_attributes_count +=
-                                attributes(&mut span.attributes, lim, &mut out);
+                            span.dropped_attributes_count = span
+                                .dropped_attributes_count
+                                .saturating_add(attributes(&mut span.attributes, lim, &mut out));
                             for e in &mut span.events {
-                                e.dropped_attributes_count +=
-                                    attributes(&mut e.attributes, lim, &mut out);
+                                e.dropped_attributes_count = e
+                                    .dropped_attributes_count
+                                    .saturating_add(attributes(&mut e.attributes, lim, &mut out));
                             }
                             for l in &mut span.links {
-                                l.dropped_attributes_count +=
-                                    attributes(&mut l.attributes, lim, &mut out);
+                                l.dropped_attributes_count = l
+                                    .dropped_attributes_count
+                                    .saturating_add(attributes(&mut l.attributes, lim, &mut out));
                             }
                         }
                     }
@@ -103,17 +108,20 @@ impl Payload {
             Payload::Logs(r) => {
                 for rl in &mut r.resource_logs {
                     if let Some(res) = &mut rl.resource {
-                        res.dropped_attributes_count +=
-                            attributes(&mut res.attributes, lim, &mut out);
+                        res.dropped_attributes_count = res
+                            .dropped_attributes_count
+                            .saturating_add(attributes(&mut res.attributes, lim, &mut out));
                     }
                     for sl in &mut rl.scope_logs {
                         if let Some(s) = &mut sl.scope {
-                            s.dropped_attributes_count +=
-                                attributes(&mut s.attributes, lim, &mut out);
+                            s.dropped_attributes_count = s
+                                .dropped_attributes_count
+                                .saturating_add(attributes(&mut s.attributes, lim, &mut out));
                         }
                         for log in &mut sl.log_records {
-                            log.dropped_attributes_count +=
-                                attributes(&mut log.attributes, lim, &mut out);
+                            log.dropped_attributes_count = log
+                                .dropped_attributes_count
+                                .saturating_add(attributes(&mut log.attributes, lim, &mut out));
                             if let Some(body) = &mut log.body {
                                 truncate_value(body, lim, &mut out);
                             }
@@ -124,8 +132,9 @@ impl Payload {
             Payload::Metrics(r) => {
                 for rm in &mut r.resource_metrics {
                     if let Some(res) = &mut rm.resource {
-                        res.dropped_attributes_count +=
-                            attributes(&mut res.attributes, lim, &mut out);
+                        res.dropped_attributes_count = res
+                            .dropped_attributes_count
+                            .saturating_add(attributes(&mut res.attributes, lim, &mut out));
                     }
                     for sm in &mut rm.scope_metrics {
                         for m in &mut sm.metrics {
@@ -220,6 +229,30 @@ mod tests {
             scan_within(Signal::Traces, &long.encode_to_vec(), lim),
             Scan::Decode
         );
+
+        // Attributes of an event and a repeated resource are counted too.
+        let mut in_event = request(vec![]);
+        in_event.resource_spans[0].scope_spans[0].spans[0]
+            .events
+            .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+                attributes: (0..5).map(|i| kv(format!("e{i}"), "v")).collect(),
+                ..Default::default()
+            });
+        assert_eq!(
+            scan_within(Signal::Traces, &in_event.encode_to_vec(), lim),
+            Scan::Decode
+        );
+        let mut twice = request(vec![]).encode_to_vec();
+        let resource = opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            resource: Some(Default::default()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // The same ResourceSpans with its `resource` field twice (prost merges them).
+        let inner = [&resource[..], &resource[..]].concat();
+        twice.extend_from_slice(&[0x0a, inner.len() as u8]);
+        twice.extend_from_slice(&inner);
+        assert_eq!(scan_within(Signal::Traces, &twice, lim), Scan::Decode);
 
         let mut p = Payload::Traces(many);
         assert_eq!(

@@ -101,11 +101,17 @@ impl PipelineHandle {
         if self.tx.capacity() == 0 {
             return Err(Refusal::QueueFull);
         }
-        if self.exporters.iter().any(|e| e.has_room()) {
-            return Ok(());
+        // A disk queue must take every batch the client is told was accepted: when one is
+        // full, refuse before any exporter gets a copy (the retry would duplicate it there).
+        if self
+            .exporters
+            .iter()
+            .any(|e| matches!(e, Room::Disk(_)) && !e.has_room())
+        {
+            return Err(Refusal::StorageFull);
         }
-        if self.exporters.iter().any(|e| matches!(e, Room::Disk(_))) {
-            Err(Refusal::StorageFull)
+        if self.exporters.iter().any(|e| e.has_room()) {
+            Ok(())
         } else {
             Err(Refusal::QueueFull)
         }

@@ -287,35 +287,41 @@ fn resource(buf: &[u8], depth: u32) -> R<()> {
 }
 
 fn scope(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| match n {
+    let (field, check) = count_attributes(3, |n| match n {
         1 | 2 => Some(Kind::Str),
         3 => Some(Kind::Msg(key_value)),
         4 => Some(Kind::Varint),
         _ => None,
-    })
+    });
+    plain(buf, depth, field)?;
+    check()
 }
 
 // ------------------------------------------------------------- traces
 
 fn event(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| match n {
+    let (field, check) = count_attributes(3, |n| match n {
         1 => Some(Kind::Fixed64),
         2 => Some(Kind::Str),
         3 => Some(Kind::Msg(key_value)),
         4 => Some(Kind::Varint),
         _ => None,
-    })
+    });
+    plain(buf, depth, field)?;
+    check()
 }
 
 fn link(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| match n {
+    let (field, check) = count_attributes(4, |n| match n {
         1 | 2 => Some(Kind::Bytes),
         3 => Some(Kind::Str),
         4 => Some(Kind::Msg(key_value)),
         5 => Some(Kind::Varint),
         6 => Some(Kind::Fixed32),
         _ => None,
-    })
+    });
+    plain(buf, depth, field)?;
+    check()
 }
 
 fn status(buf: &[u8], depth: u32) -> R<()> {
@@ -385,11 +391,17 @@ fn resource_level(
     records: &mut usize,
     scope_level: fn(&[u8], u32, &mut usize) -> R<()>,
 ) -> R<()> {
+    let mut seen_resource = false;
     let mut r = Reader::new(buf);
     while !r.done() {
         let (number, wire) = r.key()?;
         match number {
             1 => {
+                // A repeated `resource` merges into one (its attributes add up), which the
+                // per-message attribute count would miss: the decode path handles it.
+                if std::mem::replace(&mut seen_resource, true) {
+                    return Err(Stop);
+                }
                 expect(wire, Kind::Bytes)?;
                 resource(r.bytes()?, depth + 1)?;
             }
@@ -414,11 +426,15 @@ fn scope_level(
     records: &mut usize,
     record: fn(&[u8], u32) -> R<()>,
 ) -> R<()> {
+    let mut seen_scope = false;
     let mut r = Reader::new(buf);
     while !r.done() {
         let (number, wire) = r.key()?;
         match number {
             1 => {
+                if std::mem::replace(&mut seen_scope, true) {
+                    return Err(Stop);
+                }
                 expect(wire, Kind::Bytes)?;
                 scope(r.bytes()?, depth + 1)?;
             }

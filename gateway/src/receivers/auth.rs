@@ -42,7 +42,7 @@ impl Bucket {
     fn new(rate: f64) -> Bucket {
         Bucket {
             rate,
-            state: Mutex::new((rate, Instant::now())),
+            state: Mutex::new((rate.max(1.0), Instant::now())),
         }
     }
 
@@ -52,9 +52,13 @@ impl Bucket {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let (tokens, last) = *s;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        // Room for one request even below one per second; debt of at most one second's worth,
+        // so one huge batch delays a tenant for a second, not for hours.
+        let cap = self.rate.max(1.0);
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(cap);
         let ok = if debt { tokens > 0.0 } else { tokens >= n };
-        *s = (if ok { tokens - n } else { tokens }, now);
+        let left = if ok { (tokens - n).max(-cap) } else { tokens };
+        *s = (left, now);
         ok
     }
 }
