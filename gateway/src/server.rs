@@ -227,49 +227,29 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
-        let Some(tls) = &tls else {
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let _slot = slot;
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(FirstBytesDeadline::new(stream, header_read_timeout)),
-                        service,
-                    )
-                    .into_owned();
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
-                }
-            });
-            continue;
-        };
-        // The handshake runs in the connection's task, so a slow client delays nobody else.
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+        // The TLS handshake runs in the connection's task, so a slow client delays nobody else.
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let watcher = graceful.watcher();
         let builder = builder.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %peer, "TLS handshake timed out.");
-                        return;
-                    }
-                };
-            let conn = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(FirstBytesDeadline::new(stream, header_read_timeout)),
+            let Some(acceptor) = acceptor else {
+                return serve_stream(
+                    &builder,
+                    stream,
                     service,
+                    watcher,
+                    header_read_timeout,
+                    peer,
                 )
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
+                .await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    serve_stream(&builder, s, service, watcher, header_read_timeout, peer).await
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed."),
+                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
             }
         });
     }
@@ -279,6 +259,29 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("Connections still open after the drain timeout; closing them.");
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one accepted (and, for TLS, handshaken) connection until it
+/// ends or the graceful shutdown closes it.
+async fn serve_stream<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    service: TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_read_timeout: Duration,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder
+        .serve_connection_with_upgrades(
+            TokioIo::new(FirstBytesDeadline::new(stream, header_read_timeout)),
+            service,
+        )
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
     }
 }
 
