@@ -157,6 +157,32 @@ fn each_len<'a>(
     Ok(())
 }
 
+/// A `KeyValue` message's key and value.
+#[inline]
+fn key_value(kv: &[u8]) -> R<(&str, ValueView<'_>)> {
+    // As encoders write it: the key, then the value, each with a one-byte length.
+    if let [0x0a, klen, rest @ ..] = kv
+        && let Some((key, rest)) = rest.split_at_checked(usize::from(*klen))
+        && *klen < 0x80
+        && let [0x12, vlen, value @ ..] = rest
+        && *vlen < 0x80
+        && usize::from(*vlen) == value.len()
+    {
+        return Ok((utf8(key)?, ValueView::parse(value)?));
+    }
+    let mut key = "";
+    let mut value = ValueView::Empty;
+    let mut r = Reader::new(kv);
+    while let Some((n, field)) = r.next()? {
+        match (n, field) {
+            (1, Field::Len(b)) => key = utf8(b)?,
+            (2, Field::Len(b)) => value = ValueView::parse(b)?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
 /// An attribute value, borrowed from the batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ValueView<'a> {
@@ -174,6 +200,13 @@ pub enum ValueView<'a> {
 
 impl<'a> ValueView<'a> {
     fn parse(buf: &'a [u8]) -> R<ValueView<'a>> {
+        // Most values are one short string: tag, one-byte length, the bytes.
+        if let [0x0a, len, s @ ..] = buf
+            && *len < 0x80
+            && usize::from(*len) == s.len()
+        {
+            return Ok(ValueView::Str(utf8(s)?));
+        }
         let mut v = ValueView::Empty;
         let mut r = Reader::new(buf);
         while let Some((n, field)) = r.next()? {
@@ -232,16 +265,7 @@ impl<'a> AttributesView<'a> {
             return Ok(());
         }
         each_len(self.buf, self.field, |kv| {
-            let mut key = "";
-            let mut value = ValueView::Empty;
-            let mut r = Reader::new(kv);
-            while let Some((n, field)) = r.next()? {
-                match (n, field) {
-                    (1, Field::Len(b)) => key = utf8(b)?,
-                    (2, Field::Len(b)) => value = ValueView::parse(b)?,
-                    _ => {}
-                }
-            }
+            let (key, value) = key_value(kv)?;
             f(key, value)
         })
     }

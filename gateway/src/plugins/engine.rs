@@ -239,6 +239,11 @@ impl PluginEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // `SLUICE_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` can name the
+        // functions of plugins' compiled code.
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -58,7 +58,7 @@ impl Detector {
         }
     }
 
-    /// The detector's bit in the `enabled` set that [`may_match`] takes.
+    /// The detector's bit in the `enabled` set that [`prefilter`] takes.
     pub fn bit(self) -> u16 {
         1 << (self as u16)
     }
@@ -393,19 +393,41 @@ static COUNTS: [u64; 256] = {
     t
 };
 
-/// Whether any of the `enabled` detectors could match in `s`. One branch-free pass over the
-/// bytes counts digits, dots and colons and notes `@`, `=`, `+`, capitals, `J` and `b`; each
-/// detector needs some of them (`@`, 13 digits, 3 dots and 4 digits, `=`, ...). The detectors
-/// that these counts settle are asked first; only when none of them can match do the others
-/// look for their literal (`AKIA`, `bearer`, `eyJ`, `::`, a secret's name before `=`, ...), at
-/// most one more pass each. A string for which this is false skips the regex scan altogether.
+/// Whether any of the `enabled` detectors could match in `s`.
+#[cfg(test)]
 pub fn may_match(s: &str, enabled: u16) -> bool {
+    prefilter(s, enabled) == Prefilter::Candidate
+}
+
+/// What [`prefilter`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefilter {
+    /// No detector can match; the first pass settled it.
+    Clean,
+    /// No detector can match; it took more passes than the first.
+    CleanAfterMore,
+    /// Some detector may match: the regexes decide.
+    Candidate,
+}
+
+/// Whether any of the `enabled` detectors could match in `s`, and whether a clean answer cost
+/// more than the first pass. One branch-free pass over the bytes counts digits, dots and
+/// colons and notes `@`, `=`, `+`, capitals, `J` and `b`; each detector needs some of them
+/// (`@`, 13 digits, 3 dots and 4 digits, `=`, ...). The detectors that these counts settle are
+/// asked first; only when none of them can match do the others look for their literal
+/// (`AKIA`, `bearer`, `eyJ`, `::`, a secret's name before `=`, ...), at most one more pass
+/// each. A string found clean skips the regex scan altogether.
+pub fn prefilter(s: &str, enabled: u16) -> Prefilter {
     let b = s.as_bytes();
     if b.len() < 3 {
-        return false;
+        return Prefilter::Clean;
     }
     if b.len() as u64 > COUNT_MAX {
-        return enabled != 0;
+        return if enabled != 0 {
+            Prefilter::Candidate
+        } else {
+            Prefilter::Clean
+        };
     }
     let (mut counts, mut flags) = (0u64, 0u8);
     for &c in b {
@@ -421,10 +443,22 @@ pub fn may_match(s: &str, enabled: u16) -> bool {
         || (on(Detector::Ipv4) && dots >= 3 && digits >= 4)
         || (on(Detector::Ipv6) && colons >= 6)
     {
-        return true;
+        return Prefilter::Candidate;
+    }
+    // The counts alone settle most strings: whether any detector below gets past them.
+    let more = (on(Detector::CreditCard) && digits >= 13)
+        || (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8)
+        || (on(Detector::Jwt) && dots >= 2 && flags & J != 0)
+        || (on(Detector::Ipv6) && colons >= 2)
+        || (on(Detector::UrlSecrets) && flags & EQ != 0)
+        || (on(Detector::AwsAccessKey) && b.len() >= 20 && flags & UPPER != 0)
+        || (on(Detector::Iban) && digits >= 2 && flags & UPPER != 0 && b.len() >= 15)
+        || (on(Detector::Bearer) && flags & B != 0);
+    if !more {
+        return Prefilter::Clean;
     }
     // One more pass each, roughly in order of how rarely their bytes occur.
-    (on(Detector::CreditCard) && digits >= 13 && card_run(b))
+    let candidate = (on(Detector::CreditCard) && digits >= 13 && card_run(b))
         || (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8 && phone_start(b))
         || (on(Detector::Jwt) && dots >= 2 && flags & J != 0 && contains(b, b"eyJ"))
         // An IPv6 address has `::` or at least six colons.
@@ -436,7 +470,12 @@ pub fn may_match(s: &str, enabled: u16) -> bool {
             && flags & UPPER != 0
             && b.len() >= 15
             && iban_start(b))
-        || (on(Detector::Bearer) && flags & B != 0 && bearer_or_basic(b))
+        || (on(Detector::Bearer) && flags & B != 0 && bearer_or_basic(b));
+    if candidate {
+        Prefilter::Candidate
+    } else {
+        Prefilter::CleanAfterMore
+    }
 }
 
 /// 13 digits in a row, each pair separated by at most one space or dash: the shape the card

@@ -533,19 +533,27 @@ impl Engine {
     }
 
     /// Finds the confirmed, non-overlapping matches in `s` (into `hits`, cleared first), in
-    /// order. Clean strings cost one pass over their bytes and allocate nothing.
-    pub fn find(&self, s: &str, hits: &mut Vec<Hit>) {
+    /// order. Most clean strings cost one pass over their bytes and allocate nothing. Returns
+    /// whether the check cost more than that pass (so the answer is worth remembering).
+    pub fn find(&self, s: &str, hits: &mut Vec<Hit>) -> bool {
         hits.clear();
         let Some(set) = &self.set else {
-            return;
+            return false;
         };
-        if s.is_empty() || (!self.custom && !detect::may_match(s, self.detector_bits)) {
-            return;
+        if s.is_empty() {
+            return false;
+        }
+        if !self.custom {
+            match detect::prefilter(s, self.detector_bits) {
+                detect::Prefilter::Clean => return false,
+                detect::Prefilter::CleanAfterMore => return true,
+                detect::Prefilter::Candidate => {}
+            }
         }
         // `is_match` stops at the first match and allocates nothing; only a string that has a
         // match pays for the set of matching patterns.
         if !set.is_match(s) {
-            return;
+            return true;
         }
         for idx in set.matches(s).iter() {
             if let Some(m) = self.matchers.get(idx) {
@@ -566,6 +574,7 @@ impl Engine {
                 keep
             });
         }
+        true
     }
 
     fn collect(&self, m: &Matcher, s: &str, hits: &mut Vec<Hit>) {

@@ -11,10 +11,11 @@
 //! per rule and action and emitted on `tick` as the cumulative sum `redact.redactions`. See the
 //! crate's README for the configuration.
 
+mod clean_cache;
 mod detect;
 mod engine;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sluice_sdk::metrics::Counter;
 use sluice_sdk::otlp::collector::logs::v1::ExportLogsServiceRequest;
@@ -28,6 +29,7 @@ use sluice_sdk::prost::Message;
 use sluice_sdk::view::{AttributesView, LogView, LogsView, SpanView, TracesView, ValueView};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
 
+use clean_cache::{CLEAN_MIN_LEN, Memo};
 pub use detect::Detector;
 pub use engine::{Action, Config, DEFAULT_MASK, SECRET_KEY_NAMES};
 use engine::{Engine, Hit, KeyClass};
@@ -35,10 +37,12 @@ use engine::{Engine, Hit, KeyClass};
 /// The counter this plugin emits.
 pub const METRIC_NAME: &str = "redact.redactions";
 
-/// Attribute keys seen before and how they were classified; bounded, and cleared when full.
-const KEY_CACHE_MAX: usize = 4096;
-/// Longer keys are classified every time rather than copied into the cache.
+/// Attribute keys seen before and how they were classified: slots, and the longest key stored.
+const KEY_CACHE_SLOTS: usize = 4096;
 const KEY_CACHE_MAX_KEY_LEN: usize = 256;
+/// Values seen before that had nothing to redact: slots, and the longest value stored.
+const CLEAN_CACHE_SLOTS: usize = 1024;
+const CLEAN_CACHE_MAX_LEN: usize = 512;
 
 /// The plugin.
 #[derive(Debug)]
@@ -57,9 +61,11 @@ struct State {
     carried: BTreeMap<(String, String), u64>,
     /// The start of the cumulative sums (unix nanoseconds).
     start_time: u64,
-    keys: HashMap<Box<str>, KeyClass>,
+    keys: Memo<KeyClass>,
     key_scratch: Vec<u8>,
     hits: Vec<Hit>,
+    /// Values seen before that had nothing to redact.
+    clean: Memo<()>,
 }
 
 impl State {
@@ -101,24 +107,31 @@ impl Walker<'_> {
             return KeyClass::Plain;
         }
         if let Some(c) = self.state.keys.get(key) {
-            return *c;
-        }
-        let c = self.engine.classify(key, &mut self.state.key_scratch);
-        if key.len() > KEY_CACHE_MAX_KEY_LEN {
             return c;
         }
-        if self.state.keys.len() >= KEY_CACHE_MAX {
-            self.state.keys.clear();
-        }
-        self.state.keys.insert(key.into(), c);
+        let c = self.engine.classify(key, &mut self.state.key_scratch);
+        self.state.keys.insert(key, c);
         c
     }
 
     /// A string value, name or body. `droppable`: whether it sits in an attribute that
     /// `drop_attribute` can remove (otherwise that action masks).
+    /// The matches in `s` (into `hits`), remembering strings that were costly to find clean.
+    fn find(&mut self, s: &str, hits: &mut Vec<Hit>) {
+        let cached = s.len() >= CLEAN_MIN_LEN;
+        if cached && self.state.clean.get(s).is_some() {
+            hits.clear();
+            return;
+        }
+        let costly = self.engine.find(s, hits);
+        if cached && costly && hits.is_empty() {
+            self.state.clean.insert(s, ());
+        }
+    }
+
     fn text(&mut self, s: &mut String, droppable: bool) -> Outcome {
         let mut hits = std::mem::take(&mut self.state.hits);
-        self.engine.find(s, &mut hits);
+        self.find(s, &mut hits);
         let outcome = self.apply(s, &hits, droppable);
         self.state.hits = hits;
         outcome
@@ -319,7 +332,7 @@ impl Walker<'_> {
 
     fn clean_text(&mut self, s: &str) -> bool {
         let mut hits = std::mem::take(&mut self.state.hits);
-        self.engine.find(s, &mut hits);
+        self.find(s, &mut hits);
         let clean = hits.is_empty();
         self.state.hits = hits;
         clean
@@ -531,8 +544,9 @@ impl Plugin for Redact {
             counts: vec![[0; 4]; engine.rules.len()],
             carried: BTreeMap::new(),
             start_time: host::now(),
-            keys: HashMap::new(),
+            keys: Memo::new(KEY_CACHE_SLOTS, KEY_CACHE_MAX_KEY_LEN),
             key_scratch: Vec::new(),
+            clean: Memo::new(CLEAN_CACHE_SLOTS, CLEAN_CACHE_MAX_LEN),
             hits: Vec::new(),
         };
         Ok(Redact { engine, state })

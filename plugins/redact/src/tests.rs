@@ -1286,3 +1286,43 @@ fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
     assert_eq!(read(&mut p, "order 42 shipped"), Some(Verdict::Unchanged));
     assert_eq!(read(&mut p, "reset link sent to gina@example.com"), None);
 }
+
+#[test]
+fn remembered_clean_values_do_not_hide_dirty_ones() {
+    let mut p = plugin("{}");
+    // Costly to find clean (13 digits, capitals, a `b`): remembered after the first batch.
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)";
+    for _ in 0..3 {
+        assert_eq!(redact_with(&mut p, ua), ua);
+    }
+    // The same text with something to redact, and a string differing in one byte.
+    assert_eq!(
+        redact_with(&mut p, &format!("{ua} bob@example.com")),
+        format!("{ua} [REDACTED]")
+    );
+    assert_eq!(
+        redact_with(&mut p, &format!("{ua} card 4111111111111111")),
+        format!("{ua} card [REDACTED]")
+    );
+    // And the clean value is still clean, in a log body and in a span attribute.
+    assert_eq!(redact_with(&mut p, ua), ua);
+    let (v, attrs) = span_attrs(&mut p, vec![skv("user_agent.original", ua)]);
+    assert_eq!(v, Verdict::Unchanged);
+    assert_eq!(attr(&attrs, "user_agent.original"), Some(&s(ua)));
+}
+
+#[test]
+fn prefilter_tells_costly_clean_strings() {
+    use detect::{Prefilter, prefilter};
+    let all = u16::MAX;
+    assert_eq!(prefilter("orders.internal.example", all), Prefilter::Clean);
+    assert_eq!(
+        prefilter(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)",
+            all
+        ),
+        Prefilter::CleanAfterMore
+    );
+    assert_eq!(prefilter("mail bob@example.com", all), Prefilter::Candidate);
+    assert_eq!(prefilter("mail bob@example.com", 0), Prefilter::Clean);
+}

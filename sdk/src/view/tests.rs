@@ -173,3 +173,92 @@ fn malformed_bytes_are_an_input_error() {
     let r = TracesView::new(cut).for_each_span(|_, _| Ok(()));
     assert!(matches!(r, Err(Error::Input(_))), "{r:?}");
 }
+
+/// Raw `KeyValue` bytes, the attributes of a `KeyValueList` value.
+fn kv_list(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.push(0x0a);
+        prost::encoding::encode_varint(e.len() as u64, &mut out);
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+fn len_field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn read_all(list: &[u8]) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    AttributesView {
+        buf: list,
+        field: 1,
+    }
+    .for_each(|k, v| {
+        out.push((k.to_string(), format!("{v:?}")));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn attributes_in_any_field_order_and_length_read_alike() {
+    let str_value = |v: &[u8]| len_field(0x0a, v);
+    let long_key = "k".repeat(200);
+    let long_value = "v".repeat(300);
+    let entries = vec![
+        // As encoders write it.
+        [len_field(0x0a, b"a"), len_field(0x12, &str_value(b"x"))].concat(),
+        // Value before key.
+        [len_field(0x12, &str_value(b"y")), len_field(0x0a, b"b")].concat(),
+        // A repeated key: the last one counts, as in a decoder.
+        [
+            len_field(0x0a, b"old"),
+            len_field(0x12, &str_value(b"z")),
+            len_field(0x0a, b"c"),
+        ]
+        .concat(),
+        // Lengths of two bytes.
+        [
+            len_field(0x0a, long_key.as_bytes()),
+            len_field(0x12, &str_value(long_value.as_bytes())),
+        ]
+        .concat(),
+        // An int value and an empty value.
+        [len_field(0x0a, b"n"), len_field(0x12, &[0x18, 0x05])].concat(),
+        [len_field(0x0a, b"e"), len_field(0x12, &[])].concat(),
+    ];
+    let list = kv_list(&entries);
+    let expected: Vec<(String, String)> = {
+        let decoded = KeyValueList::decode(list.as_slice()).expect("valid");
+        decoded
+            .values
+            .iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => format!("{:?}", ValueView::Str(s)),
+                    Some(any_value::Value::IntValue(i)) => format!("{:?}", ValueView::Int(*i)),
+                    None => format!("{:?}", ValueView::Empty),
+                    other => panic!("unexpected {other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    };
+    assert_eq!(read_all(&list).expect("valid"), expected);
+    assert_eq!(expected[2].0, "c");
+    assert_eq!(expected[3].0, long_key);
+
+    // Invalid UTF-8 in a key or a string value is an input error on every path.
+    for bad in [
+        [len_field(0x0a, b"\xff"), len_field(0x12, &str_value(b"x"))].concat(),
+        [len_field(0x0a, b"a"), len_field(0x12, &str_value(b"\xc3"))].concat(),
+        [len_field(0x12, &str_value(b"\xc3")), len_field(0x0a, b"a")].concat(),
+    ] {
+        assert!(read_all(&kv_list(&[bad])).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Small caches keyed by strings: values known to have nothing to redact, so that values
+//! repeated across records (user agents, host names, routes, versions) are checked once rather
+//! than once per record, and attribute keys with their class.
+//!
+//! Direct-mapped: each string has one slot, chosen by a hash seeded at random per instance,
+//! and a new entry replaces whatever held the slot. A lookup is one hash and one comparison,
+//! colliding strings only evict each other (no chains an attacker could lengthen), and memory
+//! is bounded by the slot count times the longest string stored. A hit is compared byte for
+//! byte, so a cached answer is always the answer for exactly that string under this
+//! instance's (immutable) configuration.
+
+use std::hash::BuildHasher;
+
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[derive(Debug)]
+pub struct Memo<V> {
+    slots: Vec<Option<(Box<str>, V)>>,
+    bits: u32,
+    seed: u64,
+    max_len: usize,
+}
+
+impl<V: Copy> Memo<V> {
+    /// `slots` (rounded up to a power of two) entries, of strings up to `max_len` bytes.
+    pub fn new(slots: usize, max_len: usize) -> Memo<V> {
+        let slots = slots.next_power_of_two().max(2);
+        Memo {
+            slots: (0..slots).map(|_| None).collect(),
+            bits: slots.trailing_zeros(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+            max_len,
+        }
+    }
+
+    fn slot(&self, s: &[u8]) -> usize {
+        let mut h = self.seed ^ (s.len() as u64).wrapping_mul(K);
+        let mut words = s.chunks_exact(8);
+        for w in &mut words {
+            h = (h ^ word(w)).wrapping_mul(K).rotate_left(31);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            h = (h ^ word(rest)).wrapping_mul(K).rotate_left(31);
+        }
+        h = (h ^ (h >> 29)).wrapping_mul(K);
+        (h >> (64 - self.bits)) as usize
+    }
+
+    pub fn get(&self, s: &str) -> Option<V> {
+        if s.len() > self.max_len {
+            return None;
+        }
+        match self.slots.get(self.slot(s.as_bytes()))? {
+            Some((k, v)) if same(k.as_bytes(), s.as_bytes()) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Stores `s` (unless it is longer than the limit), evicting the slot's entry.
+    pub fn insert(&mut self, s: &str, v: V) {
+        if s.len() > self.max_len {
+            return;
+        }
+        let i = self.slot(s.as_bytes());
+        if let Some(e) = self.slots.get_mut(i) {
+            *e = Some((s.into(), v));
+        }
+    }
+}
+
+/// Up to eight bytes as a little-endian number.
+#[inline]
+fn word(b: &[u8]) -> u64 {
+    let mut x = [0u8; 8];
+    let n = b.len().min(8);
+    x[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(x)
+}
+
+/// Byte equality eight bytes at a time (plugins' `memcmp` goes a byte at a time).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if word(p) != word(q) {
+            return false;
+        }
+    }
+    word(x.remainder()) == word(y.remainder())
+}
+
+/// Clean values: strings shorter than this are cheaper to check than to look up.
+pub const CLEAN_MIN_LEN: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_exact_strings_only() {
+        let mut c = Memo::new(1024, 512);
+        let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36";
+        assert_eq!(c.get(ua), None);
+        c.insert(ua, 7u8);
+        assert_eq!(c.get(ua), Some(7));
+        assert_eq!(
+            c.get("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.37"),
+            None
+        );
+        assert_eq!(c.get(&ua[..ua.len() - 1]), None);
+        assert_eq!(c.get(&format!("{ua}\0")), None);
+        c.insert("", 1);
+        assert_eq!(c.get(""), Some(1));
+        // Too long: never stored.
+        let long = "x".repeat(513);
+        c.insert(&long, 1);
+        assert_eq!(c.get(&long), None);
+    }
+
+    #[test]
+    fn colliding_strings_evict_each_other() {
+        let mut c = Memo::new(1000, 64);
+        assert_eq!(c.slots.len(), 1024);
+        let strings: Vec<String> = (0..4096).map(|i| format!("value number {i:08}")).collect();
+        for (i, s) in strings.iter().enumerate() {
+            c.insert(s, i);
+        }
+        // At most one string per slot survives, with its own value.
+        let held = strings
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| c.get(s).inspect(|v| assert_eq!(v, i)).is_some())
+            .count();
+        assert!(held <= 1024 && held > 512, "{held}");
+    }
+
+    #[test]
+    fn equality_by_words() {
+        for (a, b, eq) in [
+            ("", "", true),
+            ("abcdefgh", "abcdefgh", true),
+            ("abcdefghi", "abcdefghj", false),
+            ("abcdefgh1", "abcdefgh", false),
+            ("a\0", "a", false),
+        ] {
+            assert_eq!(same(a.as_bytes(), b.as_bytes()), eq, "{a:?} {b:?}");
+        }
+    }
+}
