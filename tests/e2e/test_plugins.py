@@ -1029,3 +1029,72 @@ def test_the_sandbox_denies_files_environment_sockets_and_clocks(gateway, downst
     assert "probe:file=denied,env=0,net=denied,clock=0" in names, names
     assert "other" in names
     assert gw.alive()
+
+
+def test_exporter_queue_filling_during_processing_refuses_instead_of_dropping(
+    gateway, downstream, chaos_wasm, plugin_cache
+):
+    """Clients pass the receiver's room check together while the exporter's one-batch queue
+    still has a slot; by the time the plugin has processed their batches it is full. Those
+    clients must be refused (and retry), not told `200` for batches that are then dropped."""
+    ds = downstream()
+    ds.hang()
+
+    def config(ports):
+        cfg = config_for(
+            ports,
+            {
+                "otlp/down": {
+                    "endpoint": ds.endpoint,
+                    "timeout": "30s",
+                    "sending_queue": {"queue_size": 1, "num_consumers": 1},
+                    "retry_on_failure": {"enabled": False},
+                }
+            },
+            pipelines={
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": [PROC],
+                    "exporters": ["otlp/down"],
+                    "queue_size": 64,
+                }
+            },
+        )
+        cfg["service"]["shutdown_timeout"] = "3s"
+        # Decoding and re-encoding 500-span batches keeps each in the plugin for a while.
+        return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": "pass_decoded"})
+
+    gw = gateway(config=config)
+    names = [f"s{i}" for i in range(500)]
+    accepted: list[bytes] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client():
+        for _ in range(5):
+            body, ids = batch(*names)
+            r = gw.post("traces", body, timeout=10)
+            with lock:
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    accepted.extend(ids)
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(statuses) == 80, statuses
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(429) > 0 and accepted, statuses
+    assert gw.metric("sluice_dropped_records_total") == 0
+    assert gw.metric("sluice_receiver_refused_records_total", reason="queue_full") == 500 * statuses.count(429)
+
+    # Everything a client was told was accepted arrives once the backend answers.
+    ds.release()
+    wait_until(
+        lambda: sorted(s.span_id for s in received_spans(ds)) == sorted(accepted),
+        15,
+        "accepted spans delivered",
+    )
+    assert gw.metric("sluice_dropped_records_total") == 0

@@ -149,34 +149,37 @@ impl Room {
 }
 
 impl ExporterHandle {
-    /// Queues the batch. A full in-memory queue drops and counts it; a disk queue that cannot
-    /// write it returns the error, so the client can be refused with a retryable error.
-    pub fn offer(&self, batch: Arc<Batch>) -> Result<(), WriteError> {
-        let signal = batch.signal();
-        let records = batch.records();
+    /// Queues the batch. A full or closed memory queue gives the batch back (`Ok(false)`)
+    /// uncounted: the caller either refuses the client or counts the drop with
+    /// [`ExporterHandle::count_drop`]. A disk queue that cannot write it is an error.
+    pub fn offer(&self, batch: Arc<Batch>) -> Result<bool, WriteError> {
         match &self.queue {
-            QueueTx::Disk(q) => crate::pipeline::blocking(|| q.0.append(&batch)),
+            QueueTx::Disk(q) => crate::pipeline::blocking(|| q.0.append(&batch)).map(|()| true),
             QueueTx::Memory(tx) => {
-                if let Err(e) = tx.try_send(batch) {
-                    let reason = match e {
-                        mpsc::error::TrySendError::Full(_) => "queue_full",
-                        mpsc::error::TrySendError::Closed(_) => "shutting_down",
-                    };
-                    tracing::warn!(exporter = %self.name, signal = %signal, records, reason, "Exporter queue cannot take the batch; dropping it.");
-                    self.metrics.drop_records(
-                        &format!("exporter/{}", self.name),
-                        signal.as_str(),
-                        reason,
-                        records,
-                    );
-                }
+                let taken = tx.try_send(batch).is_ok();
                 self.metrics
                     .exporter_queue_depth
                     .with_label_values(&[&self.name])
                     .set((tx.max_capacity() - tx.capacity()) as i64);
-                Ok(())
+                Ok(taken)
             }
         }
+    }
+
+    /// Counts a batch that [`ExporterHandle::offer`] gave back as dropped.
+    pub fn count_drop(&self, batch: &Batch) {
+        let reason = match &self.queue {
+            QueueTx::Memory(tx) if tx.is_closed() => "shutting_down",
+            _ => "queue_full",
+        };
+        let (signal, records) = (batch.signal(), batch.records());
+        tracing::warn!(exporter = %self.name, signal = %signal, records, reason, "Exporter queue cannot take the batch; dropping it.");
+        self.metrics.drop_records(
+            &format!("exporter/{}", self.name),
+            signal.as_str(),
+            reason,
+            records,
+        );
     }
 
     /// Whether the queue keeps batches on disk: the client is answered only once the batch is

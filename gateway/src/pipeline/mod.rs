@@ -58,6 +58,9 @@ pub enum Rejection {
     Processor(String),
     /// A disk queue could not write the batch (full or I/O error).
     Storage(String),
+    /// Every exporter's queue was full when the batch left the processors (they filled up
+    /// while it was being processed).
+    QueueFull,
 }
 
 /// The answer to a submission to a pipeline with processors.
@@ -366,23 +369,36 @@ async fn run(
             Err(rejection) => (Err(rejection), None),
         };
         if let Some(batch) = batch {
+            // Memory queues that were full: counted as drops only once some exporter has the
+            // batch; when none has, a waiting client is refused instead and retries.
+            let mut full = Vec::new();
+            let mut taken = false;
             for exporter in &exporters {
-                let Err(e) = exporter.offer(batch.clone()) else {
-                    continue;
-                };
-                if ack.is_some() {
-                    // The client is refused and retries; exporters that took the batch may
-                    // get it twice (at least once).
-                    if answer.is_ok() {
-                        answer = Err(Rejection::Storage(e.message().to_string()));
+                match exporter.offer(batch.clone()) {
+                    Ok(true) => taken = true,
+                    Ok(false) => full.push(exporter),
+                    Err(e) if ack.is_some() => {
+                        // The client is refused and retries; exporters that took the batch
+                        // may get it twice (at least once).
+                        if answer.is_ok() {
+                            answer = Err(Rejection::Storage(e.message().to_string()));
+                        }
                     }
-                } else {
-                    metrics.drop_records(
+                    Err(e) => metrics.drop_records(
                         &format!("exporter/{}", exporter.name),
                         batch.signal().as_str(),
                         &format!("storage_{}", e.reason()),
                         batch.records(),
-                    );
+                    ),
+                }
+            }
+            if ack.is_some() && !taken && !full.is_empty() {
+                if answer.is_ok() {
+                    answer = Err(Rejection::QueueFull);
+                }
+            } else {
+                for exporter in full {
+                    exporter.count_drop(&batch);
                 }
             }
         }

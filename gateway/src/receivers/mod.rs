@@ -299,6 +299,9 @@ impl Intake {
                     tracing::warn!(signal = %signal, records, error = %message, "Refusing a batch the disk queue cannot take.");
                     return refuse(Refusal::StorageFull, &pipelines[0].name);
                 }
+                Ok(Ok(Err(Rejection::QueueFull))) => {
+                    return refuse(Refusal::QueueFull, &pipelines[0].name);
+                }
                 Ok(Ok(Err(Rejection::Processor(message)))) => {
                     m.receiver_refused
                         .with_label_values(&[
