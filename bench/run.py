@@ -5,6 +5,7 @@ only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals
 
     python3 bench/run.py [--duration 15] [--connections 4] [--spans 100]
                          [--scenarios passthrough,redact,chain3]
+    python3 bench/run.py --startup
 
 Needs: a release build (`cargo build --release -p sluice`), the plugins
 (`scripts/build-plugins.sh`) for the plugin scenarios, `wrk`, and the Python packages in
@@ -220,6 +221,44 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         stop(downstream)
 
 
+def startup_ms(workdir: Path, cache: Path, name: str) -> float:
+    """Milliseconds from spawning a gateway with the chain3 plugins (enrich, redact, slo) to
+    its first `200` from /health/ready, polled every 2 ms."""
+    procs = processors_for("chain3")
+    ports = {"http": free_port(), "admin": free_port()}
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+        "processors": procs,
+        "exporters": {"blackhole": {}},
+        "service": {
+            "pipelines": {"traces": {"receivers": ["otlp"], "processors": list(procs), "exporters": ["blackhole"]}},
+            "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
+            "plugins": {"cache_dir": str(cache)},
+        },
+    }
+    path = workdir / f"{name}.yaml"
+    path.write_text(json.dumps(config))
+    ready = f"http://127.0.0.1:{ports['admin']}/health/ready"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(BIN), "run", "--config", str(path), "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "SLUICE_PLUGIN_DIR": str(PLUGINS)},
+    )
+    try:
+        while time.perf_counter() - t0 < 30:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}")
+            try:
+                if urllib.request.urlopen(ready, timeout=1).status == 200:
+                    return round((time.perf_counter() - t0) * 1000, 1)
+            except OSError:
+                time.sleep(0.002)
+        raise RuntimeError(f"{name} did not become ready in 30 s")
+    finally:
+        stop(proc)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=15)
@@ -234,9 +273,21 @@ def main() -> None:
         "to redact); chain3_dirty (the same, one client IP per span to mask); readers3 (three "
         "plugins that only read: the test plugin in pass mode)",
     )
+    p.add_argument("--startup", action="store_true",
+                   help="only time startup to ready with the chain3 plugins: first start (plugins "
+                   "compiled) and five starts from the plugin cache")
     args = p.parse_args()
     if not BIN.exists():
         raise SystemExit(f"{BIN} is missing: cargo build --release -p sluice")
+    if args.startup:
+        with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
+            workdir, cache = Path(tmp), Path(tmp) / "cache"
+            cold = startup_ms(workdir, cache, "cold")
+            cached = sorted(startup_ms(workdir, cache, f"cached-{i}") for i in range(5))
+        print(f"startup to ready, 3 plugins: compiled {cold} ms; cached {cached[0]}-{cached[-1]} ms "
+              f"(median {cached[2]} ms of 5)")
+        print(json.dumps({"startup_compiled_ms": cold, "startup_cached_ms": cached}))
+        return
     sys.path.insert(0, str(REPO / "bench"))
     from make_batch import batch as make
 

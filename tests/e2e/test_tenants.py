@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import select
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -175,18 +176,28 @@ def test_a_tenant_at_its_concurrency_limit_is_refused_while_others_proceed(gatew
     req, _ = simple_trace_request(3)
     body = req.SerializeToString()
     # One request of team-a whose body is still arriving holds the tenant's only slot.
-    slow = socket.create_connection(("127.0.0.1", gw.ports["http"]), timeout=10)
+    head = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s['a']}\r\n"
+        f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+
+    def hold_the_slot() -> socket.socket:
+        for _attempt in range(10):
+            slow = socket.create_connection(("127.0.0.1", gw.ports["http"]), timeout=10)
+            slow.sendall(head.encode() + body[:5])
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if select.select([slow], [], [], 0)[0]:
+                    # Answered already: a probe below overtook it and held the slot.
+                    break
+                if gw.post("traces", body, headers=bearer(s["a"])).status_code == 429:
+                    return slow
+                time.sleep(0.02)
+            slow.close()
+        raise AssertionError("team-a's second concurrent request was never refused")
+
+    slow = hold_the_slot()
     try:
-        head = (
-            f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s['a']}\r\n"
-            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        slow.sendall(head.encode() + body[:5])
-        wait_until(
-            lambda: gw.post("traces", body, headers=bearer(s["a"])).status_code == 429,
-            5,
-            "team-a's second concurrent request refused",
-        )
         r = gw.post("traces", body, headers=bearer(s["a"]))
         assert r.status_code == 429 and "max_concurrent_requests" in r.text, r.text
         assert gw.post("traces", body, headers=bearer(s["b"])).status_code == 200
