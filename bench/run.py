@@ -5,6 +5,7 @@ only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals
 
     python3 bench/run.py [--duration 15] [--connections 4] [--spans 100]
                          [--scenarios passthrough,redact,chain3]
+    python3 bench/run.py [--distinct 64] ...   # N different batches in turn
     python3 bench/run.py --startup
 
 Needs: a release build (`cargo build --release -p sluice`), the plugins
@@ -181,7 +182,8 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
                 "--latency", "-s", str(REPO / "bench" / "post.lua"),
                 f"http://127.0.0.1:{up['http']}/v1/traces",
             ],
-            capture_output=True, text=True, env={**os.environ, "BATCH": str(batch)},
+            capture_output=True, text=True,
+            env={**os.environ, "BATCH": str(batch), **({"BATCHES": str(args.distinct)} if args.distinct > 1 else {})},
             timeout=args.duration + 30,
         )
         elapsed = time.time() - t0
@@ -273,6 +275,9 @@ def main() -> None:
         "to redact); chain3_dirty (the same, one client IP per span to mask); readers3 (three "
         "plugins that only read: the test plugin in pass mode)",
     )
+    p.add_argument("--distinct", type=int, default=1,
+                   help="post N different batches in turn (values that repeat less; default 1, "
+                   "one batch posted again and again)")
     p.add_argument("--startup", action="store_true",
                    help="only time startup to ready with the chain3 plugins: first start (plugins "
                    "compiled) and five starts from the plugin cache")
@@ -297,6 +302,11 @@ def main() -> None:
         batch.write_bytes(make(args.spans))
         clean_batch = workdir / "clean.pb"
         clean_batch.write_bytes(make(args.spans, clean=True))
+        if args.distinct > 1:
+            # Batches whose ids, paths, tenants and addresses differ (seeded, so runs compare).
+            for i in range(args.distinct):
+                Path(f"{batch}.{i}").write_bytes(make(args.spans, seed=1000 + i))
+                Path(f"{clean_batch}.{i}").write_bytes(make(args.spans, seed=1000 + i, clean=True))
         results = []
         for scenario in args.scenarios.split(","):
             r = run_scenario(scenario, args, workdir, batch, clean_batch)

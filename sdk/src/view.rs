@@ -270,6 +270,24 @@ impl<'a> AttributesView<'a> {
         })
     }
 
+    /// Calls `f` with each attribute as it is encoded (a `KeyValue` message), unparsed, in
+    /// order: for plugins that remember attributes they have seen by their bytes. Read one
+    /// with [`AttributesView::parse_encoded`].
+    pub fn for_each_encoded(
+        &self,
+        f: impl FnMut(&'a [u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.field == 0 {
+            return Ok(());
+        }
+        each_len(self.buf, self.field, f)
+    }
+
+    /// The key and value of one attribute given by [`AttributesView::for_each_encoded`].
+    pub fn parse_encoded(encoded: &'a [u8]) -> Result<(&'a str, ValueView<'a>), Error> {
+        Ok(key_value(encoded)?)
+    }
+
     /// The value of the first attribute named `key`. Keys are compared as bytes and only the
     /// matching attribute's value is parsed.
     pub fn get(&self, key: &str) -> Result<Option<ValueView<'a>>, Error> {

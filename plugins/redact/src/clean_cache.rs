@@ -1,6 +1,7 @@
-//! Small caches keyed by strings: values known to have nothing to redact, so that values
+//! Small caches keyed by bytes: values known to have nothing to redact, so that values
 //! repeated across records (user agents, host names, routes, versions) are checked once rather
-//! than once per record, and attribute keys with their class.
+//! than once per record; whole attributes (as encoded) known to be clean; and attribute keys
+//! with their class.
 //!
 //! Direct-mapped: each string has one slot, chosen by a hash seeded at random per instance,
 //! and a new entry replaces whatever held the slot. A lookup is one hash and one comparison,
@@ -15,7 +16,9 @@ const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[derive(Debug)]
 pub struct Memo<V> {
-    slots: Vec<Option<(Box<str>, V)>>,
+    slots: Vec<Option<(Box<[u8]>, V)>>,
+    /// Per slot, the hash of the last string offered to [`Memo::insert_if_seen`].
+    seen: Vec<u64>,
     bits: u32,
     seed: u64,
     max_len: usize,
@@ -27,13 +30,14 @@ impl<V: Copy> Memo<V> {
         let slots = slots.next_power_of_two().max(2);
         Memo {
             slots: (0..slots).map(|_| None).collect(),
+            seen: Vec::new(),
             bits: slots.trailing_zeros(),
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
             max_len,
         }
     }
 
-    fn slot(&self, s: &[u8]) -> usize {
+    fn hash(&self, s: &[u8]) -> u64 {
         let mut h = self.seed ^ (s.len() as u64).wrapping_mul(K);
         let mut words = s.chunks_exact(8);
         for w in &mut words {
@@ -43,26 +47,52 @@ impl<V: Copy> Memo<V> {
         if !rest.is_empty() {
             h = (h ^ word(rest)).wrapping_mul(K).rotate_left(31);
         }
-        h = (h ^ (h >> 29)).wrapping_mul(K);
+        (h ^ (h >> 29)).wrapping_mul(K)
+    }
+
+    fn slot_of(&self, h: u64) -> usize {
         (h >> (64 - self.bits)) as usize
     }
 
-    pub fn get(&self, s: &str) -> Option<V> {
+    pub fn get(&self, s: &[u8]) -> Option<V> {
         if s.len() > self.max_len {
             return None;
         }
-        match self.slots.get(self.slot(s.as_bytes()))? {
-            Some((k, v)) if same(k.as_bytes(), s.as_bytes()) => Some(*v),
+        match self.slots.get(self.slot_of(self.hash(s)))? {
+            Some((k, v)) if same(k, s) => Some(*v),
             _ => None,
         }
     }
 
     /// Stores `s` (unless it is longer than the limit), evicting the slot's entry.
-    pub fn insert(&mut self, s: &str, v: V) {
+    pub fn insert(&mut self, s: &[u8], v: V) {
         if s.len() > self.max_len {
             return;
         }
-        let i = self.slot(s.as_bytes());
+        let i = self.slot_of(self.hash(s));
+        if let Some(e) = self.slots.get_mut(i) {
+            *e = Some((s.into(), v));
+        }
+    }
+
+    /// Stores `s` the second time in a row its slot is offered it: strings seen once (ids,
+    /// paths with ids) cost a hash, not an allocation that evicts a string seen often.
+    pub fn insert_if_seen(&mut self, s: &[u8], v: V) {
+        if s.len() > self.max_len {
+            return;
+        }
+        if self.seen.is_empty() {
+            self.seen = vec![0; self.slots.len()];
+        }
+        let h = self.hash(s);
+        let i = self.slot_of(h);
+        let Some(last) = self.seen.get_mut(i) else {
+            return;
+        };
+        if *last != h {
+            *last = h;
+            return;
+        }
         if let Some(e) = self.slots.get_mut(i) {
             *e = Some((s.into(), v));
         }
@@ -104,21 +134,21 @@ mod tests {
     fn remembers_exact_strings_only() {
         let mut c = Memo::new(1024, 512);
         let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36";
-        assert_eq!(c.get(ua), None);
-        c.insert(ua, 7u8);
-        assert_eq!(c.get(ua), Some(7));
+        assert_eq!(c.get(ua.as_bytes()), None);
+        c.insert(ua.as_bytes(), 7u8);
+        assert_eq!(c.get(ua.as_bytes()), Some(7));
         assert_eq!(
-            c.get("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.37"),
+            c.get(b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.37"),
             None
         );
-        assert_eq!(c.get(&ua[..ua.len() - 1]), None);
-        assert_eq!(c.get(&format!("{ua}\0")), None);
-        c.insert("", 1);
-        assert_eq!(c.get(""), Some(1));
+        assert_eq!(c.get(&ua.as_bytes()[..ua.len() - 1]), None);
+        assert_eq!(c.get(format!("{ua}\0").as_bytes()), None);
+        c.insert(b"", 1);
+        assert_eq!(c.get(b""), Some(1));
         // Too long: never stored.
         let long = "x".repeat(513);
-        c.insert(&long, 1);
-        assert_eq!(c.get(&long), None);
+        c.insert(long.as_bytes(), 1);
+        assert_eq!(c.get(long.as_bytes()), None);
     }
 
     #[test]
@@ -127,15 +157,26 @@ mod tests {
         assert_eq!(c.slots.len(), 1024);
         let strings: Vec<String> = (0..4096).map(|i| format!("value number {i:08}")).collect();
         for (i, s) in strings.iter().enumerate() {
-            c.insert(s, i);
+            c.insert(s.as_bytes(), i);
         }
         // At most one string per slot survives, with its own value.
         let held = strings
             .iter()
             .enumerate()
-            .filter(|(i, s)| c.get(s).inspect(|v| assert_eq!(v, i)).is_some())
+            .filter(|(i, s)| c.get(s.as_bytes()).inspect(|v| assert_eq!(v, i)).is_some())
             .count();
         assert!(held <= 1024 && held > 512, "{held}");
+    }
+
+    #[test]
+    fn strings_seen_once_are_not_stored() {
+        let mut c = Memo::new(1024, 512);
+        c.insert_if_seen(b"/api/v1/orders/123/items", ());
+        assert_eq!(c.get(b"/api/v1/orders/123/items"), None);
+        c.insert_if_seen(b"/api/v1/orders/124/items", ());
+        c.insert_if_seen(b"/api/v1/orders/124/items", ());
+        assert_eq!(c.get(b"/api/v1/orders/124/items"), Some(()));
+        assert_eq!(c.get(b"/api/v1/orders/123/items"), None);
     }
 
     #[test]

@@ -43,6 +43,8 @@ const KEY_CACHE_MAX_KEY_LEN: usize = 256;
 /// Values seen before that had nothing to redact: slots, and the longest value stored.
 const CLEAN_CACHE_SLOTS: usize = 1024;
 const CLEAN_CACHE_MAX_LEN: usize = 512;
+/// Attributes seen before that had nothing to redact: slots (of the same longest length).
+const CLEAN_ATTR_CACHE_SLOTS: usize = 4096;
 
 /// The plugin.
 #[derive(Debug)]
@@ -66,6 +68,8 @@ struct State {
     hits: Vec<Hit>,
     /// Values seen before that had nothing to redact.
     clean: Memo<()>,
+    /// Attributes (encoded `KeyValue`s) seen at least twice that had nothing to redact.
+    clean_attrs: Memo<()>,
 }
 
 impl State {
@@ -106,11 +110,11 @@ impl Walker<'_> {
         if !self.engine.keys_matter() || !self.engine.key_may_match(key) {
             return KeyClass::Plain;
         }
-        if let Some(c) = self.state.keys.get(key) {
+        if let Some(c) = self.state.keys.get(key.as_bytes()) {
             return c;
         }
         let c = self.engine.classify(key, &mut self.state.key_scratch);
-        self.state.keys.insert(key, c);
+        self.state.keys.insert(key.as_bytes(), c);
         c
     }
 
@@ -119,13 +123,13 @@ impl Walker<'_> {
     /// The matches in `s` (into `hits`), remembering strings that were costly to find clean.
     fn find(&mut self, s: &str, hits: &mut Vec<Hit>) {
         let cached = s.len() >= CLEAN_MIN_LEN;
-        if cached && self.state.clean.get(s).is_some() {
+        if cached && self.state.clean.get(s.as_bytes()).is_some() {
             hits.clear();
             return;
         }
         let costly = self.engine.find(s, hits);
         if cached && costly && hits.is_empty() {
-            self.state.clean.insert(s, ());
+            self.state.clean.insert(s.as_bytes(), ());
         }
     }
 
@@ -353,13 +357,22 @@ impl Walker<'_> {
 
     fn clean_attributes(&mut self, attrs: AttributesView<'_>) -> Result<bool, Error> {
         let mut clean = true;
-        attrs.for_each(|key, value| {
+        attrs.for_each_encoded(|encoded| {
             while_clean(&mut clean, || {
-                Ok(match self.classify(key) {
+                // An attribute seen clean before, byte for byte, is clean again.
+                if self.state.clean_attrs.get(encoded).is_some() {
+                    return Ok(true);
+                }
+                let (key, value) = AttributesView::parse_encoded(encoded)?;
+                let clean = match self.classify(key) {
                     KeyClass::Allow => true,
                     KeyClass::Block | KeyClass::Secret => false,
                     KeyClass::Plain => self.clean_value(value)?,
-                })
+                };
+                if clean {
+                    self.state.clean_attrs.insert_if_seen(encoded, ());
+                }
+                Ok(clean)
             })
         })?;
         Ok(clean)
@@ -547,6 +560,7 @@ impl Plugin for Redact {
             keys: Memo::new(KEY_CACHE_SLOTS, KEY_CACHE_MAX_KEY_LEN),
             key_scratch: Vec::new(),
             clean: Memo::new(CLEAN_CACHE_SLOTS, CLEAN_CACHE_MAX_LEN),
+            clean_attrs: Memo::new(CLEAN_ATTR_CACHE_SLOTS, CLEAN_CACHE_MAX_LEN),
             hits: Vec::new(),
         };
         Ok(Redact { engine, state })

@@ -1326,3 +1326,45 @@ fn prefilter_tells_costly_clean_strings() {
     assert_eq!(prefilter("mail bob@example.com", all), Prefilter::Candidate);
     assert_eq!(prefilter("mail bob@example.com", 0), Prefilter::Clean);
 }
+
+#[test]
+fn remembered_clean_attributes_do_not_hide_dirty_ones() {
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)";
+    let read = |p: &mut Redact, attrs: Vec<KeyValue>| {
+        let mut batch = testing::traces(&["op"]);
+        batch.resource_spans[0].scope_spans[0].spans[0].attributes = attrs;
+        p.read_traces(&TracesView::new(&batch.encode_to_vec()))
+            .expect("ok")
+    };
+    let mut p = plugin("{}");
+    // Seen twice, then remembered by its bytes.
+    for _ in 0..4 {
+        assert_eq!(
+            read(
+                &mut p,
+                vec![skv("user_agent.original", ua), kv("n", int(7))]
+            ),
+            Some(Verdict::Unchanged)
+        );
+    }
+    // The same value under a secret key, the same key with an email, a blocked key: the
+    // decoding path gets each of them.
+    assert_eq!(read(&mut p, vec![skv("password", ua)]), None);
+    assert_eq!(
+        read(
+            &mut p,
+            vec![skv("user_agent.original", &format!("{ua} bob@example.com"))]
+        ),
+        None
+    );
+    let mut blocking = plugin(r#"{"block_keys": ["user_agent.original"]}"#);
+    assert_eq!(
+        read(&mut blocking, vec![skv("user_agent.original", ua)]),
+        None
+    );
+    // And the remembered attribute is still clean.
+    assert_eq!(
+        read(&mut p, vec![skv("user_agent.original", ua)]),
+        Some(Verdict::Unchanged)
+    );
+}
