@@ -118,8 +118,6 @@ impl Walker<'_> {
         c
     }
 
-    /// A string value, name or body. `droppable`: whether it sits in an attribute that
-    /// `drop_attribute` can remove (otherwise that action masks).
     /// The matches in `s` (into `hits`), remembering strings that were costly to find clean.
     fn find(&mut self, s: &str, hits: &mut Vec<Hit>) {
         let cached = s.len() >= CLEAN_MIN_LEN;
@@ -133,6 +131,8 @@ impl Walker<'_> {
         }
     }
 
+    /// A string value, name or body. `droppable`: whether it sits in an attribute that
+    /// `drop_attribute` can remove (otherwise that action masks).
     fn text(&mut self, s: &mut String, droppable: bool) -> Outcome {
         let mut hits = std::mem::take(&mut self.state.hits);
         self.find(s, &mut hits);
