@@ -54,22 +54,22 @@ impl<V: Copy> Memo<V> {
         (h >> (64 - self.bits)) as usize
     }
 
-    pub fn get(&self, s: &[u8]) -> Option<V> {
-        if s.len() > self.max_len {
-            return None;
-        }
-        match self.slots.get(self.slot_of(self.hash(s)))? {
+    /// Where `s` goes, hashed once for the lookup and the insert after it; `None` when it is
+    /// longer than the limit (never stored).
+    pub fn probe(&self, s: &[u8]) -> Option<Probe> {
+        (s.len() <= self.max_len).then(|| Probe(self.hash(s)))
+    }
+
+    pub fn get(&self, p: Probe, s: &[u8]) -> Option<V> {
+        match self.slots.get(self.slot_of(p.0))? {
             Some((k, v)) if same(k, s) => Some(*v),
             _ => None,
         }
     }
 
-    /// Stores `s` (unless it is longer than the limit), evicting the slot's entry.
-    pub fn insert(&mut self, s: &[u8], v: V) {
-        if s.len() > self.max_len {
-            return;
-        }
-        let i = self.slot_of(self.hash(s));
+    /// Stores `s`, evicting the slot's entry.
+    pub fn insert(&mut self, p: Probe, s: &[u8], v: V) {
+        let i = self.slot_of(p.0);
         if let Some(e) = self.slots.get_mut(i) {
             *e = Some((s.into(), v));
         }
@@ -77,27 +77,25 @@ impl<V: Copy> Memo<V> {
 
     /// Stores `s` the second time in a row its slot is offered it: strings seen once (ids,
     /// paths with ids) cost a hash, not an allocation that evicts a string seen often.
-    pub fn insert_if_seen(&mut self, s: &[u8], v: V) {
-        if s.len() > self.max_len {
-            return;
-        }
+    pub fn insert_if_seen(&mut self, p: Probe, s: &[u8], v: V) {
         if self.seen.is_empty() {
             self.seen = vec![0; self.slots.len()];
         }
-        let h = self.hash(s);
-        let i = self.slot_of(h);
+        let i = self.slot_of(p.0);
         let Some(last) = self.seen.get_mut(i) else {
             return;
         };
-        if *last != h {
-            *last = h;
+        if *last != p.0 {
+            *last = p.0;
             return;
         }
-        if let Some(e) = self.slots.get_mut(i) {
-            *e = Some((s.into(), v));
-        }
+        self.insert(p, s, v);
     }
 }
+
+/// A string's hash under a [`Memo`]'s seed (see [`Memo::probe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Probe(u64);
 
 /// Up to eight bytes as a little-endian number.
 #[inline]
@@ -130,25 +128,43 @@ pub const CLEAN_MIN_LEN: usize = 16;
 mod tests {
     use super::*;
 
+    impl<V: Copy> Memo<V> {
+        fn lookup(&self, s: &[u8]) -> Option<V> {
+            self.probe(s).and_then(|p| self.get(p, s))
+        }
+
+        fn store(&mut self, s: &[u8], v: V) {
+            if let Some(p) = self.probe(s) {
+                self.insert(p, s, v);
+            }
+        }
+
+        fn store_if_seen(&mut self, s: &[u8], v: V) {
+            if let Some(p) = self.probe(s) {
+                self.insert_if_seen(p, s, v);
+            }
+        }
+    }
+
     #[test]
     fn remembers_exact_strings_only() {
         let mut c = Memo::new(1024, 512);
         let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36";
-        assert_eq!(c.get(ua.as_bytes()), None);
-        c.insert(ua.as_bytes(), 7u8);
-        assert_eq!(c.get(ua.as_bytes()), Some(7));
+        assert_eq!(c.lookup(ua.as_bytes()), None);
+        c.store(ua.as_bytes(), 7u8);
+        assert_eq!(c.lookup(ua.as_bytes()), Some(7));
         assert_eq!(
-            c.get(b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.37"),
+            c.lookup(b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.37"),
             None
         );
-        assert_eq!(c.get(&ua.as_bytes()[..ua.len() - 1]), None);
-        assert_eq!(c.get(format!("{ua}\0").as_bytes()), None);
-        c.insert(b"", 1);
-        assert_eq!(c.get(b""), Some(1));
+        assert_eq!(c.lookup(&ua.as_bytes()[..ua.len() - 1]), None);
+        assert_eq!(c.lookup(format!("{ua}\0").as_bytes()), None);
+        c.store(b"", 1);
+        assert_eq!(c.lookup(b""), Some(1));
         // Too long: never stored.
         let long = "x".repeat(513);
-        c.insert(long.as_bytes(), 1);
-        assert_eq!(c.get(long.as_bytes()), None);
+        c.store(long.as_bytes(), 1);
+        assert_eq!(c.lookup(long.as_bytes()), None);
     }
 
     #[test]
@@ -157,13 +173,17 @@ mod tests {
         assert_eq!(c.slots.len(), 1024);
         let strings: Vec<String> = (0..4096).map(|i| format!("value number {i:08}")).collect();
         for (i, s) in strings.iter().enumerate() {
-            c.insert(s.as_bytes(), i);
+            c.store(s.as_bytes(), i);
         }
         // At most one string per slot survives, with its own value.
         let held = strings
             .iter()
             .enumerate()
-            .filter(|(i, s)| c.get(s.as_bytes()).inspect(|v| assert_eq!(v, i)).is_some())
+            .filter(|(i, s)| {
+                c.lookup(s.as_bytes())
+                    .inspect(|v| assert_eq!(v, i))
+                    .is_some()
+            })
             .count();
         assert!(held <= 1024 && held > 512, "{held}");
     }
@@ -171,12 +191,12 @@ mod tests {
     #[test]
     fn strings_seen_once_are_not_stored() {
         let mut c = Memo::new(1024, 512);
-        c.insert_if_seen(b"/api/v1/orders/123/items", ());
-        assert_eq!(c.get(b"/api/v1/orders/123/items"), None);
-        c.insert_if_seen(b"/api/v1/orders/124/items", ());
-        c.insert_if_seen(b"/api/v1/orders/124/items", ());
-        assert_eq!(c.get(b"/api/v1/orders/124/items"), Some(()));
-        assert_eq!(c.get(b"/api/v1/orders/123/items"), None);
+        c.store_if_seen(b"/api/v1/orders/123/items", ());
+        assert_eq!(c.lookup(b"/api/v1/orders/123/items"), None);
+        c.store_if_seen(b"/api/v1/orders/124/items", ());
+        c.store_if_seen(b"/api/v1/orders/124/items", ());
+        assert_eq!(c.lookup(b"/api/v1/orders/124/items"), Some(()));
+        assert_eq!(c.lookup(b"/api/v1/orders/123/items"), None);
     }
 
     #[test]

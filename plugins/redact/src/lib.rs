@@ -110,24 +110,36 @@ impl Walker<'_> {
         if !self.engine.keys_matter() || !self.engine.key_may_match(key) {
             return KeyClass::Plain;
         }
-        if let Some(c) = self.state.keys.get(key.as_bytes()) {
+        let probe = self.state.keys.probe(key.as_bytes());
+        if let Some(c) = probe.and_then(|p| self.state.keys.get(p, key.as_bytes())) {
             return c;
         }
         let c = self.engine.classify(key, &mut self.state.key_scratch);
-        self.state.keys.insert(key.as_bytes(), c);
+        if let Some(p) = probe {
+            self.state.keys.insert(p, key.as_bytes(), c);
+        }
         c
     }
 
     /// The matches in `s` (into `hits`), remembering strings that were costly to find clean.
     fn find(&mut self, s: &str, hits: &mut Vec<Hit>) {
-        let cached = s.len() >= CLEAN_MIN_LEN;
-        if cached && self.state.clean.get(s.as_bytes()).is_some() {
+        let probe = if s.len() >= CLEAN_MIN_LEN {
+            self.state.clean.probe(s.as_bytes())
+        } else {
+            None
+        };
+        if let Some(p) = probe
+            && self.state.clean.get(p, s.as_bytes()).is_some()
+        {
             hits.clear();
             return;
         }
         let costly = self.engine.find(s, hits);
-        if cached && costly && hits.is_empty() {
-            self.state.clean.insert(s.as_bytes(), ());
+        if let Some(p) = probe
+            && costly
+            && hits.is_empty()
+        {
+            self.state.clean.insert(p, s.as_bytes(), ());
         }
     }
 
@@ -360,7 +372,10 @@ impl Walker<'_> {
         attrs.for_each_encoded(|encoded| {
             while_clean(&mut clean, || {
                 // An attribute seen clean before, byte for byte, is clean again.
-                if self.state.clean_attrs.get(encoded).is_some() {
+                let probe = self.state.clean_attrs.probe(encoded);
+                if let Some(p) = probe
+                    && self.state.clean_attrs.get(p, encoded).is_some()
+                {
                     return Ok(true);
                 }
                 let (key, value) = AttributesView::parse_encoded(encoded)?;
@@ -369,8 +384,10 @@ impl Walker<'_> {
                     KeyClass::Block | KeyClass::Secret => false,
                     KeyClass::Plain => self.clean_value(value)?,
                 };
-                if clean {
-                    self.state.clean_attrs.insert_if_seen(encoded, ());
+                if let Some(p) = probe
+                    && clean
+                {
+                    self.state.clean_attrs.insert_if_seen(p, encoded, ());
                 }
                 Ok(clean)
             })
