@@ -193,6 +193,12 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             perf.wait(timeout=60)
         accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
         refused = metric_sum(admin, "sluice_receiver_refused_records_total")
+        # Spans the first plugin ran over: more than were accepted when batches were refused
+        # after the plugins (every exporter queue full by then), wasted work.
+        processed = (
+            metric_sum(admin, "sluice_plugin_records_in_total", processor=next(iter(procs)))
+            if procs else accepted
+        )
         deadline = time.time() + 15
         delivered = 0.0
         while time.time() < deadline:
@@ -208,6 +214,7 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             "spans_accepted": int(accepted),
             "spans_delivered": int(delivered),
             "spans_refused": int(refused),
+            "spans_processed": int(processed),
             "non_2xx_responses": int(non2xx.group(1)) if non2xx else 0,
             "spans_per_s": round(accepted / elapsed),
             "gateway_cpu_s": round(cpu, 2),
@@ -314,7 +321,7 @@ def main() -> None:
             print(f"{scenario}: done", file=sys.stderr)
     base = next((r for r in results if r["scenario"] == "passthrough"), None)
     cols = ["scenario", "spans_per_s", "spans_per_cpu_s", "cpu_s_per_million_spans", "peak_rss_mib",
-            "latency_p50", "latency_p99", "spans_refused", "spans_delivered"]
+            "latency_p50", "latency_p99", "spans_refused", "spans_processed", "spans_delivered"]
     print(" | ".join(cols) + (" | vs_passthrough_per_cpu" if base else ""))
     for r in results:
         row = " | ".join(str(r[c]) for c in cols)

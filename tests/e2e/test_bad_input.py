@@ -523,6 +523,62 @@ def test_backpressure_gives_429_with_retry_after_and_loses_nothing(gateway, down
     ds.release()
     wait_until(lambda: sorted(delivered_span_ids(ds)) == sorted(accepted), 15, "accepted spans delivered")
     assert gw.metric("sluice_dropped_records_total") == 0
+
+
+def test_concurrent_clients_of_a_full_pipeline_are_held_or_refused_never_dropped(gateway, downstream):
+    """Many clients at once against a one-slot exporter queue behind a two-slot pipeline queue:
+    every request either gets 200 and its spans are delivered once the backend answers, or is
+    refused after being held for room (never accepted and then dropped)."""
+    import threading
+
+    ds = downstream()
+    ds.hang()
+    gw = gateway(
+        {
+            "otlp/down": {
+                "endpoint": ds.endpoint,
+                "timeout": "30s",
+                "sending_queue": {"queue_size": 1, "num_consumers": 1},
+                "retry_on_failure": {"enabled": False},
+            }
+        },
+        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 2}},
+        service={"shutdown_timeout": "3s"},
+    )
+    accepted: list[bytes] = []
+    statuses: list[int] = []
+    held: list[float] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for i in range(4):
+            req, ids = simple_trace_request(2, name=f"c{n}-{i}")
+            started = time.monotonic()
+            r = gw.post("traces", req.SerializeToString(), timeout=10)
+            with lock:
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    accepted.extend(ids)
+                else:
+                    held.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(statuses) == 48, statuses
+    assert set(statuses) <= {200, 429}, statuses
+    # One batch sending, one in the exporter queue, one held by the pipeline, two in its queue.
+    assert statuses.count(200) == 5, statuses
+    # A refused client was held for room first (half a second), not turned away at once.
+    assert min(held) >= 0.4, held
+    assert gw.metric("sluice_receiver_refused_records_total", reason="queue_full") == 2 * statuses.count(429)
+    assert gw.metric("sluice_dropped_records_total") == 0
+
+    ds.release()
+    wait_until(lambda: sorted(delivered_span_ids(ds)) == sorted(accepted), 15, "accepted spans delivered")
+    assert gw.metric("sluice_dropped_records_total") == 0
     assert gw.alive()
     r = gw.post("traces", simple_trace_request(1)[0].SerializeToString())
     assert r.status_code == 200

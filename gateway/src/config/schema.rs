@@ -366,7 +366,8 @@ fn default_export_timeout() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct SendingQueueConfig {
     /// Batches waiting to be sent; when full, new batches for this exporter are dropped and
-    /// counted (`reason="queue_full"`).
+    /// counted (`reason="queue_full"`) if another exporter of the pipeline took them, else the
+    /// pipeline waits for room.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
     /// Concurrent senders.

@@ -132,6 +132,13 @@ impl Drop for DiskSender {
     }
 }
 
+/// Where a batch will go in one exporter's queue: see [`ExporterHandle::reserve`].
+pub enum Reservation {
+    Slot(mpsc::OwnedPermit<Arc<Batch>>),
+    Disk,
+    Full,
+}
+
 /// Whether an exporter's queue has room, without keeping it open.
 #[derive(Clone)]
 pub enum Room {
@@ -149,24 +156,48 @@ impl Room {
 }
 
 impl ExporterHandle {
-    /// Queues the batch. A full or closed memory queue gives the batch back (`Ok(false)`)
-    /// uncounted: the caller either refuses the client or counts the drop with
-    /// [`ExporterHandle::count_drop`]. A disk queue that cannot write it is an error.
-    pub fn offer(&self, batch: Arc<Batch>) -> Result<bool, WriteError> {
+    /// A place for the next batch, taken before the pipeline's processors run so the batch
+    /// cannot find the queue full afterwards: a slot of a memory queue, or `Full`. Disk queues
+    /// are written when the batch is delivered.
+    pub fn reserve(&self) -> Reservation {
         match &self.queue {
-            QueueTx::Disk(q) => crate::pipeline::blocking(|| q.0.append(&batch)).map(|()| true),
-            QueueTx::Memory(tx) => {
-                let taken = tx.try_send(batch).is_ok();
+            QueueTx::Disk(_) => Reservation::Disk,
+            QueueTx::Memory(tx) => match tx.clone().try_reserve_owned() {
+                Ok(permit) => Reservation::Slot(permit),
+                Err(_) => Reservation::Full,
+            },
+        }
+    }
+
+    /// Waits for a slot in a full memory queue; `None` once it has closed (or for a disk
+    /// queue, which never waits). Dropping the future gives up its place in line.
+    pub async fn reserve_waiting(&self) -> Option<Reservation> {
+        let QueueTx::Memory(tx) = &self.queue else {
+            return None;
+        };
+        tx.clone().reserve_owned().await.ok().map(Reservation::Slot)
+    }
+
+    /// Puts the batch where `reservation` says: `Ok(false)` for `Full` (the caller counts the
+    /// drop with [`ExporterHandle::count_drop`]); an error when a disk queue cannot write it.
+    pub fn deliver(&self, reservation: Reservation, batch: Arc<Batch>) -> Result<bool, WriteError> {
+        match (reservation, &self.queue) {
+            (Reservation::Slot(permit), QueueTx::Memory(tx)) => {
+                permit.send(batch);
                 self.metrics
                     .exporter_queue_depth
                     .with_label_values(&[&self.name])
                     .set((tx.max_capacity() - tx.capacity()) as i64);
-                Ok(taken)
+                Ok(true)
             }
+            (Reservation::Disk, QueueTx::Disk(q)) => {
+                crate::pipeline::blocking(|| q.0.append(&batch)).map(|()| true)
+            }
+            _ => Ok(false),
         }
     }
 
-    /// Counts a batch that [`ExporterHandle::offer`] gave back as dropped.
+    /// Counts a batch that found this exporter's queue full (or closed) as dropped.
     pub fn count_drop(&self, batch: &Batch) {
         let reason = match &self.queue {
             QueueTx::Memory(tx) if tx.is_closed() => "shutting_down",

@@ -2,11 +2,13 @@
 //!
 //! Receivers hand a [`Batch`] to a pipeline through its [`PipelineHandle`]; the batch waits in the
 //! pipeline's bounded queue, passes its processors (Wasm plugins, once per batch), and is
-//! offered to every exporter's own bounded queue. Admission is decided at the receiver: when the
-//! pipeline queue is full, or when no exporter of the pipeline has room left, the receiver
-//! refuses with a retryable error, so a well-behaved client retries and nothing is lost
-//! silently. When one exporter of several is full (a slow backend), the others keep flowing and
-//! that exporter's drops are counted (`sluice_dropped_records_total{reason="queue_full"}`).
+//! put into every exporter's own bounded queue. Full queues push back: a pipeline whose
+//! exporters are all full waits for room before processing its next batch, its queue fills,
+//! and a receiver holds a request briefly for a place in it ([`ADMISSION_WAIT`]) before
+//! refusing with a retryable error, so a well-behaved client retries and nothing accepted is
+//! lost for want of room. When one exporter of several is full (a slow backend), the others
+//! keep flowing and that exporter's drops are counted
+//! (`sluice_dropped_records_total{reason="queue_full"}`).
 //!
 //! A pipeline with processors answers each submission once its processors are done, so a
 //! processor's `on_error: reject` reaches the client as a retryable error. Telemetry a plugin
@@ -26,7 +28,7 @@ use tokio::task::JoinHandle;
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
 
 use crate::admin::metrics::SelfMetrics;
-use crate::exporters::{ExporterHandle, Room};
+use crate::exporters::{ExporterHandle, Reservation, Room};
 use crate::plugins::{Emitted, Outcome, Processor};
 
 /// Why a pipeline did not take a batch.
@@ -63,6 +65,9 @@ pub enum Rejection {
     QueueFull,
 }
 
+/// A reserved place in a pipeline's queue: see [`PipelineHandle::admit`].
+pub struct Admission(mpsc::OwnedPermit<Submission>);
+
 /// The answer to a submission to a pipeline with processors.
 pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
 
@@ -94,18 +99,12 @@ impl std::fmt::Debug for PipelineHandle {
 }
 
 impl PipelineHandle {
-    /// Whether a batch submitted now would be taken and delivered to at least one exporter.
-    pub fn has_room(&self) -> bool {
-        self.check_room().is_ok()
-    }
-
-    /// Like [`Self::has_room`], with the refusal to give when there is none.
-    pub fn check_room(&self) -> Result<(), Refusal> {
-        if self.tx.capacity() == 0 {
-            return Err(Refusal::QueueFull);
-        }
-        // A disk queue must take every batch the client is told was accepted: when one is
-        // full, refuse before any exporter gets a copy (the retry would duplicate it there).
+    /// A place in the pipeline's queue for one batch, waiting up to `limit` while the queue is
+    /// full (backpressure: a burst holds clients briefly instead of refusing them, and a
+    /// refused client's immediate retry costs as much as the request itself). A full or
+    /// failing disk queue of one of its exporters refuses at once: the retry would otherwise
+    /// duplicate the batch in the pipeline's other exporters.
+    pub async fn admit(&self, limit: Duration) -> Result<Admission, Refusal> {
         if self
             .exporters
             .iter()
@@ -113,35 +112,38 @@ impl PipelineHandle {
         {
             return Err(Refusal::StorageFull);
         }
-        if self.exporters.iter().any(|e| e.has_room()) {
-            Ok(())
-        } else {
-            Err(Refusal::QueueFull)
-        }
+        let closed = |_| Refusal::ShuttingDown;
+        let permit = match self.tx.clone().try_reserve_owned() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::ShuttingDown),
+            Err(mpsc::error::TrySendError::Full(_)) if limit.is_zero() => {
+                return Err(Refusal::QueueFull);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                match tokio::time::timeout(limit, self.tx.clone().reserve_owned()).await {
+                    Ok(permit) => permit.map_err(closed)?,
+                    Err(_) => return Err(Refusal::QueueFull),
+                }
+            }
+        };
+        Ok(Admission(permit))
     }
 
-    /// Queues the batch. For a pipeline with processors, returns the [`Ack`] that tells when
-    /// they are done (and whether one rejected the batch).
-    pub fn try_submit(&self, batch: Arc<Batch>) -> Result<Option<Ack>, Refusal> {
+    /// Queues an admitted batch. For a pipeline with processors, returns the [`Ack`] that
+    /// tells when they are done (and whether one rejected the batch).
+    pub fn submit(&self, admission: Admission, batch: Arc<Batch>) -> Option<Ack> {
         let (ack, answer) = if self.needs_ack {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        let result = self
-            .tx
-            .try_send(Submission { batch, ack })
-            .map(|_| answer)
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Refusal::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
-            });
+        admission.0.send(Submission { batch, ack });
         self.metrics
             .pipeline_queue_depth
             .with_label_values(&[&self.name])
-            .set((self.tx.max_capacity() - self.tx.capacity()) as i64);
-        result
+            .set(self.queue_depth() as i64);
+        answer
     }
 
     pub fn queue_depth(&self) -> usize {
@@ -309,6 +311,9 @@ impl Pipeline {
     }
 }
 
+/// How long a receiver holds a batch for room in full queues before refusing it.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(500);
+
 /// How long a receiver waits for a pipeline's processors before answering "retry later".
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -335,6 +340,101 @@ fn run_chain(
     Ok(Some(batch))
 }
 
+/// How long a batch whose client waits for the processors' answer waits for room in full
+/// exporter queues before the client is refused (it retries): long enough for a burst to
+/// drain, short enough that a stalled backend does not hold clients. While the queues stay
+/// full after such a wait, the next waiting batches are refused at once.
+const ROOM_WAIT: Duration = Duration::from_millis(200);
+
+/// Waits until one of the (full) memory queues of `exporters` has a slot; `None` once `limit`
+/// has passed or every queue has closed. The slot is reserved in the returned list.
+async fn wait_for_room(
+    exporters: &[ExporterHandle],
+    limit: Option<Duration>,
+) -> Option<Vec<Reservation>> {
+    let mut waits: Vec<_> = exporters
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Box::pin(async move { (e.reserve_waiting().await, i) }))
+        .collect();
+    let any = async {
+        while !waits.is_empty() {
+            let ((slot, i), _, rest) = futures_util::future::select_all(waits).await;
+            if let Some(slot) = slot {
+                return Some((slot, i));
+            }
+            waits = rest;
+        }
+        None
+    };
+    let (slot, taken) = match limit {
+        Some(limit) => tokio::time::timeout(limit, any).await.ok().flatten()?,
+        None => any.await?,
+    };
+    // The others may have room by now too.
+    let mut slot = Some(slot);
+    Some(
+        exporters
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match slot.take_if(|_| i == taken) {
+                Some(slot) => slot,
+                None => e.reserve(),
+            })
+            .collect(),
+    )
+}
+
+/// A pipeline's queue. Batches still in it when the pipeline task is aborted (shutdown
+/// timeout) are counted as dropped; waiting clients see their answer channel close and retry.
+struct Inbox {
+    rx: mpsc::Receiver<Submission>,
+    metrics: Arc<SelfMetrics>,
+    pipeline: Arc<str>,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        while let Ok(Submission { batch, ack }) = self.rx.try_recv() {
+            if ack.is_none() {
+                count_shutdown_drop(&self.metrics, &self.pipeline, &batch);
+            }
+        }
+    }
+}
+
+/// A batch the pipeline task holds while it waits for room; counted as dropped if the task is
+/// aborted meanwhile (shutdown timeout) and no client is waiting to retry it.
+struct Held<'a> {
+    batch: &'a Batch,
+    metrics: &'a SelfMetrics,
+    pipeline: &'a str,
+    armed: bool,
+}
+
+impl Held<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            count_shutdown_drop(self.metrics, self.pipeline, self.batch);
+        }
+    }
+}
+
+fn count_shutdown_drop(metrics: &SelfMetrics, pipeline: &str, batch: &Batch) {
+    metrics.drop_records(
+        &format!("pipeline/{pipeline}"),
+        batch.signal().as_str(),
+        "shutdown",
+        batch.records(),
+    );
+}
+
 /// Runs CPU-bound plugin work without stalling the runtime's other tasks.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -345,15 +445,59 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 async fn run(
     name: Arc<str>,
-    mut rx: mpsc::Receiver<Submission>,
+    rx: mpsc::Receiver<Submission>,
     processors: Vec<Arc<Processor>>,
     exporters: Vec<ExporterHandle>,
     emit: Arc<EmitRouter>,
     metrics: Arc<SelfMetrics>,
 ) {
     let depth = metrics.pipeline_queue_depth.with_label_values(&[&name]);
-    while let Some(Submission { batch, ack }) = rx.recv().await {
-        depth.set(rx.len() as i64);
+    let mut rx = Inbox {
+        rx,
+        metrics: metrics.clone(),
+        pipeline: name.clone(),
+    };
+    // Whether the last waiting client was refused because every exporter queue stayed full.
+    let mut stalled = false;
+    while let Some(Submission { batch, ack }) = rx.rx.recv().await {
+        depth.set(rx.rx.len() as i64);
+        // Room first, so that no batch is processed only to find every queue full: when no
+        // exporter can take it, wait (a client already told "accepted" for as long as it
+        // takes; a waiting client up to ROOM_WAIT, or not at all while the queues stay full).
+        let mut slots: Vec<Reservation> = exporters.iter().map(|e| e.reserve()).collect();
+        if !exporters.is_empty() && slots.iter().all(|r| matches!(r, Reservation::Full)) {
+            let limit = match (&ack, stalled) {
+                (None, _) => None,
+                (Some(_), false) => Some(ROOM_WAIT),
+                (Some(_), true) => Some(Duration::ZERO),
+            };
+            let held = Held {
+                batch: &batch,
+                metrics: &metrics,
+                pipeline: &name,
+                armed: ack.is_none(),
+            };
+            let waited = wait_for_room(&exporters, limit).await;
+            held.disarm();
+            match waited {
+                Some(reserved) => {
+                    slots = reserved;
+                    stalled = false;
+                }
+                None => {
+                    if let Some(ack) = ack {
+                        stalled = true;
+                        let _ = ack.send(Err(Rejection::QueueFull));
+                    } else {
+                        // Every queue closed: shutting down.
+                        for e in &exporters {
+                            e.count_drop(&batch);
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
         let mut emitted = Vec::new();
         let result = if processors.is_empty() {
             Ok(Some(batch))
@@ -369,14 +513,12 @@ async fn run(
             Err(rejection) => (Err(rejection), None),
         };
         if let Some(batch) = batch {
-            // Memory queues that were full: counted as drops only once some exporter has the
-            // batch; when none has, a waiting client is refused instead and retries.
-            let mut full = Vec::new();
-            let mut taken = false;
-            for exporter in &exporters {
-                match exporter.offer(batch.clone()) {
-                    Ok(true) => taken = true,
-                    Ok(false) => full.push(exporter),
+            for (exporter, slot) in exporters.iter().zip(slots) {
+                match exporter.deliver(slot, batch.clone()) {
+                    Ok(true) => {}
+                    // Full while another exporter took the batch (a slow backend does not
+                    // hold the others up): counted as dropped there.
+                    Ok(false) => exporter.count_drop(&batch),
                     Err(e) if ack.is_some() => {
                         // The client is refused and retries; exporters that took the batch
                         // may get it twice (at least once).
@@ -390,15 +532,6 @@ async fn run(
                         &format!("storage_{}", e.reason()),
                         batch.records(),
                     ),
-                }
-            }
-            if ack.is_some() && !taken && !full.is_empty() {
-                if answer.is_ok() {
-                    answer = Err(Rejection::QueueFull);
-                }
-            } else {
-                for exporter in full {
-                    exporter.count_drop(&batch);
                 }
             }
         }

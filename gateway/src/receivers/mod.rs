@@ -33,7 +33,8 @@ pub use auth::Tenant;
 use crate::admin::metrics::SelfMetrics;
 use crate::pipeline::scan::{self, AttrLimits, Scan};
 use crate::pipeline::{
-    ACK_TIMEOUT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection, Signal,
+    ACK_TIMEOUT, ADMISSION_WAIT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection,
+    Signal,
 };
 
 /// How a request reached us, for metrics labels.
@@ -269,29 +270,21 @@ impl Intake {
             return Err(e);
         }
         let tenant = batch.tenant.clone();
+        // A place in every pipeline first, so that either all of them take the batch or the
+        // client is refused (and its retry duplicates nothing).
+        let mut admissions = Vec::with_capacity(pipelines.len());
         for p in pipelines.iter() {
-            if let Err(refusal) = p.check_room() {
-                return refuse(refusal, &p.name);
+            match p.admit(ADMISSION_WAIT).await {
+                Ok(admission) => admissions.push(admission),
+                Err(refusal) => return refuse(refusal, &p.name),
             }
         }
         let batch = Arc::new(batch.compact());
-        let mut acks = Vec::new();
-        for (i, p) in pipelines.iter().enumerate() {
-            match p.try_submit(batch.clone()) {
-                Ok(ack) => acks.extend(ack),
-                Err(refusal) if i == 0 => return refuse(refusal, &p.name),
-                Err(refusal) => {
-                    // Raced with another request for the last slot of a later pipeline: the
-                    // first pipelines have the batch, so the client must not retry; count it.
-                    m.drop_records(
-                        &format!("pipeline/{}", p.name),
-                        signal.as_str(),
-                        refusal.reason(),
-                        records,
-                    );
-                }
-            }
-        }
+        let acks: Vec<_> = pipelines
+            .iter()
+            .zip(admissions)
+            .filter_map(|(p, admission)| p.submit(admission, batch.clone()))
+            .collect();
         for ack in acks {
             match tokio::time::timeout(ACK_TIMEOUT, ack).await {
                 Ok(Ok(Ok(()))) => {}
