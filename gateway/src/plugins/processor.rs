@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Func};
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::exports::sluice::plugin::plugin::{Error as GuestError, Verdict};
@@ -78,7 +78,13 @@ impl ProcessorStatus {
 struct Live {
     store: Store<HostState>,
     bindings: World,
+    /// The export `process`, called with the batch borrowed (the generated binding wants an
+    /// owned `Vec`, a copy of every batch for every plugin).
+    process: Func,
 }
+
+/// The WIT interface the plugins export, as named in the component.
+const PLUGIN_INTERFACE: &str = "sluice:plugin/plugin@0.1.0";
 
 struct Slot {
     pre: ProcessorPre<HostState>,
@@ -302,11 +308,11 @@ impl Processor {
         live.store
             .set_epoch_deadline(deadline_ticks(self.spec.timeout));
         live.store.data_mut().log_budget = LOG_LINES_PER_CALL;
-        let result = live.bindings.sluice_plugin_plugin().call_process(
-            &mut live.store,
-            wit_signal(signal),
-            &bytes.to_vec(),
-        );
+        let result = live
+            .process
+            .typed::<(WitSignal, &[u8]), (Result<Verdict, GuestError>,)>(&live.store)
+            .and_then(|f| f.call(&mut live.store, (wit_signal(signal), &bytes)))
+            .map(|(r,)| r);
         live.store.data_mut().flush_output();
         let emitted = std::mem::take(&mut live.store.data_mut().emitted);
         m.plugin_call_duration
@@ -584,8 +590,20 @@ fn instantiate(
     store.limiter(|s| &mut s.limits);
     // Instantiation and init get ten times the per-batch deadline.
     store.set_epoch_deadline(deadline_ticks(spec.timeout) * 10);
-    let bindings = pre.instantiate(&mut store)?;
-    Ok(Live { store, bindings })
+    let instance = pre.instance_pre().instantiate(&mut store)?;
+    let bindings = World::new(&mut store, &instance)?;
+    let process = instance
+        .get_export_index(&mut store, None, PLUGIN_INTERFACE)
+        .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "process"))
+        .and_then(|index| instance.get_func(&mut store, index))
+        .ok_or_else(|| {
+            wasmtime::format_err!("the component exports no {PLUGIN_INTERFACE}#process")
+        })?;
+    Ok(Live {
+        store,
+        bindings,
+        process,
+    })
 }
 
 fn init(live: &mut Live, spec: &ProcessorSpec, snapshot: &[u8]) -> Result<(), String> {
