@@ -199,6 +199,14 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             metric_sum(admin, "sluice_plugin_records_in_total", processor=next(iter(procs)))
             if procs else accepted
         )
+        # Time inside the plugins per batch (all processors of the chain), from the gateway's
+        # own histogram: what the chain costs in the running gateway, next to the criterion
+        # figure for the same plugins.
+        calls = metric_sum(admin, "sluice_plugin_call_duration_seconds_count")
+        plugin_us = (
+            round(metric_sum(admin, "sluice_plugin_call_duration_seconds_sum") / calls * len(procs) * 1e6)
+            if procs and calls else None
+        )
         deadline = time.time() + 15
         delivered = 0.0
         while time.time() < deadline:
@@ -215,6 +223,7 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             "spans_delivered": int(delivered),
             "spans_refused": int(refused),
             "spans_processed": int(processed),
+            "plugin_us_per_batch": plugin_us,
             "non_2xx_responses": int(non2xx.group(1)) if non2xx else 0,
             "spans_per_s": round(accepted / elapsed),
             "gateway_cpu_s": round(cpu, 2),
@@ -321,7 +330,7 @@ def main() -> None:
             print(f"{scenario}: done", file=sys.stderr)
     base = next((r for r in results if r["scenario"] == "passthrough"), None)
     cols = ["scenario", "spans_per_s", "spans_per_cpu_s", "cpu_s_per_million_spans", "peak_rss_mib",
-            "latency_p50", "latency_p99", "spans_refused", "spans_processed", "spans_delivered"]
+            "latency_p50", "latency_p99", "spans_refused", "spans_processed", "spans_delivered", "plugin_us_per_batch"]
     print(" | ".join(cols) + (" | vs_passthrough_per_cpu" if base else ""))
     for r in results:
         row = " | ".join(str(r[c]) for c in cols)

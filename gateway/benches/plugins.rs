@@ -79,6 +79,11 @@ fn bench(c: &mut Criterion) {
         r#"{"slos": [{"name": "a", "service": "orders", "objective": 99.9, "sli": {"availability": {}}}]}"#,
     );
     let rename = processor(&engine, "rename", "rename");
+    let enrich = builtin(
+        &engine,
+        "enrich",
+        r#"{"attributes": [{"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}]}"#,
+    );
     let chain = [
         processor(&engine, "a", "pass"),
         processor(&engine, "b", "pass"),
@@ -127,6 +132,25 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 fresh,
                 |batch| forward(&rename, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("enrich_resource", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&enrich, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        // The issue's chain: enrich (a resource attribute), redact (nothing to redact), slo.
+        group.bench_function("enrich_redact_slo", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| {
+                    let batch = forward(&enrich, batch);
+                    let batch = forward(&redact, batch);
+                    forward(&slo, batch).encoded().len()
+                },
                 BatchSize::SmallInput,
             )
         });

@@ -157,6 +157,31 @@ fn each_len<'a>(
     Ok(())
 }
 
+/// A `KeyValue` message's key and encoded value (`None` when it has no value), unchecked: the
+/// key is not validated as UTF-8.
+#[inline]
+fn raw_key_value(kv: &[u8]) -> R<(&[u8], Option<&[u8]>)> {
+    if let [0x0a, klen, rest @ ..] = kv
+        && *klen < 0x80
+        && let Some((key, rest)) = rest.split_at_checked(usize::from(*klen))
+        && let [0x12, vlen, value @ ..] = rest
+        && *vlen < 0x80
+        && usize::from(*vlen) == value.len()
+    {
+        return Ok((key, Some(value)));
+    }
+    let (mut key, mut value): (&[u8], _) = (&[], None);
+    let mut r = Reader::new(kv);
+    while let Some((n, field)) = r.next()? {
+        match (n, field) {
+            (1, Field::Len(b)) => key = b,
+            (2, Field::Len(b)) => value = Some(b),
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
 /// A `KeyValue` message's key and value.
 #[inline]
 fn key_value(kv: &[u8]) -> R<(&str, ValueView<'_>)> {
@@ -288,41 +313,51 @@ impl<'a> AttributesView<'a> {
         Ok(key_value(encoded)?)
     }
 
+    /// Whether both views are the same attributes of the same batch (not merely equal ones):
+    /// for plugins that look something up once per resource.
+    pub fn same(&self, other: &AttributesView<'_>) -> bool {
+        std::ptr::eq(self.buf, other.buf) && self.field == other.field
+    }
+
     /// The value of the first attribute named `key`. Keys are compared as bytes and only the
     /// matching attribute's value is parsed.
     pub fn get(&self, key: &str) -> Result<Option<ValueView<'a>>, Error> {
-        if self.field == 0 {
-            return Ok(None);
+        let [value] = self.get_many([key])?;
+        Ok(value)
+    }
+
+    /// The values of the first attributes named by `keys`, in one pass over the attributes
+    /// (cheaper than one [`AttributesView::get`] per key). Only matching values are parsed.
+    pub fn get_many<const N: usize>(
+        &self,
+        keys: [&str; N],
+    ) -> Result<[Option<ValueView<'a>>; N], Error> {
+        let mut found = [None; N];
+        if self.field == 0 || N == 0 {
+            return Ok(found);
         }
+        let mut missing = N;
         let mut r = Reader::new(self.buf);
         while let Some((n, field)) = r.next()? {
             let Field::Len(kv) = field else { continue };
             if n != self.field {
                 continue;
             }
-            let mut k: &[u8] = &[];
-            let mut value: &[u8] = &[];
-            let mut has_value = false;
-            let mut inner = Reader::new(kv);
-            while let Some((n, field)) = inner.next()? {
-                match (n, field) {
-                    (1, Field::Len(b)) => k = b,
-                    (2, Field::Len(b)) => {
-                        value = b;
-                        has_value = true;
-                    }
-                    _ => {}
+            let (k, value) = raw_key_value(kv)?;
+            for (i, key) in keys.iter().enumerate() {
+                if found[i].is_none() && k == key.as_bytes() {
+                    found[i] = Some(match value {
+                        Some(v) => ValueView::parse(v)?,
+                        None => ValueView::Empty,
+                    });
+                    missing -= 1;
                 }
             }
-            if k == key.as_bytes() {
-                return Ok(Some(if has_value {
-                    ValueView::parse(value)?
-                } else {
-                    ValueView::Empty
-                }));
+            if missing == 0 {
+                break;
             }
         }
-        Ok(None)
+        Ok(found)
     }
 }
 

@@ -26,7 +26,7 @@ use sluice_sdk::otlp::metrics::v1::{
     metric, number_data_point,
 };
 use sluice_sdk::otlp::trace::v1::{Span, status::StatusCode};
-use sluice_sdk::view::{TracesView, ValueView};
+use sluice_sdk::view::{AttributesView, TracesView, ValueView};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 
 /// Burn-rate windows, in minutes.
@@ -484,27 +484,34 @@ impl Plugin for SloPlugin {
     fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
         let mut tally: Vec<(u64, u64)> = vec![(0, 0); self.slos.len()];
         let wants_route = self.slos.iter().any(|s| s.route.is_some());
+        // The service is the resource's: looked up once per resource, not once per span.
+        let mut last: Option<(AttributesView<'_>, Option<&str>)> = None;
         batch.for_each_span(|resource, span| {
-            let service = resource
-                .attributes
-                .get("service.name")?
-                .and_then(|v| v.as_str());
-            let route = if wants_route {
-                span.attributes.get("http.route")?.and_then(|v| v.as_str())
-            } else {
-                None
+            let service = match last {
+                Some((attrs, service)) if attrs.same(&resource.attributes) => service,
+                _ => {
+                    let service = resource
+                        .attributes
+                        .get("service.name")?
+                        .and_then(|v| v.as_str());
+                    last = Some((resource.attributes, service));
+                    service
+                }
             };
+            // One pass over the span's attributes for all the keys it needs.
+            let [status, old_status, route] = span.attributes.get_many([
+                "http.response.status_code",
+                "http.status_code",
+                if wants_route { "http.route" } else { "" },
+            ])?;
+            let route = route.and_then(|v| v.as_str()).filter(|_| wants_route);
             let facts = SpanFacts {
                 service,
                 name: span.name,
                 kind: span.kind,
                 route,
                 error: span.status_code == StatusCode::Error as i32 || {
-                    let code = match span.attributes.get("http.response.status_code")? {
-                        Some(v) => Some(v),
-                        None => span.attributes.get("http.status_code")?,
-                    };
-                    match code {
+                    match status.or(old_status) {
                         Some(ValueView::Int(c)) => c >= 500,
                         Some(ValueView::Str(s)) => s.parse::<i64>().is_ok_and(|c| c >= 500),
                         _ => false,

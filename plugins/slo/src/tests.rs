@@ -12,6 +12,11 @@ const CONFIG: &str = r#"{"slos": [
   {"name": "ratio", "objective": 99.5, "sli": {"ratio": {"bad": "x", "total": "y"}}}
 ]}"#;
 
+fn with_attribute(mut span: Span, key: &str, value: &str) -> Span {
+    span.attributes.push(string_kv(key, value));
+    span
+}
+
 fn span(kind: i32, error: bool, status_code: Option<i64>, millis: u64, route: &str) -> Span {
     let mut attributes = vec![string_kv("http.route", route)];
     if let Some(c) = status_code {
@@ -209,6 +214,18 @@ fn reading_in_place_counts_exactly_as_the_decoded_path() {
             span(2, false, Some(503), 100, "/pay"),
             span(3, false, None, 10, "/other"),
             span(2, false, None, 10, "/other"),
+            // The older semantic convention's key, as a string: bad.
+            with_attribute(
+                span(2, false, None, 10, "/other"),
+                "http.status_code",
+                "502",
+            ),
+            // Both keys: the current one counts (good).
+            with_attribute(
+                span(2, false, Some(200), 10, "/other"),
+                "http.status_code",
+                "500",
+            ),
         ]
     };
     let mut decoded = SloPlugin::new(CONFIG).expect("valid config");
@@ -224,7 +241,7 @@ fn reading_in_place_counts_exactly_as_the_decoded_path() {
     }
     assert_eq!(decoded.counts, viewed.counts);
     let avail = &viewed.counts["avail"];
-    assert_eq!((avail.good, avail.bad), (3, 2));
+    assert_eq!((avail.good, avail.bad), (4, 3));
     let fast = &viewed.counts["fast"];
     assert_eq!((fast.good, fast.bad), (3, 1));
 }

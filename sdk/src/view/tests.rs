@@ -262,3 +262,49 @@ fn attributes_in_any_field_order_and_length_read_alike() {
         assert!(read_all(&kv_list(&[bad])).is_err());
     }
 }
+
+#[test]
+fn get_many_finds_each_key_in_one_pass_as_get_does() {
+    let str_value = |v: &[u8]| len_field(0x0a, v);
+    let entries = vec![
+        [len_field(0x0a, b"a"), len_field(0x12, &str_value(b"x"))].concat(),
+        // Value before key.
+        [len_field(0x12, &str_value(b"y")), len_field(0x0a, b"b")].concat(),
+        // A second "a": the first one counts.
+        [
+            len_field(0x0a, b"a"),
+            len_field(0x12, &str_value(b"second")),
+        ]
+        .concat(),
+        [len_field(0x0a, b"n"), len_field(0x12, &[0x18, 0x05])].concat(),
+        // No value at all.
+        len_field(0x0a, b"e"),
+    ];
+    let list = kv_list(&entries);
+    let view = AttributesView {
+        buf: &list,
+        field: 1,
+    };
+    let keys = ["b", "a", "missing", "n", "e"];
+    let found = view.get_many(keys).expect("valid");
+    assert_eq!(
+        found,
+        [
+            Some(ValueView::Str("y")),
+            Some(ValueView::Str("x")),
+            None,
+            Some(ValueView::Int(5)),
+            Some(ValueView::Empty),
+        ]
+    );
+    for (key, value) in keys.iter().zip(found) {
+        assert_eq!(view.get(key).expect("valid"), value, "{key}");
+    }
+    // Same attributes of the same buffer, not equal ones elsewhere.
+    let copy = list.clone();
+    let other = AttributesView {
+        buf: &copy,
+        field: 1,
+    };
+    assert!(view.same(&view) && !view.same(&other));
+}
