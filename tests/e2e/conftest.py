@@ -154,6 +154,19 @@ def metric_value(samples, name: str, **labels: str) -> float:
 # ------------------------------------------------------------------------------------ gateway
 
 
+def one_slot_exporter(ds) -> dict:
+    """An OTLP exporter `otlp/down` to `ds` with a one-batch queue, one sender and no retries:
+    once `ds.hang()`s, it is full with two batches (one sending, one queued)."""
+    return {
+        "otlp/down": {
+            "endpoint": ds.endpoint,
+            "timeout": "30s",
+            "sending_queue": {"queue_size": 1, "num_consumers": 1},
+            "retry_on_failure": {"enabled": False},
+        }
+    }
+
+
 def config_for(
     ports: dict[str, int],
     exporters: dict[str, Any],

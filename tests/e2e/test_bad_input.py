@@ -23,6 +23,7 @@ from conftest import (
     grpc_export,
     kv,
     new_ids,
+    one_slot_exporter,
     simple_trace_request,
     span,
     trace_request,
@@ -477,14 +478,7 @@ def test_backpressure_gives_429_with_retry_after_and_loses_nothing(gateway, down
     ds = downstream()
     ds.hang()
     gw = gateway(
-        {
-            "otlp/down": {
-                "endpoint": ds.endpoint,
-                "timeout": "30s",
-                "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                "retry_on_failure": {"enabled": False},
-            }
-        },
+        one_slot_exporter(ds),
         pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 1}},
         service={"shutdown_timeout": "3s"},
     )
@@ -534,14 +528,7 @@ def test_concurrent_clients_of_a_full_pipeline_are_held_or_refused_never_dropped
     ds = downstream()
     ds.hang()
     gw = gateway(
-        {
-            "otlp/down": {
-                "endpoint": ds.endpoint,
-                "timeout": "30s",
-                "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                "retry_on_failure": {"enabled": False},
-            }
-        },
+        one_slot_exporter(ds),
         pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 2}},
         service={"shutdown_timeout": "3s"},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import SLUICE_BIN, clean_env, free_port
+from conftest import SLUICE_BIN, clean_env, free_port, one_slot_exporter
 
 
 def loadgen(*args: str, timeout: float = 60) -> tuple[int, dict, str]:
@@ -55,14 +55,7 @@ def test_loadgen_reports_refusals_and_errors(gateway, downstream):
     ds = downstream()
     ds.hang()
     gw = gateway(
-        {
-            "otlp/down": {
-                "endpoint": ds.endpoint,
-                "timeout": "30s",
-                "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                "retry_on_failure": {"enabled": False},
-            }
-        },
+        one_slot_exporter(ds),
         pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 1}},
         service={"shutdown_timeout": "2s"},
     )
