@@ -105,6 +105,9 @@ fn start_plugin_tasks(
     vec![ticker, reloader]
 }
 
+/// How long shutdown waits, after its timeout, for a pipeline to stop between batches.
+const PIPELINE_STOP: Duration = Duration::from_secs(5);
+
 /// Runs the gateway until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
     let started = Instant::now();
@@ -434,14 +437,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     for t in receiver_tasks {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
-    let pipeline_tasks: Vec<_> = pipelines.into_iter().map(|p| p.task).collect();
-    let aborts: Vec<_> = pipeline_tasks
-        .iter()
-        .chain(exporter_tasks.iter())
-        .map(|t| t.abort_handle())
-        .collect();
+    let cancels: Vec<_> = pipelines.iter().map(|p| p.cancel.clone()).collect();
+    let mut pipeline_tasks: Vec<_> = pipelines.into_iter().map(|p| p.task).collect();
+    let aborts: Vec<_> = exporter_tasks.iter().map(|t| t.abort_handle()).collect();
     let drained = tokio::time::timeout_at(deadline, async {
-        for t in pipeline_tasks {
+        for t in &mut pipeline_tasks {
             let _ = t.await;
         }
         for t in exporter_tasks {
@@ -452,6 +452,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     match drained {
         Ok(()) => tracing::info!("All queues drained."),
         Err(_) => {
+            // Pipelines stop between batches (one on its own thread finishes the plugin call
+            // it is in, bounded by the plugin's timeout) and count what is left in their
+            // queues; then the exporters' queues are counted.
+            for c in &cancels {
+                c.cancel();
+            }
+            for t in pipeline_tasks.iter_mut().filter(|t| !t.is_finished()) {
+                if tokio::time::timeout(PIPELINE_STOP, &mut *t).await.is_err() {
+                    t.abort();
+                }
+            }
             for a in &aborts {
                 a.abort();
             }

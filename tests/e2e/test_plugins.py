@@ -49,6 +49,7 @@ from conftest import (
     grpc_export,
     kv,
     new_ids,
+    one_slot_exporter,
     port_is_listening,
     span,
     trace_request,
@@ -1029,6 +1030,62 @@ def test_the_sandbox_denies_files_environment_sockets_and_clocks(gateway, downst
     assert "probe:file=denied,env=0,net=denied,clock=0" in names, names
     assert "other" in names
     assert gw.alive()
+
+
+def test_shutdown_timeout_stops_a_plugin_pipeline_stuck_on_a_full_exporter(
+    gateway, downstream, chaos_wasm, plugin_cache
+):
+    """A pipeline with plugins runs on a thread of its own, which aborting a task does not
+    reach: at the shutdown timeout it must still stop between batches while clients keep
+    sending and its exporter stays full, so the gateway exits 0 in time."""
+    import requests
+
+    ds = downstream()
+    ds.hang()
+
+    def config(ports):
+        cfg = config_for(
+            ports,
+            one_slot_exporter(ds),
+            pipelines={
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": [PROC],
+                    "exporters": ["otlp/down"],
+                    "queue_size": 64,
+                }
+            },
+        )
+        cfg["service"]["shutdown_timeout"] = "2s"
+        return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": "pass"})
+
+    gw = gateway(config=config)
+    statuses: list[int | None] = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            body, _ = batch("s")
+            try:
+                statuses.append(gw.post("traces", body, timeout=10).status_code)
+            except requests.RequestException:
+                statuses.append(None)
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: ds.calls >= 1 and 429 in statuses, 10, "a full exporter and refused clients")
+    started = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    code = gw.wait_exit(20)
+    elapsed = time.monotonic() - started
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert code == 0, f"exit code {code}; stderr:\n{gw.stderr()}"
+    assert elapsed < 2 + 3, f"shutdown took {elapsed:.1f}s with shutdown_timeout 2s"
+    assert 200 in statuses, statuses
 
 
 def test_exporter_queue_filling_during_processing_refuses_instead_of_dropping(

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
 
@@ -60,8 +61,8 @@ pub enum Rejection {
     Processor(String),
     /// A disk queue could not write the batch (full or I/O error).
     Storage(String),
-    /// Every exporter's queue was full when the batch left the processors (they filled up
-    /// while it was being processed).
+    /// Every exporter's queue stayed full while the batch waited for room before the
+    /// processors.
     QueueFull,
 }
 
@@ -273,6 +274,9 @@ impl EmitRouter {
 pub struct Pipeline {
     pub handle: PipelineHandle,
     pub task: JoinHandle<()>,
+    /// Stops the task between batches (shutdown timeout): it may run on a thread of its own,
+    /// which aborting the task does not reach. Batches left in its queue are counted dropped.
+    pub cancel: CancellationToken,
 }
 
 impl Pipeline {
@@ -306,18 +310,24 @@ impl Pipeline {
             needs_ack: !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
             metrics: metrics.clone(),
         };
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
         let task = if processors.is_empty() {
-            tokio::spawn(run(name, rx, processors, exporters, emit, metrics))
+            tokio::spawn(run(name, rx, processors, exporters, emit, metrics, stop))
         } else {
             // Plugins are CPU-bound and call WASI synchronously: they run on a thread of their
             // own instead of a runtime worker. Handing a worker over for each batch
             // (`block_in_place`) cost a thread wake-up per batch, about as much as `redact` on
             // 100 spans; a thread that finds its next batch already queued costs nothing.
             tokio::task::spawn_blocking(move || {
-                block_on(run(name, rx, processors, exporters, emit, metrics))
+                block_on(run(name, rx, processors, exporters, emit, metrics, stop))
             })
         };
-        Pipeline { handle, task }
+        Pipeline {
+            handle,
+            task,
+            cancel,
+        }
     }
 }
 
@@ -477,6 +487,7 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     name: Arc<str>,
     rx: mpsc::Receiver<Submission>,
@@ -484,6 +495,7 @@ async fn run(
     exporters: Vec<ExporterHandle>,
     emit: Arc<EmitRouter>,
     metrics: Arc<SelfMetrics>,
+    cancel: CancellationToken,
 ) {
     let depth = metrics.pipeline_queue_depth.with_label_values(&[&name]);
     let mut rx = Inbox {
@@ -491,19 +503,36 @@ async fn run(
         metrics: metrics.clone(),
         pipeline: name.clone(),
     };
-    // Whether the last waiting client was refused because every exporter queue stayed full.
+    // Whether the last bounded wait for exporter room ran out, the queues full since.
     let mut stalled = false;
-    while let Some(Submission { batch, ack }) = rx.rx.recv().await {
+    // In a pipeline whose clients wait for the processors' answer, every batch waits for
+    // exporter room only briefly, also telemetry the plugins emitted (no client waits for it,
+    // but clients' batches queue behind it).
+    let bounded = !processors.is_empty();
+    loop {
+        // The shutdown timeout stops the loop between batches (aborting does not reach a
+        // pipeline on its own thread); what is left in the queue is counted by `Inbox`.
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            next = rx.rx.recv() => next,
+        };
+        let Some(Submission { batch, ack }) = next else {
+            break;
+        };
         depth.set(rx.rx.len() as i64);
         // Room first, so that no batch is processed only to find every queue full: when no
-        // exporter can take it, wait (a client already told "accepted" for as long as it
-        // takes; a waiting client up to ROOM_WAIT, or not at all while the queues stay full).
+        // exporter can take it, wait (a batch already acknowledged for as long as it takes; in
+        // a pipeline with processors up to ROOM_WAIT, or not at all while the queues stay full
+        // after such a wait ran out).
         let mut slots: Vec<Reservation> = exporters.iter().map(|e| e.reserve()).collect();
-        if !exporters.is_empty() && slots.iter().all(|r| matches!(r, Reservation::Full)) {
-            let limit = match (&ack, stalled) {
-                (None, _) => None,
-                (Some(_), false) => Some(ROOM_WAIT),
-                (Some(_), true) => Some(Duration::ZERO),
+        if slots.iter().any(|r| !matches!(r, Reservation::Full)) {
+            stalled = false;
+        } else if !exporters.is_empty() {
+            let limit = match (bounded || ack.is_some(), stalled) {
+                (false, _) => None,
+                (true, false) => Some(ROOM_WAIT),
+                (true, true) => Some(Duration::ZERO),
             };
             let held = Held {
                 batch: &batch,
@@ -511,7 +540,15 @@ async fn run(
                 pipeline: &name,
                 armed: ack.is_none(),
             };
-            let waited = wait_for_room(&exporters, limit).await;
+            let waited = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                waited = wait_for_room(&exporters, limit) => Some(waited),
+            };
+            let Some(waited) = waited else {
+                // Shutdown timeout: `held` counts the batch (or its client retries).
+                break;
+            };
             held.disarm();
             match waited {
                 Some(reserved) => {
@@ -519,13 +556,16 @@ async fn run(
                     stalled = false;
                 }
                 None => {
-                    if let Some(ack) = ack {
-                        stalled = true;
-                        let _ = ack.send(Err(Rejection::QueueFull));
-                    } else {
-                        // Every queue closed: shutting down.
-                        for e in &exporters {
-                            e.count_drop(&batch);
+                    stalled = limit.is_some();
+                    match ack {
+                        Some(ack) => {
+                            let _ = ack.send(Err(Rejection::QueueFull));
+                        }
+                        // Emitted telemetry, or every queue closed (shutting down).
+                        None => {
+                            for e in &exporters {
+                                e.count_drop(&batch);
+                            }
                         }
                     }
                     continue;

@@ -12,6 +12,7 @@ pub mod otlp_http;
 pub mod remote_write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -270,15 +271,36 @@ impl Intake {
             return Err(e);
         }
         let tenant = batch.tenant.clone();
-        // A place in every pipeline first, so that either all of them take the batch or the
-        // client is refused (and its retry duplicates nothing).
-        let mut admissions = Vec::with_capacity(pipelines.len());
-        for p in pipelines.iter() {
-            match p.admit(ADMISSION_WAIT).await {
-                Ok(admission) => admissions.push(admission),
+        // A place in every pipeline first, so that either all of them take the batch or none
+        // does. While one is full, the places in the others are given back (a stalled
+        // pipeline must not fill its siblings' queues with held places), and the request waits
+        // for that one, within one ADMISSION_WAIT in all.
+        let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
+        let admissions = 'admit: loop {
+            let mut held = Vec::with_capacity(pipelines.len());
+            let mut full = None;
+            for p in pipelines.iter() {
+                match p.admit(Duration::ZERO).await {
+                    Ok(admission) => held.push(admission),
+                    Err(Refusal::QueueFull) => {
+                        full = Some(p);
+                        break;
+                    }
+                    Err(refusal) => return refuse(refusal, &p.name),
+                }
+            }
+            let Some(p) = full else { break 'admit held };
+            drop(held);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return refuse(Refusal::QueueFull, &p.name);
+            }
+            match p.admit(left).await {
+                Ok(admission) if pipelines.len() == 1 => break 'admit vec![admission],
+                Ok(_) => continue,
                 Err(refusal) => return refuse(refusal, &p.name),
             }
-        }
+        };
         let batch = Arc::new(batch.compact());
         let acks: Vec<_> = pipelines
             .iter()
