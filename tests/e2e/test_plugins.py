@@ -1032,16 +1032,9 @@ def test_the_sandbox_denies_files_environment_sockets_and_clocks(gateway, downst
     assert gw.alive()
 
 
-def test_shutdown_timeout_stops_a_plugin_pipeline_stuck_on_a_full_exporter(
-    gateway, downstream, chaos_wasm, plugin_cache
-):
-    """A pipeline with plugins runs on a thread of its own, which aborting a task does not
-    reach: at the shutdown timeout it must still stop between batches while clients keep
-    sending and its exporter stays full, so the gateway exits 0 in time."""
-    import requests
-
-    ds = downstream()
-    ds.hang()
+def stuck_plugin_pipeline(ds, chaos_wasm, plugin_cache, mode: str, shutdown_timeout: str):
+    """A gateway config (for `gateway(config=...)`): the `chaos` plugin in `mode` in front of a
+    one-slot exporter queue to `ds`, behind a 64-batch pipeline queue."""
 
     def config(ports):
         cfg = config_for(
@@ -1056,10 +1049,24 @@ def test_shutdown_timeout_stops_a_plugin_pipeline_stuck_on_a_full_exporter(
                 }
             },
         )
-        cfg["service"]["shutdown_timeout"] = "2s"
-        return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": "pass"})
+        cfg["service"]["shutdown_timeout"] = shutdown_timeout
+        return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": mode})
 
-    gw = gateway(config=config)
+    return config
+
+
+def test_shutdown_timeout_stops_a_plugin_pipeline_stuck_on_a_full_exporter(
+    gateway, downstream, chaos_wasm, plugin_cache
+):
+    """A pipeline with plugins runs on a thread of its own, which aborting a task does not
+    reach: at the shutdown timeout it must still stop between batches while clients keep
+    sending and its exporter stays full, so the gateway exits 0 in time."""
+    import requests
+
+    ds = downstream()
+    ds.hang()
+
+    gw = gateway(config=stuck_plugin_pipeline(ds, chaos_wasm, plugin_cache, "pass", "2s"))
     statuses: list[int | None] = []
     stop = threading.Event()
 
@@ -1097,31 +1104,8 @@ def test_exporter_queue_filling_during_processing_refuses_instead_of_dropping(
     ds = downstream()
     ds.hang()
 
-    def config(ports):
-        cfg = config_for(
-            ports,
-            {
-                "otlp/down": {
-                    "endpoint": ds.endpoint,
-                    "timeout": "30s",
-                    "sending_queue": {"queue_size": 1, "num_consumers": 1},
-                    "retry_on_failure": {"enabled": False},
-                }
-            },
-            pipelines={
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": [PROC],
-                    "exporters": ["otlp/down"],
-                    "queue_size": 64,
-                }
-            },
-        )
-        cfg["service"]["shutdown_timeout"] = "3s"
-        # Decoding and re-encoding 500-span batches keeps each in the plugin for a while.
-        return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": "pass_decoded"})
-
-    gw = gateway(config=config)
+    # Decoding and re-encoding 500-span batches keeps each in the plugin for a while.
+    gw = gateway(config=stuck_plugin_pipeline(ds, chaos_wasm, plugin_cache, "pass_decoded", "3s"))
     names = [f"s{i}" for i in range(500)]
     accepted: list[bytes] = []
     statuses: list[int] = []
