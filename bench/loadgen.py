@@ -146,7 +146,7 @@ def run(scenario: str, batch: int, args, workdir: Path) -> dict:
 
         scrapes_bytes = [0]
         scraper = None
-        if signal == "metrics":
+        if signal == "metrics" and not args.no_scrape:
             scraper = threading.Thread(target=scrape_loop, daemon=True)
             scraper.start()
         fixed = loadgen(endpoint, protocol, signal, rate, args.duration, batch, extra)
@@ -189,6 +189,8 @@ def main() -> None:
     p.add_argument("--batch-sizes", default="100,1000")
     p.add_argument("--scenarios", default="traces_grpc,traces_redact,traces_chain3,logs_http,metrics_prometheus")
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--no-scrape", action="store_true",
+                   help="metrics: no scrapes during the fixed load (the scraping client shares the cores)")
     args = p.parse_args()
     args.duration = min(args.duration, 60)
     if not args.no_build:
