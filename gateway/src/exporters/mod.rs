@@ -139,19 +139,13 @@ pub enum Reservation {
     Full,
 }
 
-/// Whether an exporter's queue has room, without keeping it open.
+/// Whether a disk queue has room, without keeping it open.
 #[derive(Clone)]
-pub enum Room {
-    Memory(mpsc::WeakSender<Arc<Batch>>),
-    Disk(std::sync::Weak<DiskQueue>),
-}
+pub struct DiskRoom(std::sync::Weak<DiskQueue>);
 
-impl Room {
+impl DiskRoom {
     pub fn has_room(&self) -> bool {
-        match self {
-            Room::Memory(w) => w.upgrade().is_some_and(|s| s.capacity() > 0),
-            Room::Disk(w) => w.upgrade().is_some_and(|q| q.has_room()),
-        }
+        self.0.upgrade().is_some_and(|q| q.has_room())
     }
 }
 
@@ -219,10 +213,12 @@ impl ExporterHandle {
         matches!(self.queue, QueueTx::Disk(_))
     }
 
-    pub fn room(&self) -> Room {
+    /// For a disk queue, a look at its room that does not keep it open. (Memory queues need
+    /// none: a pipeline waits for room in them, see [`ExporterHandle::reserve`].)
+    pub fn disk_room(&self) -> Option<DiskRoom> {
         match &self.queue {
-            QueueTx::Memory(tx) => Room::Memory(tx.downgrade()),
-            QueueTx::Disk(q) => Room::Disk(Arc::downgrade(&q.0)),
+            QueueTx::Memory(_) => None,
+            QueueTx::Disk(q) => Some(DiskRoom(Arc::downgrade(&q.0))),
         }
     }
 }

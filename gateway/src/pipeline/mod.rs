@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
 
 use crate::admin::metrics::SelfMetrics;
-use crate::exporters::{ExporterHandle, Reservation, Room};
+use crate::exporters::{DiskRoom, ExporterHandle, Reservation};
 use crate::plugins::{Emitted, Outcome, Processor};
 
 /// Why a pipeline did not take a batch.
@@ -84,7 +84,8 @@ pub struct PipelineHandle {
     pub name: Arc<str>,
     pub signal: Signal,
     tx: mpsc::Sender<Submission>,
-    exporters: Arc<[Room]>,
+    /// The disk queues of its exporters: a full one refuses at once.
+    disk_queues: Arc<[DiskRoom]>,
     /// Whether submissions are answered once the pipeline is done with them (processors that
     /// may reject, disk queues that must have written the batch first).
     needs_ack: bool,
@@ -106,11 +107,7 @@ impl PipelineHandle {
     /// failing disk queue of one of its exporters refuses at once: the retry would otherwise
     /// duplicate the batch in the pipeline's other exporters.
     pub async fn admit(&self, limit: Duration) -> Result<Admission, Refusal> {
-        if self
-            .exporters
-            .iter()
-            .any(|e| matches!(e, Room::Disk(_)) && !e.has_room())
-        {
+        if self.disk_queues.iter().any(|q| !q.has_room()) {
             return Err(Refusal::StorageFull);
         }
         let closed = |_| Refusal::ShuttingDown;
@@ -306,7 +303,7 @@ impl Pipeline {
             name: name.clone(),
             signal,
             tx,
-            exporters: exporters.iter().map(|e| e.room()).collect(),
+            disk_queues: exporters.iter().filter_map(|e| e.disk_room()).collect(),
             needs_ack: !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
             metrics: metrics.clone(),
         };
