@@ -8,6 +8,14 @@ use sluice::config::{Config, ConfigErrors};
 use sluice::plugins::tool;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator: a batch is decoded on one thread and freed on
+/// another, which glibc's malloc pays for in arena locks and consolidation (a third of the
+/// gateway's CPU on metrics ingest), and it spreads a saturated gateway over many arenas.
+/// Built without transparent huge pages (`no_thp`): with them a passthrough gateway at
+/// saturation held 102-112 MiB resident instead of 86-89 MiB, for the same throughput.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits' EX_CONFIG-adjacent EX_USAGE, as the design asks for bad configuration.
 const EXIT_BAD_CONFIG: u8 = 64;
 
