@@ -7,15 +7,15 @@ load (client send to gateway acknowledgement, which comes after the plugin chain
 latency p99 (gateway to downstream, from `sluice_exporter_send_duration_seconds`), refusals.
 
     python3 bench/loadgen.py [--duration 10] [--batch-sizes 100,1000] [--no-build]
-                             [--scenarios traces_grpc,traces_redact,traces_chain3,logs_http,metrics_prometheus]
+                             [--perf PREFIX] [--scenarios traces_grpc,traces_redact,traces_chain3,logs_http,metrics_prometheus]
 
 Scenarios:
   traces_grpc         traces OTLP/gRPC in, OTLP/gRPC out (passthrough)
   traces_redact       the same with the `redact` plugin (loadgen's spans have nothing to redact)
   traces_chain3       the same with enrich, redact and slo
   logs_http           logs OTLP/HTTP in, OTLP/gRPC out
-  metrics_prometheus  metrics OTLP/gRPC in over 100k series, the Prometheus scrape endpoint out;
-                      also times scrapes of the 100k series while load runs
+  metrics_prometheus  metrics OTLP/gRPC in over 100k series, the Prometheus scrape endpoint out,
+                      scraped (all 100k series) once a second through both phases, and timed
 
 Every run is bounded (`--duration` seconds per phase) and uses loopback only; every process is
 stopped by PID. Without --no-build it runs `cargo build --release -p sluice` and
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from signal import SIGINT
 import subprocess
 import sys
 import tempfile
@@ -125,22 +126,24 @@ def run(scenario: str, batch: int, args, workdir: Path) -> dict:
         endpoint = f"http://127.0.0.1:{up['http' if protocol == 'http' else 'grpc']}"
         extra = ["--series", str(SERIES)] if signal == "metrics" else []
 
-        # Saturation.
-        cpu0 = cpu_seconds(gateway.pid)
-        sat = loadgen(endpoint, protocol, signal, 0, args.duration, batch, extra)
-        cpu = cpu_seconds(gateway.pid) - cpu0
-        accepted = sat["accepted_records"]
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(gateway.pid),
+                 "-o", f"{args.perf}.{scenario}-{batch}.data"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        # Fixed offered load at half the saturation rate; scrapes during it for metrics.
-        rate = max(batch, round(sat["records_per_second"] / 2))
-        scrapes: list[float] = []
+        # Scrapes of the whole store once a second through both phases for metrics: scraping
+        # is part of that scenario's work, so its saturation point includes it.
+        scrapes: list[tuple[str, float]] = []
+        phase = ["saturation"]
         stop_scraping = threading.Event()
 
         def scrape_loop():
             while not stop_scraping.is_set():
                 t = time.perf_counter()
                 body = urllib.request.urlopen(f"http://127.0.0.1:{up['prom']}/metrics", timeout=30).read()
-                scrapes.append((time.perf_counter() - t) * 1000)
+                scrapes.append((phase[0], (time.perf_counter() - t) * 1000))
                 scrapes_bytes[0] = len(body)
                 stop_scraping.wait(1.0)
 
@@ -149,10 +152,23 @@ def run(scenario: str, batch: int, args, workdir: Path) -> dict:
         if signal == "metrics" and not args.no_scrape:
             scraper = threading.Thread(target=scrape_loop, daemon=True)
             scraper.start()
+
+        # Saturation.
+        cpu0 = cpu_seconds(gateway.pid)
+        sat = loadgen(endpoint, protocol, signal, 0, args.duration, batch, extra)
+        cpu = cpu_seconds(gateway.pid) - cpu0
+        accepted = sat["accepted_records"]
+
+        # Fixed offered load at half the saturation rate.
+        rate = max(batch, round(sat["records_per_second"] / 2))
+        phase[0] = "fixed"
         fixed = loadgen(endpoint, protocol, signal, rate, args.duration, batch, extra)
         stop_scraping.set()
         if scraper:
             scraper.join(timeout=60)
+        if perf:
+            perf.send_signal(SIGINT)
+            perf.wait(timeout=60)
         result = {
             "scenario": scenario,
             "batch_size": batch,
@@ -172,7 +188,9 @@ def run(scenario: str, batch: int, args, workdir: Path) -> dict:
         }
         if signal == "metrics":
             result["series"] = metric_sum(admin, "sluice_exporter_series")
-            result["scrape_ms_max"] = round(max(scrapes), 1) if scrapes else None
+            for p in ("saturation", "fixed"):
+                times = [ms for ph, ms in scrapes if ph == p]
+                result[f"scrape_ms_max_{p}"] = round(max(times), 1) if times else None
             result["scrapes"] = len(scrapes)
             result["scrape_mib"] = round(scrapes_bytes[0] / 2**20, 1)
         return result
@@ -190,7 +208,9 @@ def main() -> None:
     p.add_argument("--scenarios", default="traces_grpc,traces_redact,traces_chain3,logs_http,metrics_prometheus")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--no-scrape", action="store_true",
-                   help="metrics: no scrapes during the fixed load (the scraping client shares the cores)")
+                   help="metrics: no scrapes during the run (the scraping client shares the cores)")
+    p.add_argument("--perf", metavar="PREFIX",
+                   help="record a perf profile (cpu-clock) of the gateway to PREFIX.<scenario>-<batch>.data")
     args = p.parse_args()
     args.duration = min(args.duration, 60)
     if not args.no_build:
@@ -210,7 +230,8 @@ def main() -> None:
     print(" | ".join(cols))
     for r in results:
         print(" | ".join(str(r.get(c)) for c in cols)
-              + (f" | scrape max {r['scrape_ms_max']} ms over {r['series']:.0f} series" if "series" in r else ""))
+              + (f" | scrape max {r['scrape_ms_max_saturation']} ms at saturation, "
+                 f"{r['scrape_ms_max_fixed']} ms at half, {r['series']:.0f} series" if "series" in r else ""))
     print(json.dumps({"duration_per_phase_s": args.duration, "results": results}, indent=2))
 
 
