@@ -222,25 +222,30 @@ pub fn metric_name(
 
 /// A valid label name: invalid characters to `_`, a leading digit gets `key_`.
 pub fn label_name(key: &str, strategy: TranslationStrategy) -> String {
-    if !strategy.escapes() {
-        return key.to_string();
-    }
-    let mut out: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, "key_");
-    } else if out.is_empty() {
-        out.push('_');
-    }
+    let mut out = String::with_capacity(key.len());
+    push_label_name(&mut out, key, strategy);
     out
+}
+
+/// [`label_name`], appended to `out` (ingest builds every label of a point in one buffer).
+pub fn push_label_name(out: &mut String, key: &str, strategy: TranslationStrategy) {
+    if !strategy.escapes() {
+        out.push_str(key);
+        return;
+    }
+    if key.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push_str("key_");
+    } else if key.is_empty() {
+        out.push('_');
+        return;
+    }
+    out.extend(key.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
 /// Whether a name needs quoting in the exposition (UTF-8 names under Prometheus 3).
@@ -348,6 +353,10 @@ mod tests {
         assert_eq!(label_name("http.route", S), "http_route");
         assert_eq!(label_name("9lives", S), "key_9lives");
         assert_eq!(label_name("a-b c", S), "a_b_c");
+        assert_eq!(label_name("", S), "_");
+        let mut out = String::from("x=");
+        push_label_name(&mut out, "k8s.pod", S);
+        assert_eq!(out, "x=k8s_pod");
         assert!(is_legacy_name("abc_1:x"));
         assert!(!is_legacy_name("a.b"));
     }

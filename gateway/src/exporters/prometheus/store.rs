@@ -7,8 +7,10 @@
 //! resets), and new series beyond `max_series` are refused and counted, even if nobody scrapes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
 
-use indexmap::IndexMap;
+use indexmap::{Equivalent, IndexMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -152,6 +154,7 @@ impl Store {
         }
         let mut report = IngestReport::default();
         let strategy = self.cfg.strategy;
+        let mut point_labels = PointLabels::default();
         for rm in &req.resource_metrics {
             let attrs = rm
                 .resource
@@ -226,13 +229,12 @@ impl Store {
                             .collect(),
                     };
                     for point in points {
-                        let mut labels = attribute_labels(point.attributes, strategy);
-                        merge_labels(&mut labels, &base);
+                        point_labels.build(point.attributes, &base, strategy);
                         self.store_point(
                             &name,
                             kind,
                             &metric.description,
-                            labels,
+                            &point_labels,
                             point,
                             delta,
                             now,
@@ -255,21 +257,25 @@ impl Store {
         name: &str,
         kind: Kind,
         help: &str,
-        labels: Labels,
+        labels: &PointLabels,
         point: Point<'_>,
         delta: bool,
         now: Instant,
         report: &mut IngestReport,
         touched: Option<&mut Vec<(String, Labels)>>,
     ) {
-        let family = self
-            .families
-            .entry(name.to_string())
-            .or_insert_with(|| Family {
-                kind,
-                help: help.to_string(),
-                series: IndexMap::new(),
-            });
+        // Looked up by `&str` first: the family exists for all but a metric's first point.
+        let family = if let Some(family) = self.families.get_mut(name) {
+            family
+        } else {
+            self.families
+                .entry(name.to_string())
+                .or_insert_with(|| Family {
+                    kind,
+                    help: help.to_string(),
+                    series: IndexMap::new(),
+                })
+        };
         if family.kind != kind {
             report.type_conflict += 1;
             return;
@@ -278,20 +284,21 @@ impl Store {
             family.help = help.to_string();
         }
         if point.flags & FLAG_NO_RECORDED_VALUE != 0 {
-            if family.series.shift_remove(&labels).is_some() {
+            if family.series.shift_remove(labels).is_some() {
                 self.series -= 1;
                 self.generation += 1;
             }
             return;
         }
-        let exemplars = exemplars_for(&point.value, point.exemplars);
-        match family.series.get_mut(&labels) {
+        match family.series.get_mut(labels) {
             Some(series) => {
                 // Out-of-order points for a cumulative series are ignored; delta points are
                 // always added.
                 if !delta && point.time != 0 && point.time < series.time_unix_nano {
                     return;
                 }
+                let exemplars = (!point.exemplars.is_empty())
+                    .then(|| exemplars_for(&point.value, point.exemplars));
                 if delta {
                     accumulate(&mut series.value, point.value);
                 } else {
@@ -299,7 +306,11 @@ impl Store {
                 }
                 series.updated = now;
                 series.time_unix_nano = series.time_unix_nano.max(point.time);
-                for (slot, new) in series.exemplars.iter_mut().zip(exemplars) {
+                for (slot, new) in series
+                    .exemplars
+                    .iter_mut()
+                    .zip(exemplars.into_iter().flatten())
+                {
                     if new.is_some() {
                         *slot = new;
                     }
@@ -310,8 +321,9 @@ impl Store {
                     report.over_max_series += 1;
                     return;
                 }
+                let exemplars = exemplars_for(&point.value, point.exemplars);
                 family.series.insert(
-                    labels.clone(),
+                    labels.to_labels(),
                     Series {
                         value: point.value,
                         updated: now,
@@ -324,7 +336,7 @@ impl Store {
         }
         report.stored += 1;
         if let Some(t) = touched {
-            t.push((name.to_string(), labels));
+            t.push((name.to_string(), labels.to_labels()));
         }
     }
 
@@ -702,31 +714,50 @@ fn exemplars_for(value: &Value, exemplars: &[Exemplar]) -> Vec<Option<StoredExem
 
 fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
 }
 
 /// An attribute value as a label value: strings as they are, other scalars in their usual text,
 /// arrays and maps as JSON.
 pub fn any_value_string(v: &AnyValue) -> String {
+    let mut s = String::new();
+    push_any_value(&mut s, v);
+    s
+}
+
+/// [`any_value_string`], appended to `out`.
+fn push_any_value(out: &mut String, v: &AnyValue) {
     match &v.value {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => hex(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            serde_json::to_string(&a.values.iter().map(any_value_json).collect::<Vec<_>>())
-                .unwrap_or_default()
+        Some(any_value::Value::StringValue(s)) => out.push_str(s),
+        Some(any_value::Value::BoolValue(b)) => {
+            let _ = write!(out, "{b}");
         }
+        Some(any_value::Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Some(any_value::Value::DoubleValue(d)) => {
+            let _ = write!(out, "{d}");
+        }
+        Some(any_value::Value::BytesValue(b)) => push_hex(out, b),
+        Some(any_value::Value::ArrayValue(a)) => out.push_str(
+            &serde_json::to_string(&a.values.iter().map(any_value_json).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
         Some(any_value::Value::KvlistValue(_)) => {
-            serde_json::to_string(&any_value_json(v)).unwrap_or_default()
+            out.push_str(&serde_json::to_string(&any_value_json(v)).unwrap_or_default())
         }
         // A string-table index only has meaning inside profiles data.
-        Some(any_value::Value::StringValueStrindex(i)) => i.to_string(),
-        None => String::new(),
+        Some(any_value::Value::StringValueStrindex(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        None => {}
     }
 }
 
@@ -756,6 +787,132 @@ fn any_value_json(v: &AnyValue) -> serde_json::Value {
             .into(),
         Some(any_value::Value::StringValueStrindex(i)) => (*i).into(),
         None => serde_json::Value::Null,
+    }
+}
+
+/// One label of a point being ingested, as ranges of [`PointLabels::buf`].
+#[derive(Debug, Clone)]
+struct LabelRange {
+    name: Range<usize>,
+    value: Range<usize>,
+    /// A resource or scope label, which wins over an attribute of the same name.
+    base: bool,
+}
+
+/// The labels of one data point, built in buffers reused from point to point: looking up (and
+/// updating) a series that exists allocates nothing; they become [`Labels`] only for a new
+/// series. The same labels as `attribute_labels` and then `merge_labels` give.
+#[derive(Debug, Default)]
+struct PointLabels {
+    buf: String,
+    labels: Vec<LabelRange>,
+}
+
+impl PointLabels {
+    /// `attrs` as labels (sanitized names), `base` over them, sorted by name.
+    fn build(&mut self, attrs: &[KeyValue], base: &Labels, strategy: TranslationStrategy) {
+        self.buf.clear();
+        self.labels.clear();
+        for a in attrs {
+            let name = self.buf.len();
+            naming::push_label_name(&mut self.buf, &a.key, strategy);
+            let value = self.buf.len();
+            if let Some(v) = &a.value {
+                push_any_value(&mut self.buf, v);
+            }
+            self.labels.push(LabelRange {
+                name: name..value,
+                value: value..self.buf.len(),
+                base: false,
+            });
+        }
+        for (k, v) in base {
+            self.push(k, v, true);
+        }
+        let buf = &self.buf;
+        // Stable, attributes before base labels of the same name: the last of a name wins.
+        self.labels.sort_by(|a, b| {
+            buf[a.name.clone()]
+                .cmp(&buf[b.name.clone()])
+                .then(a.base.cmp(&b.base))
+        });
+        let mut kept = 0;
+        for i in 0..self.labels.len() {
+            if let Some(next) = self.labels.get(i + 1)
+                && buf[next.name.clone()] == buf[self.labels[i].name.clone()]
+            {
+                if !next.base {
+                    // Two attributes with one sanitized name: their values are joined.
+                    return self.merge_the_slow_way(attrs, base, strategy);
+                }
+                continue;
+            }
+            self.labels.swap(kept, i);
+            kept += 1;
+        }
+        self.labels.truncate(kept);
+    }
+
+    fn merge_the_slow_way(
+        &mut self,
+        attrs: &[KeyValue],
+        base: &Labels,
+        strategy: TranslationStrategy,
+    ) {
+        let mut labels = attribute_labels(attrs, strategy);
+        merge_labels(&mut labels, base);
+        self.buf.clear();
+        self.labels.clear();
+        for (k, v) in &labels {
+            self.push(k, v, false);
+        }
+    }
+
+    fn push(&mut self, name: &str, value: &str, base: bool) {
+        let start = self.buf.len();
+        self.buf.push_str(name);
+        let middle = self.buf.len();
+        self.buf.push_str(value);
+        self.labels.push(LabelRange {
+            name: start..middle,
+            value: middle..self.buf.len(),
+            base,
+        });
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.labels
+            .iter()
+            .map(|l| (&self.buf[l.name.clone()], &self.buf[l.value.clone()]))
+    }
+
+    fn to_labels(&self) -> Labels {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl Hash for PointLabels {
+    /// Exactly what the same [`Labels`] (a `Vec<(String, String)>`) feed a hasher, so that a
+    /// series map keyed by `Labels` can be searched with a `PointLabels`: the length prefix of
+    /// a slice (a slice of units carries nothing else; a `Vec` of them allocates nothing), then
+    /// each pair as two `str`s.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        vec![(); self.labels.len()].as_slice().hash(state);
+        for (k, v) in self.iter() {
+            (k, v).hash(state);
+        }
+    }
+}
+
+impl Equivalent<Labels> for PointLabels {
+    fn equivalent(&self, key: &Labels) -> bool {
+        key.len() == self.labels.len()
+            && self
+                .iter()
+                .zip(key)
+                .all(|((k, v), (kk, kv))| k == kk && v == kv)
     }
 }
 
@@ -1006,6 +1163,63 @@ mod tests {
             labels,
             vec![("a_b".into(), "2;1".into()), ("c".into(), "x".into())]
         );
+    }
+
+    #[test]
+    fn point_labels_are_the_merged_labels_and_find_their_series() {
+        let s = |v: &str| any_value::Value::StringValue(v.into());
+        let kv = |k: &str, v: any_value::Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let strategy = TranslationStrategy::UnderscoreEscapingWithSuffixes;
+        let base: Labels = vec![
+            ("job".into(), "shop/cart".into()),
+            ("otel_scope_name".into(), "lib".into()),
+            ("job".into(), "later-wins".into()),
+        ];
+        let cases: Vec<Vec<KeyValue>> = vec![
+            vec![],
+            vec![
+                kv("http.route", s("/a")),
+                kv("code", any_value::Value::IntValue(200)),
+            ],
+            // An attribute under a resource label's name loses to it.
+            vec![
+                kv("job", s("mine")),
+                kv("z", any_value::Value::BoolValue(true)),
+            ],
+            // Two attributes with one sanitized name are joined in key order.
+            vec![kv("a_b", s("1")), kv("a.b", s("2")), kv("9x", s("n"))],
+            vec![
+                kv("b", any_value::Value::DoubleValue(0.5)),
+                kv("a", any_value::Value::BytesValue(vec![1, 255])),
+                kv("", s("empty key")),
+            ],
+        ];
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        let mut point = PointLabels::default();
+        let mut series: IndexMap<Labels, usize> = IndexMap::new();
+        for (i, attrs) in cases.iter().enumerate() {
+            let mut expected = attribute_labels(attrs, strategy);
+            merge_labels(&mut expected, &base);
+            point.build(attrs, &base, strategy);
+            assert_eq!(point.to_labels(), expected, "case {i}");
+            assert_eq!(
+                state.hash_one(&point),
+                state.hash_one(&expected),
+                "case {i}"
+            );
+            series.insert(expected, i);
+        }
+        for (i, attrs) in cases.iter().enumerate() {
+            point.build(attrs, &base, strategy);
+            assert_eq!(series.get(&point), Some(&i), "case {i}");
+        }
+        point.build(&[kv("http.route", s("/b"))], &base, strategy);
+        assert_eq!(series.get(&point), None);
     }
 
     fn counters(metrics: usize, per_metric: usize) -> ExportMetricsServiceRequest {
