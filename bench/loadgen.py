@@ -192,6 +192,11 @@ def run(scenario: str, batch: int, args, workdir: Path) -> dict:
                 times = [ms for ph, ms in scrapes if ph == p]
                 result[f"scrape_ms_max_{p}"] = round(max(times), 1) if times else None
             result["scrapes"] = len(scrapes)
+            # The gateway's own render time (the rest of a scrape is the transfer to Python).
+            render = "sluice_exporter_scrape_render_duration_seconds"
+            count = metric_sum(admin, render + "_count")
+            result["render_mean_ms"] = round(metric_sum(admin, render + "_sum") / count * 1000, 1) if count else None
+            result["render_p99_le_ms"] = histogram_quantile(admin, render, 0.99)
             result["scrape_mib"] = round(scrapes_bytes[0] / 2**20, 1)
         return result
     finally:
@@ -231,7 +236,8 @@ def main() -> None:
     for r in results:
         print(" | ".join(str(r.get(c)) for c in cols)
               + (f" | scrape max {r['scrape_ms_max_saturation']} ms at saturation, "
-                 f"{r['scrape_ms_max_fixed']} ms at half, {r['series']:.0f} series" if "series" in r else ""))
+                 f"{r['scrape_ms_max_fixed']} ms at half, {r['series']:.0f} series; render mean "
+                 f"{r['render_mean_ms']} ms, p99 <= {r['render_p99_le_ms']} ms" if "series" in r else ""))
     print(json.dumps({"duration_per_phase_s": args.duration, "results": results}, indent=2))
 
 

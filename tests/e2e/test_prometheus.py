@@ -1032,6 +1032,11 @@ def test_max_series_caps_the_scrape_and_counts_drops(gateway):
         kept = {l["shard"]: v for _, l, v in samples}
         assert len(kept) == 5
         assert gw.metric("sluice_exporter_series", exporter="prometheus") == 5
+        # Each scrape's render is timed (scraped() above scraped once at least).
+        renders = gw.metric("sluice_exporter_scrape_render_duration_seconds_count", exporter="prometheus")
+        scraped(gw)
+        assert gw.metric("sluice_exporter_scrape_render_duration_seconds_count", exporter="prometheus") == renders + 1
+        assert renders >= 1
 
         # The next export (cumulative: all 20 again) updates the 5 kept and drops the 15 others.
         for i in range(20):

@@ -38,6 +38,8 @@ pub struct SelfMetrics {
     pub exporter_send_duration: HistogramVec,
     /// Series held by a Prometheus exporter.
     pub exporter_series: IntGaugeVec,
+    /// Time a Prometheus exporter took to render one scrape.
+    pub exporter_scrape_render_duration: HistogramVec,
     /// Records lost anywhere after a receiver accepted them, with component and reason.
     pub dropped: IntCounterVec,
     pub plugin_calls: IntCounterVec,
@@ -273,6 +275,12 @@ impl SelfMetrics {
                 &r,
                 "sluice_exporter_series",
                 "Series held by a Prometheus exporter's store.",
+                &["exporter"],
+            ),
+            exporter_scrape_render_duration: histogram(
+                &r,
+                "sluice_exporter_scrape_render_duration_seconds",
+                "Time a prometheus exporter took to render one scrape of its store.",
                 &["exporter"],
             ),
             dropped: counter(

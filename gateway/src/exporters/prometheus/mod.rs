@@ -72,7 +72,13 @@ impl PrometheusExporter {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/metrics", get(scrape))
-            .with_state(self.store.clone())
+            .with_state(ScrapeState {
+                store: self.store.clone(),
+                render_duration: self
+                    .metrics
+                    .exporter_scrape_render_duration
+                    .with_label_values(&[&self.name]),
+            })
     }
 }
 
@@ -89,7 +95,13 @@ pub fn store_config(c: &PrometheusExporterConfig) -> StoreConfig {
 /// Series rendered per hold of the store's lock.
 const RENDER_CHUNK: usize = 2048;
 
-async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> Response {
+#[derive(Clone)]
+struct ScrapeState {
+    store: Arc<Mutex<Store>>,
+    render_duration: ::prometheus::Histogram,
+}
+
+async fn scrape(State(state): State<ScrapeState>, headers: HeaderMap) -> Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -98,7 +110,12 @@ async fn scrape(State(store): State<Arc<Mutex<Store>>>, headers: HeaderMap) -> R
     // Off the async workers, and in chunks: a scrape of 100k series takes tens of
     // milliseconds, during which ingest must go on.
     let rendered = tokio::task::spawn_blocking(move || {
-        Store::render_chunked(&store, openmetrics, Instant::now(), RENDER_CHUNK)
+        let started = Instant::now();
+        let body = Store::render_chunked(&state.store, openmetrics, started, RENDER_CHUNK);
+        state
+            .render_duration
+            .observe(started.elapsed().as_secs_f64());
+        body
     })
     .await;
     let Ok(Some(body)) = rendered else {

@@ -119,6 +119,8 @@ pub struct Store {
     /// Changes whenever series are removed (positions in a family shift), so that a render in
     /// chunks knows to start again.
     generation: u64,
+    /// Length of the last render, so that the next one allocates its output once.
+    last_render_len: usize,
 }
 
 impl Store {
@@ -130,6 +132,7 @@ impl Store {
             target_info: HashMap::new(),
             last_sweep: Instant::now(),
             generation: 0,
+            last_render_len: 0,
         }
     }
 
@@ -423,7 +426,7 @@ impl Store {
     /// Renders the exposition: Prometheus text 0.0.4, or OpenMetrics 1.0 with exemplars.
     pub fn render(&mut self, openmetrics: bool, now: Instant) -> String {
         self.sweep(now);
-        let mut out = String::with_capacity(self.series * 96 + 256);
+        let mut out = String::with_capacity(self.render_capacity());
         self.render_target_info(&mut out, openmetrics);
         for (name, family) in &self.families {
             let sample_name = family_header(&mut out, name, family, openmetrics);
@@ -434,7 +437,13 @@ impl Store {
         if openmetrics {
             out.push_str("# EOF\n");
         }
+        self.last_render_len = out.len();
         out
+    }
+
+    /// The output size to allocate for a render: the last one's and a margin, or an estimate.
+    fn render_capacity(&self) -> usize {
+        (self.series * 96 + 256).max(self.last_render_len + self.last_render_len / 8)
     }
 
     fn render_target_info(&self, out: &mut String, openmetrics: bool) {
@@ -468,7 +477,7 @@ impl Store {
             let (generation, names, mut out) = {
                 let mut s = lock()?;
                 s.sweep(now);
-                let mut out = String::with_capacity(s.series * 96 + 256);
+                let mut out = String::with_capacity(s.render_capacity());
                 s.render_target_info(&mut out, openmetrics);
                 (
                     s.generation,
@@ -512,6 +521,7 @@ impl Store {
             if openmetrics {
                 out.push_str("# EOF\n");
             }
+            lock()?.last_render_len = out.len();
             return Some(out);
         }
         Some(lock()?.render(openmetrics, now))
