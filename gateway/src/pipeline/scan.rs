@@ -367,7 +367,10 @@ fn span(buf: &[u8], depth: u32) -> R<()> {
 
 /// Walks `outer` (repeated field 1 of a request) → resource-level messages → scope-level
 /// messages → records, checking each level and counting the records.
-fn scan_request(buf: &[u8], resource_level: fn(&[u8], u32, &mut usize) -> R<()>) -> R<usize> {
+fn scan_request(
+    buf: &[u8],
+    mut resource_level: impl FnMut(&[u8], u32, &mut usize) -> R<()>,
+) -> R<usize> {
     let mut records = 0usize;
     let mut r = Reader::new(buf);
     while !r.done() {
@@ -389,7 +392,7 @@ fn resource_level(
     buf: &[u8],
     depth: u32,
     records: &mut usize,
-    scope_level: fn(&[u8], u32, &mut usize) -> R<()>,
+    mut scope_level: impl FnMut(&[u8], u32, &mut usize) -> R<()>,
 ) -> R<()> {
     let mut seen_resource = false;
     let mut r = Reader::new(buf);
@@ -498,6 +501,76 @@ fn scope_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
 
 fn resource_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
     resource_level(buf, depth, records, scope_logs)
+}
+
+/// The scope-level messages (`ScopeSpans` / `ScopeLogs`) of a request, in order, unchecked.
+fn scope_level_messages(buf: &[u8]) -> R<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        if number != 1 || wire != LEN {
+            r.skip_value(wire)?;
+            continue;
+        }
+        let mut rl = Reader::new(r.bytes()?);
+        while !rl.done() {
+            let (number, wire) = rl.key()?;
+            if number == 2 && wire == LEN {
+                out.push(rl.bytes()?);
+            } else {
+                rl.skip_value(wire)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The records (field 2) of a scope-level message, which is not checked otherwise.
+fn count_records(buf: &[u8]) -> R<usize> {
+    let mut n = 0;
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (number, wire) = r.key()?;
+        n += usize::from(number == 2 && wire == LEN);
+        r.skip_value(wire)?;
+    }
+    Ok(n)
+}
+
+/// [`scan`] of a request a plugin returned for `original`, a request the gateway already
+/// accepted: a scope-level message (`ScopeSpans` / `ScopeLogs`) byte for byte the same as
+/// `original`'s at the same position is not checked again, only its records counted. A
+/// plugin that rewrites only resources (`enrich` adding a resource attribute) so costs a
+/// comparison of the bytes it left alone rather than a second scan of them. The verdict is
+/// the one [`scan`] would give whenever `original` itself scans valid; when it does not
+/// (it came through the decode path), the reused messages are ones that decode, as before.
+pub fn scan_derived(signal: Signal, buf: &[u8], original: &[u8]) -> Scan {
+    let scope_level: fn(&[u8], u32, &mut usize) -> R<()> = match signal {
+        Signal::Traces => scope_spans,
+        Signal::Logs => scope_logs,
+        Signal::Metrics => return Scan::Decode,
+    };
+    let Ok(known) = scope_level_messages(original) else {
+        return scan(signal, buf);
+    };
+    let mut next = 0;
+    let mut reuse_or_scan = |m: &[u8], depth: u32, records: &mut usize| {
+        let same = known.get(next).is_some_and(|k| *k == m);
+        next += 1;
+        if same {
+            *records += count_records(m)?;
+            Ok(())
+        } else {
+            scope_level(m, depth, records)
+        }
+    };
+    match scan_request(buf, |b, depth, records| {
+        resource_level(b, depth, records, &mut reuse_or_scan)
+    }) {
+        Ok(n) => Scan::Valid(n),
+        Err(Stop) => Scan::Decode,
+    }
 }
 
 /// [`scan`] with attribute limits: a request beyond them answers [`Scan::Decode`].

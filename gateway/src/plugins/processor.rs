@@ -448,7 +448,7 @@ impl Processor {
                 // decoding it; anything else is decoded, for the precise error.
                 let signal = batch.signal();
                 if let crate::pipeline::scan::Scan::Valid(records) =
-                    crate::pipeline::scan::scan(signal, &bytes)
+                    crate::pipeline::scan::scan_derived(signal, &bytes, batch.encoded())
                 {
                     return Ok(Outcome::Forward(Arc::new(
                         batch.derive_wire(bytes.into(), records),

@@ -259,3 +259,93 @@ fn the_scan_is_never_more_lenient_than_the_decoder() {
     // Some mutations keep a request valid (a changed attribute value); the test must see them.
     assert!(valid_after_mutation > 100, "{valid_after_mutation}");
 }
+
+/// A plugin's output scanned against the batch it was given gives the full scan's verdict,
+/// whatever the plugin changed: a resource (scope-level messages left as they were), a record,
+/// whole resources removed or added, or bytes anywhere.
+#[test]
+fn a_derived_request_scans_as_the_full_scan_does() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    let mut valid = 0;
+    for round in 0..3000 {
+        let traces_round = round % 2 == 0;
+        let (signal, original, derived) = if traces_round {
+            let original = traces(&mut rng, 3);
+            let mut derived = original.clone();
+            match rng.random_range(0..4) {
+                0 => derived.resource_spans[0]
+                    .resource
+                    .get_or_insert_default()
+                    .attributes
+                    .extend(attrs(&mut rng, 1, 0)),
+                1 => derived.resource_spans[1].scope_spans[0].spans[1].name = "renamed".into(),
+                2 => drop(derived.resource_spans.remove(0)),
+                _ => derived
+                    .resource_spans
+                    .push(derived.resource_spans[0].clone()),
+            }
+            (
+                Signal::Traces,
+                original.encode_to_vec(),
+                derived.encode_to_vec(),
+            )
+        } else {
+            let original = logs(&mut rng, 3);
+            let mut derived = original.clone();
+            derived.resource_logs[0].resource = Some(resource(&mut rng));
+            (
+                Signal::Logs,
+                original.encode_to_vec(),
+                derived.encode_to_vec(),
+            )
+        };
+        assert!(matches!(scan(signal, &original), Scan::Valid(_)));
+        let mut derived = derived;
+        if round % 3 == 0 {
+            let i = rng.random_range(0..derived.len());
+            derived[i] ^= 1 << rng.random_range(0..8);
+        }
+        let full = scan(signal, &derived);
+        assert_eq!(
+            scan_derived(signal, &derived, &original),
+            full,
+            "round {round}"
+        );
+        valid += usize::from(full != Scan::Decode);
+    }
+    assert!(valid > 1000, "{valid}");
+}
+
+/// The scope-level messages left as they were are not checked again, only counted: shown with
+/// an original the full scan sends to the decode path (a zero span id, which a receiver would
+/// have removed), whose records the plugin did not touch.
+#[test]
+fn a_derived_request_reuses_the_scope_level_messages_it_was_given() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let mut original = traces(&mut rng, 2);
+    original.resource_spans[0].scope_spans[0].spans[0].span_id = vec![0; 8];
+    let mut derived = original.clone();
+    derived.resource_spans[0]
+        .resource
+        .get_or_insert_default()
+        .attributes
+        .extend(attrs(&mut rng, 1, 0));
+    let mut changed = derived.clone();
+    let (original, derived) = (original.encode_to_vec(), derived.encode_to_vec());
+    assert_eq!(scan(Signal::Traces, &derived), Scan::Decode);
+    assert_eq!(
+        scan_derived(Signal::Traces, &derived, &original),
+        Scan::Valid(4)
+    );
+    // A record changed in that scope: it is checked, and sent to the decode path.
+    changed.resource_spans[0].scope_spans[0].spans[1].name = "x".into();
+    assert_eq!(
+        scan_derived(Signal::Traces, &changed.encode_to_vec(), &original),
+        Scan::Decode
+    );
+    // Metrics are never scanned.
+    assert_eq!(
+        scan_derived(Signal::Metrics, &derived, &original),
+        Scan::Decode
+    );
+}
