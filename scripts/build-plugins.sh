@@ -11,5 +11,8 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   [ -f "$manifest" ] || continue
   packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
 done
-cargo build --release --target wasm32-wasip2 "${packages[@]}"
+# Whole-program optimisation for the plugins only (the gateway keeps the workspace's release
+# profile): about 6 % less time per call for redact and slo (cargo bench --bench plugins).
+CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+  cargo build --release --target wasm32-wasip2 "${packages[@]}"
 ls -1 "${CARGO_TARGET_DIR:-target}"/wasm32-wasip2/release/*.wasm

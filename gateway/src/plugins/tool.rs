@@ -89,6 +89,8 @@ sluice-sdk = {{ path = "{sdk_path}" }}
 [profile.release]
 opt-level = "s"
 strip = "debuginfo"
+lto = true
+codegen-units = 1
 
 # A plugin is its own workspace.
 [workspace]
