@@ -7,10 +7,19 @@ only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals
                          [--scenarios passthrough,redact,chain3]
     python3 bench/run.py [--distinct 64] ...   # N different batches in turn
     python3 bench/run.py --startup
+    python3 bench/run.py --scenarios passthrough,rotel,rotel_blackhole   # side by side
 
 Needs: a release build (`cargo build --release -p sluice`), the plugins
 (`scripts/build-plugins.sh`) for the plugin scenarios, `wrk`, and the Python packages in
 tests/requirements.txt. Loopback only; every process is stopped by PID.
+
+The `rotel` scenarios run the same load through Rotel, a Rust OTLP collector, in place of
+the gateway (its own defaults, which batch up to 8192 spans or 200 ms): `rotel` forwards over
+OTLP/gRPC to the same downstream uncompressed, as the gateway does by default; `rotel_gzip`
+with its default gzip (compare `passthrough_gzip`); `rotel_blackhole` discards with Rotel's
+blackhole exporter.
+Its binary comes from the `rotel` Python package (`pip install rotel`), or ROTEL_BIN. Spans
+accepted are then wrk's 2xx responses times the batch's spans, since Rotel exports no counters.
 """
 
 import argparse
@@ -96,7 +105,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def processors_for(scenario: str) -> dict:
-    if scenario == "passthrough":
+    if scenario in ("passthrough", "passthrough_gzip"):
         return {}
     if scenario in ("redact", "redact_clean"):
         return {"redact": {"plugin": "builtin/redact", "on_error": "reject"}}
@@ -124,14 +133,53 @@ def processors_for(scenario: str) -> dict:
     raise SystemExit(f"unknown scenario {scenario}")
 
 
+def rotel_bin() -> Path:
+    if os.environ.get("ROTEL_BIN"):
+        return Path(os.environ["ROTEL_BIN"])
+    try:
+        import rotel  # the Python package that ships the collector's binary
+    except ImportError:
+        raise SystemExit("the rotel scenarios need Rotel: pip install rotel (or set ROTEL_BIN)")
+    return Path(rotel.__file__).parent / "rotel-agent"
+
+
+def start_rotel(scenario: str, http: int, down_grpc: int, workdir: Path) -> subprocess.Popen:
+    exporter = (["--exporter", "blackhole"] if scenario == "rotel_blackhole" else
+                ["--exporter", "otlp", "--otlp-exporter-protocol", "grpc",
+                 "--otlp-exporter-endpoint", f"http://127.0.0.1:{down_grpc}",
+                 "--otlp-exporter-compression", "gzip" if scenario == "rotel_gzip" else "none"])
+    log = open(workdir / f"{scenario}-gateway.log", "w")
+    proc = subprocess.Popen(
+        [str(rotel_bin()), "start", "--otlp-http-endpoint", f"127.0.0.1:{http}",
+         "--otlp-grpc-endpoint", f"127.0.0.1:{free_port()}",
+         "--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log"),
+         *exporter],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rotel exited: {(workdir / f'{scenario}-gateway.log').read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", http), timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("rotel did not start listening")
+
+
 def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: Path) -> dict:
+    reference = scenario.startswith("rotel")
     if scenario in ("redact_clean", "chain3"):
         batch = clean_batch
     down = {"grpc": free_port(), "admin": free_port()}
     up = {"http": free_port(), "admin": free_port()}
     downstream = start(
         {
-            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{down['grpc']}"}}}},
+            # Rotel sends batches of up to 8192 spans, beyond gRPC's usual 4 MiB.
+            "receivers": {"otlp": {"protocols": {"grpc": {
+                "endpoint": f"127.0.0.1:{down['grpc']}", "max_recv_msg_size_mib": 64}}}},
             "exporters": {"blackhole": {}},
             "service": {
                 "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["blackhole"]}},
@@ -141,15 +189,16 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         workdir,
         f"{scenario}-downstream",
     )
-    procs = processors_for(scenario)
+    procs = {} if reference else processors_for(scenario)
     gateway = None
     try:
-        gateway = start(
+        gateway = start_rotel(scenario, up["http"], down["grpc"], workdir) if reference else start(
             {
                 "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{up['http']}"}}}},
                 "processors": procs,
                 "exporters": {
-                    "otlp/down": {"endpoint": f"http://127.0.0.1:{down['grpc']}", "protocol": "grpc"}
+                    "otlp/down": {"endpoint": f"http://127.0.0.1:{down['grpc']}", "protocol": "grpc",
+                                  "compression": "gzip" if scenario == "passthrough_gzip" else "none"}
                 },
                 "service": {
                     "pipelines": {
@@ -191,8 +240,15 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         if perf:
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=60)
-        accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
-        refused = metric_sum(admin, "sluice_receiver_refused_records_total")
+        requests = re.search(r"(\d+) requests in", wrk.stdout)
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk.stdout)
+        non2xx = int(non2xx.group(1)) if non2xx else 0
+        if reference:
+            accepted = (int(requests.group(1)) - non2xx) * args.spans if requests else 0
+            refused = non2xx * args.spans
+        else:
+            accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
+            refused = metric_sum(admin, "sluice_receiver_refused_records_total")
         # Spans the first plugin ran over: more than were accepted when batches were refused
         # after the plugins (every exporter queue full by then), wasted work.
         processed = (
@@ -202,20 +258,19 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         # Time inside the plugins per batch (all processors of the chain), from the gateway's
         # own histogram: what the chain costs in the running gateway, next to the criterion
         # figure for the same plugins.
-        calls = metric_sum(admin, "sluice_plugin_call_duration_seconds_count")
+        calls = metric_sum(admin, "sluice_plugin_call_duration_seconds_count") if procs else 0
         plugin_us = (
             round(metric_sum(admin, "sluice_plugin_call_duration_seconds_sum") / calls * len(procs) * 1e6)
             if procs and calls else None
         )
         deadline = time.time() + 15
         delivered = 0.0
-        while time.time() < deadline:
+        while time.time() < deadline and scenario != "rotel_blackhole":
             delivered = metric_sum(f"127.0.0.1:{down['admin']}", "sluice_exporter_sent_records_total")
             if delivered >= accepted:
                 break
             time.sleep(0.2)
         lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", wrk.stdout, re.M))
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk.stdout)
         return {
             "scenario": scenario,
             "seconds": round(elapsed, 1),
@@ -224,7 +279,7 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
             "spans_refused": int(refused),
             "spans_processed": int(processed),
             "plugin_us_per_batch": plugin_us,
-            "non_2xx_responses": int(non2xx.group(1)) if non2xx else 0,
+            "non_2xx_responses": non2xx,
             "spans_per_s": round(accepted / elapsed),
             "gateway_cpu_s": round(cpu, 2),
             "spans_per_cpu_s": round(accepted / cpu) if cpu else None,
@@ -289,7 +344,10 @@ def main() -> None:
         help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
         "redact); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
         "to redact); chain3_dirty (the same, one client IP per span to mask); readers3 (three "
-        "plugins that only read: the test plugin in pass mode)",
+        "plugins that only read: the test plugin in pass mode); passthrough_gzip (exports "
+        "gzip-compressed); rotel, rotel_gzip, rotel_blackhole (the Rotel collector in the "
+        "gateway's place: forwarding to the same downstream uncompressed or gzip-compressed, "
+        "or discarding)",
     )
     p.add_argument("--distinct", type=int, default=1,
                    help="post N different batches in turn (values that repeat less; default 1, "
