@@ -387,8 +387,9 @@ impl Batch {
         )
     }
 
-    /// A batch known by its protobuf only, which [`super::scan::scan`] found valid with
-    /// `records` records: it is decoded only if a consumer asks for the decoded form.
+    /// A batch known by its protobuf only, which [`super::scan::scan`] (or
+    /// [`super::scan::scan_derived`]) found valid with `records` records: it is decoded only if
+    /// a consumer asks for the decoded form.
     pub fn from_wire(
         signal: Signal,
         bytes: Bytes,
@@ -437,8 +438,8 @@ impl Batch {
         b
     }
 
-    /// As [`Batch::derive`], for protobuf that [`super::scan::scan`] found valid with
-    /// `records` records: it is not decoded.
+    /// As [`Batch::derive`], for protobuf that [`super::scan::scan`] (or
+    /// [`super::scan::scan_derived`]) found valid with `records` records: it is not decoded.
     pub fn derive_wire(&self, bytes: Bytes, records: usize) -> Batch {
         let mut b = Batch::from_wire(self.signal, bytes, records, self.correlation_id.clone());
         b.span = self.span.clone();

@@ -538,13 +538,19 @@ fn count_records(buf: &[u8]) -> R<usize> {
     Ok(n)
 }
 
-/// [`scan`] of a request a plugin returned for `original`, a request the gateway already
-/// accepted: a scope-level message (`ScopeSpans` / `ScopeLogs`) byte for byte the same as
-/// `original`'s at the same position is not checked again, only its records counted. A
-/// plugin that rewrites only resources (`enrich` adding a resource attribute) so costs a
-/// comparison of the bytes it left alone rather than a second scan of them. The verdict is
-/// the one [`scan`] would give whenever `original` itself scans valid; when it does not
-/// (it came through the decode path), the reused messages are ones that decode, as before.
+/// [`scan`] of a request a plugin returned for `original`, the bytes of the batch it was given
+/// (which always decode: every batch's bytes passed [`scan`] or were decoded): a scope-level
+/// message (`ScopeSpans` / `ScopeLogs`) byte for byte the same as `original`'s at the same
+/// position is not checked again, only its records counted. A plugin that rewrites only
+/// resources (`enrich` adding a resource attribute) so costs a comparison of the bytes it left
+/// alone rather than a second scan of them.
+///
+/// `Valid(n)` still means that the request decodes with `n` records. It is [`scan`]'s verdict
+/// whenever `original` scans valid under the same limits. Otherwise (`original` came through
+/// the decode path, or a receiver's wider attribute limits) a reused message may hold what
+/// [`scan`] would send to the decode path, a zero id or more attributes than the default
+/// limit; the decode path of a plugin's output forwards its bytes as they are too, so what is
+/// forwarded is the same either way.
 pub fn scan_derived(signal: Signal, buf: &[u8], original: &[u8]) -> Scan {
     let scope_level: fn(&[u8], u32, &mut usize) -> R<()> = match signal {
         Signal::Traces => scope_spans,

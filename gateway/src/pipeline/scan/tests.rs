@@ -317,8 +317,9 @@ fn a_derived_request_scans_as_the_full_scan_does() {
 }
 
 /// The scope-level messages left as they were are not checked again, only counted: shown with
-/// an original the full scan sends to the decode path (a zero span id, which a receiver would
-/// have removed), whose records the plugin did not touch.
+/// an original the full scan sends to the decode path (a zero span id: a receiver removes such
+/// spans, but a plugin's decoded output or emitted batch may carry one to the next plugin),
+/// whose records the plugin did not touch.
 #[test]
 fn a_derived_request_reuses_the_scope_level_messages_it_was_given() {
     let mut rng = SmallRng::seed_from_u64(3);
@@ -348,4 +349,72 @@ fn a_derived_request_reuses_the_scope_level_messages_it_was_given() {
         scan_derived(Signal::Metrics, &derived, &original),
         Scan::Decode
     );
+}
+
+/// What `Valid(n)` promises (the batch is then forwarded without decoding): the request
+/// decodes, with `n` records. Checked against prost for derived requests of originals that do
+/// and do not scan valid (zero ids, more attributes than the default limit, flipped bits that
+/// still decode), with changed resources, records and bytes, for traces and logs.
+#[test]
+fn a_derived_request_said_valid_decodes_to_its_count() {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let (mut reused, mut checked) = (0, 0);
+    for round in 0..3000 {
+        let (signal, mut original, derived) = if round % 2 == 0 {
+            let mut original = traces(&mut rng, 3);
+            match rng.random_range(0..3) {
+                0 => original.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0; 16],
+                1 => {
+                    original.resource_spans[1].scope_spans[0].spans[2].attributes =
+                        attrs(&mut rng, 130, 0)
+                }
+                _ => {}
+            }
+            let mut derived = original.clone();
+            derived.resource_spans[rng.random_range(0..2)].resource = Some(resource(&mut rng));
+            if rng.random_bool(0.3) {
+                derived.resource_spans[0].scope_spans[0].spans[1].name = "renamed".into();
+            }
+            (
+                Signal::Traces,
+                original.encode_to_vec(),
+                derived.encode_to_vec(),
+            )
+        } else {
+            let mut original = logs(&mut rng, 3);
+            if rng.random_bool(0.5) {
+                original.resource_logs[0].scope_logs[0].log_records[1].span_id = vec![1; 3];
+            }
+            let mut derived = original.clone();
+            derived.resource_logs[0].resource = Some(resource(&mut rng));
+            (
+                Signal::Logs,
+                original.encode_to_vec(),
+                derived.encode_to_vec(),
+            )
+        };
+        let mut derived = derived;
+        if round % 5 == 0 {
+            // The original itself mutated, when it still decodes (as the decode path's bytes).
+            let i = rng.random_range(0..original.len());
+            original[i] ^= 1 << rng.random_range(0..8);
+            if Payload::decode_protobuf(signal, &original).is_err() {
+                continue;
+            }
+        } else if round % 3 == 0 {
+            let i = rng.random_range(0..derived.len());
+            derived[i] ^= 1 << rng.random_range(0..8);
+        }
+        if let Scan::Valid(n) = scan_derived(signal, &derived, &original) {
+            checked += 1;
+            reused += usize::from(scan(signal, &derived) == Scan::Decode);
+            let payload = Payload::decode_protobuf(signal, &derived);
+            assert_eq!(
+                payload.map(|p| p.record_count()).ok(),
+                Some(n),
+                "round {round}"
+            );
+        }
+    }
+    assert!(checked > 1000 && reused > 300, "{checked} {reused}");
 }
