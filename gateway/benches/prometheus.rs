@@ -10,8 +10,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sluice::exporters::prometheus::naming::TranslationStrategy;
@@ -114,7 +114,50 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // Histograms: 20k series of 5 bounds (8 lines each), as `sluice loadgen` sends.
+    let mut store = Store::new(config());
+    let now = Instant::now();
+    for chunk in 0..2 {
+        store.ingest(&histograms(10, 10_000, chunk * 1000), now, None);
+    }
+    assert!(store.series_count() >= 20_000, "{}", store.series_count());
+    group.bench_function("render_text_20k_histograms", |b| {
+        b.iter_batched(
+            || (),
+            |_| store.render(false, now).len(),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
+}
+
+/// `points` histogram data points over `metrics` metric names, as [`request`] does counters.
+fn histograms(metrics: usize, points: usize, offset: usize) -> ExportMetricsServiceRequest {
+    let mut req = request(metrics, points, offset);
+    for m in &mut req.resource_metrics[0].scope_metrics[0].metrics {
+        m.name = m.name.replace("requests", "duration");
+        m.unit = "s".into();
+        let Some(metric::Data::Sum(sum)) = m.data.take() else {
+            continue;
+        };
+        m.data = Some(metric::Data::Histogram(Histogram {
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            data_points: sum
+                .data_points
+                .into_iter()
+                .map(|p| HistogramDataPoint {
+                    attributes: p.attributes,
+                    time_unix_nano: p.time_unix_nano,
+                    count: 10,
+                    sum: Some(1.25),
+                    bucket_counts: vec![1, 2, 3, 2, 1, 1],
+                    explicit_bounds: vec![0.005, 0.01, 0.05, 0.1, 0.5],
+                    ..Default::default()
+                })
+                .collect(),
+        }));
+    }
+    req
 }
 
 criterion_group!(benches, bench);
