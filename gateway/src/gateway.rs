@@ -274,11 +274,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         }
         Some(Intake::new(name, handles, metrics.clone()).limited(limiter.clone()))
     };
+    // Each receiver's tenant limits, built once: remote_write is served on the listener of an
+    // OTLP receiver and is held to that receiver's tenant and attribute limits, sharing its
+    // tenants' rate buckets.
+    let tenants_of: std::collections::HashMap<&str, crate::receivers::auth::TenantLimits> = config
+        .receivers
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                crate::receivers::auth::tenant_limits(&s.tenant_limits),
+            )
+        })
+        .collect();
+    let attr_limits_of = |name: &str| {
+        config
+            .receivers
+            .iter()
+            .find_map(|s| match &s.kind {
+                ReceiverKind::Otlp(c) if s.name == name => {
+                    Some(crate::pipeline::scan::AttrLimits {
+                        max_attributes: c.attribute_limits.max_attributes_per_record,
+                        max_value_len: c.attribute_limits.max_value_bytes,
+                    })
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let http_host = Config::http_host_of(&config.receivers).map(|r| r.name.clone());
     let mut remote_write_routes = Vec::new();
     for spec in &config.receivers {
         if let ReceiverKind::RemoteWrite(c) = &spec.kind
             && let Some(intake) = intake_of(&spec.name)
         {
+            let host = http_host.as_deref().unwrap_or_default();
+            let intake = intake
+                .with_tenants(tenants_of.get(host).cloned().unwrap_or_default())
+                .with_attribute_limits(attr_limits_of(host));
             remote_write_routes.push(remote_write::router(remote_write::RemoteWriteReceiver {
                 intake,
                 max_decoded: c.max_decoded_size_mib * 1024 * 1024,
@@ -286,7 +319,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             }));
         }
     }
-    let http_host = Config::http_host_of(&config.receivers).map(|r| r.name.clone());
     for spec in &config.receivers {
         let ReceiverKind::Otlp(c) = &spec.kind else {
             continue;
@@ -301,13 +333,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             None => continue,
         };
         let drain = config.shutdown_timeout;
-        let tenants = crate::receivers::auth::tenant_limits(&spec.tenant_limits);
-        let intake = intake.with_tenants(tenants.clone()).with_attribute_limits(
-            crate::pipeline::scan::AttrLimits {
-                max_attributes: c.attribute_limits.max_attributes_per_record,
-                max_value_len: c.attribute_limits.max_value_bytes,
-            },
-        );
+        let tenants = tenants_of
+            .get(spec.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let intake = intake
+            .with_tenants(tenants.clone())
+            .with_attribute_limits(attr_limits_of(&spec.name));
         let auth = (!spec.auth_tokens.is_empty()).then(|| {
             Authenticator::new(
                 &spec.auth_tokens,
@@ -402,7 +434,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     let admin_router = if config.admin_auth.is_empty() {
         admin_router
     } else {
+        // The credentials check answers before the admin routes: its 401s get the same
+        // security headers.
         protect_endpoint(admin_router, &config.admin_auth)
+            .layer(axum::middleware::from_fn(admin::security::security_headers))
     };
     let (admin_endpoint, admin_task) = listen(
         Listen {

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod build_info;
+pub mod catch_panic;
 pub mod cli;
 pub mod config;
 pub mod exporters;

@@ -56,6 +56,7 @@ pub struct SelfMetrics {
     pub plugin_reloads: IntCounterVec,
     pub plugin_restarts: IntCounterVec,
     pub plugin_breaker_open: IntGaugeVec,
+    pub plugin_log_suppressed: IntCounterVec,
     /// Records held by the in-memory trace and log store (spans, log records).
     pub store_records: IntGaugeVec,
     pub store_evicted: IntCounterVec,
@@ -80,6 +81,12 @@ pub struct SelfMetrics {
     pub queue_disk_recovered: IntCounterVec,
     /// Writes a disk queue could not take (full, I/O error); the client was refused.
     pub queue_disk_write_errors: IntCounterVec,
+    /// Admin requests refused before their handler ran (cross-origin, missing header).
+    pub admin_requests_refused: IntCounterVec,
+    /// Request handlers that panicked; each was answered 500 / INTERNAL.
+    pub panics: IntCounterVec,
+    /// Bytes of decoded requests in flight, all receivers together, and the budget.
+    pub receiver_in_flight_bytes: IntGaugeVec,
 }
 
 impl std::fmt::Debug for SelfMetrics {
@@ -269,6 +276,24 @@ impl SelfMetrics {
                 "Batches a disk queue could not write, by reason (full, io); their clients were refused with a retryable error.",
                 &["exporter", "reason"],
             ),
+            panics: counter(
+                &r,
+                "sluice_panics_total",
+                "Request handlers that panicked, by listener (receiver, admin); each was answered 500 or INTERNAL and the gateway kept serving.",
+                &["listener"],
+            ),
+            receiver_in_flight_bytes: gauge(
+                &r,
+                "sluice_receiver_in_flight_bytes",
+                "Estimated decoded bytes of requests being handled (state=used) and the budget they share (state=budget).",
+                &["state"],
+            ),
+            admin_requests_refused: counter(
+                &r,
+                "sluice_admin_requests_refused_total",
+                "Mutating admin requests refused as possible cross-site request forgery, by reason (cross_site, origin, missing_header).",
+                &["reason"],
+            ),
             exporter_sent: counter(
                 &r,
                 "sluice_exporter_sent_records_total",
@@ -315,7 +340,7 @@ impl SelfMetrics {
             plugin_errors: counter(
                 &r,
                 "sluice_plugin_errors_total",
-                "Plugin failures by kind: trap, timeout, memory, plugin_error, invalid_output, init, too_large, breaker_open.",
+                "Plugin failures by kind: trap, timeout, memory, table, plugin_error, invalid_output, init, too_large, breaker_open, emit_too_large, emit_rate, replace_too_large, snapshot_too_large.",
                 &["processor", "kind"],
             ),
             plugin_call_duration: histogram(
@@ -352,6 +377,12 @@ impl SelfMetrics {
                 &r,
                 "sluice_plugin_breaker_open",
                 "1 while a plugin's breaker is open (calls skipped, on_error applied).",
+                &["processor"],
+            ),
+            plugin_log_suppressed: counter(
+                &r,
+                "sluice_plugin_log_lines_suppressed_total",
+                "Plugin log lines dropped by the per-plugin rate limit.",
                 &["processor"],
             ),
             store_records: gauge(

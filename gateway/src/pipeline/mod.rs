@@ -16,6 +16,7 @@
 //! processor that emitted it again.
 
 mod batch;
+pub mod cost;
 pub mod limits;
 pub mod scan;
 

@@ -22,6 +22,23 @@ pub enum ReceiverError {
     TooLarge { limit: usize, decompressed: bool },
     #[error("{0}")]
     Malformed(#[from] DecodeError),
+    #[error(
+        "the request would decode into about {cost} bytes, more than {} times the {received} bytes received; records without content (empty spans, attributes or points) are not accepted",
+        crate::pipeline::cost::EXPANSION
+    )]
+    Expansion { cost: u64, received: usize },
+    #[error(
+        "the request would decode into about {needed} bytes, more than the gateway decodes at once ({budget} bytes); send smaller requests"
+    )]
+    OverInFlightBudget { needed: u64, budget: u64 },
+    #[error(
+        "the gateway is decoding as much as it may at once ({budget} bytes in flight); retry later"
+    )]
+    InFlightFull { needed: u64, budget: u64 },
+    #[error(
+        "the request could not be handled: {0}; the gateway counted it (sluice_panics_total) and keeps serving"
+    )]
+    Internal(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}; retry later")]
@@ -64,8 +81,13 @@ impl ReceiverError {
             ReceiverError::CorruptEncoding { .. }
             | ReceiverError::Malformed(_)
             | ReceiverError::Invalid(_)
+            | ReceiverError::Expansion { .. }
             | ReceiverError::BodyRead(_) => StatusCode::BAD_REQUEST,
-            ReceiverError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiverError::TooLarge { .. } | ReceiverError::OverInFlightBudget { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ReceiverError::InFlightFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ReceiverError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ReceiverError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ReceiverError::NoPipeline { .. } => StatusCode::NOT_FOUND,
             ReceiverError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -90,14 +112,19 @@ impl ReceiverError {
             ReceiverError::CorruptEncoding { .. }
             | ReceiverError::Malformed(_)
             | ReceiverError::Invalid(_)
+            | ReceiverError::Expansion { .. }
             | ReceiverError::BodyRead(_) => Code::InvalidArgument,
-            ReceiverError::TooLarge { .. } => Code::ResourceExhausted,
+            ReceiverError::TooLarge { .. } | ReceiverError::OverInFlightBudget { .. } => {
+                Code::ResourceExhausted
+            }
+            ReceiverError::Internal(_) => Code::Internal,
             ReceiverError::ReadTimeout(_) => Code::DeadlineExceeded,
             ReceiverError::NoPipeline { .. } => Code::Unimplemented,
             ReceiverError::Unauthenticated(_) => Code::Unauthenticated,
             // UNAVAILABLE is retryable by every OTLP client without further detail.
             ReceiverError::Refused { .. }
             | ReceiverError::RejectedByProcessor(_)
+            | ReceiverError::InFlightFull { .. }
             | ReceiverError::TenantLimited { .. } => Code::Unavailable,
         }
     }
@@ -108,6 +135,7 @@ impl ReceiverError {
             self,
             ReceiverError::Refused { .. }
                 | ReceiverError::RejectedByProcessor(_)
+                | ReceiverError::InFlightFull { .. }
                 | ReceiverError::TenantLimited { .. }
         )
     }
@@ -121,6 +149,10 @@ impl ReceiverError {
             ReceiverError::CorruptEncoding { .. } => "corrupt_encoding",
             ReceiverError::TooLarge { .. } => "too_large",
             ReceiverError::Malformed(_) | ReceiverError::Invalid(_) => "malformed",
+            ReceiverError::Expansion { .. } => "decode_budget",
+            ReceiverError::OverInFlightBudget { .. } => "too_large",
+            ReceiverError::InFlightFull { .. } => "in_flight_budget",
+            ReceiverError::Internal(_) => "panic",
             ReceiverError::ReadTimeout(_) => "read_timeout",
             ReceiverError::BodyRead(_) => "body_read",
             ReceiverError::NoPipeline { .. } => "no_pipeline",

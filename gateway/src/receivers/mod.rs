@@ -7,6 +7,7 @@
 
 pub mod body;
 mod error;
+pub mod in_flight;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod remote_write;
@@ -27,11 +28,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 pub use error::ReceiverError;
+pub use in_flight::{InFlight, Reservation};
 
 pub mod auth;
 pub use auth::Tenant;
 
 use crate::admin::metrics::SelfMetrics;
+use crate::pipeline::cost::{self, Cost};
 use crate::pipeline::scan::{self, AttrLimits, Scan};
 use crate::pipeline::{
     ACK_TIMEOUT, ADMISSION_WAIT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection,
@@ -66,6 +69,8 @@ pub struct Intake {
     /// Per-tenant limits of the receiver's `auth`, by tenant.
     tenants: auth::TenantLimits,
     attr_limits: AttrLimits,
+    /// The decode budget all receivers share.
+    in_flight: Arc<InFlight>,
 }
 
 impl Intake {
@@ -77,6 +82,8 @@ impl Intake {
                 .cloned()
                 .collect()
         };
+        let in_flight = InFlight::shared();
+        in_flight.report_to(&m);
         Intake {
             receiver: receiver.into(),
             traces: of(Signal::Traces),
@@ -86,6 +93,55 @@ impl Intake {
             memory: None,
             tenants: Default::default(),
             attr_limits: AttrLimits::default(),
+            in_flight,
+        }
+    }
+
+    /// Decodes under this in-flight budget instead of the process-wide one.
+    pub fn with_in_flight(mut self, in_flight: Arc<InFlight>) -> Intake {
+        in_flight.report_to(&self.self_metrics);
+        self.in_flight = in_flight;
+        self
+    }
+
+    /// Admits a request of `received` bytes whose decoded form would cost `cost` to decoding:
+    /// refused when that is more than the request's own budget ([`Cost::budget`]) or more
+    /// than the in-flight budget has room for (after a short wait). The reservation is held
+    /// until the request is answered.
+    pub async fn reserve_decode(
+        &self,
+        transport: Transport,
+        signal: Signal,
+        cost: Cost,
+        received: usize,
+    ) -> Result<Reservation, ReceiverError> {
+        let refuse = |e: ReceiverError, reason: &str| {
+            if cost.records > 0 {
+                self.self_metrics
+                    .receiver_refused
+                    .with_label_values(&[
+                        &*self.receiver,
+                        transport.as_str(),
+                        signal.as_str(),
+                        reason,
+                    ])
+                    .inc_by(cost.records);
+            }
+            Err(e)
+        };
+        if cost.bytes > Cost::budget(received) {
+            return refuse(
+                ReceiverError::Expansion {
+                    cost: cost.bytes,
+                    received,
+                },
+                "decode_budget",
+            );
+        }
+        let bytes = cost.bytes.max(received as u64);
+        match self.in_flight.reserve(bytes, in_flight::WAIT).await {
+            Ok(r) => Ok(r),
+            Err(e) => refuse(e, "in_flight_budget"),
         }
     }
 
@@ -210,6 +266,12 @@ impl Intake {
         correlation_id: Arc<str>,
         tenant: Option<Arc<str>>,
     ) -> Result<Rejected, ReceiverError> {
+        // What the decoded form would take, before anything is decoded. Malformed wire is
+        // charged what comes before its fault (all the decoder may build before it stops).
+        let cost = cost::protobuf(signal, &bytes).unwrap_or_else(|(_, before)| before);
+        let _reservation = self
+            .reserve_decode(transport, signal, cost, bytes.len())
+            .await?;
         match scan::scan_within(signal, &bytes, self.attr_limits) {
             Scan::Valid(records) if !self.pipelines(signal).is_empty() => {
                 let mut batch = Batch::from_wire(signal, bytes, records, correlation_id);

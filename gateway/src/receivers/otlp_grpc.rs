@@ -31,6 +31,7 @@ pub struct GrpcReceiver {
 }
 
 pub fn router(receiver: GrpcReceiver) -> Router {
+    let metrics = receiver.intake.self_metrics.clone();
     let state = Arc::new(receiver);
     let route = |signal: Signal| {
         post(
@@ -39,11 +40,12 @@ pub fn router(receiver: GrpcReceiver) -> Router {
             },
         )
     };
-    Router::new()
+    let router = Router::new()
         .route(Signal::Traces.grpc_path(), route(Signal::Traces))
         .route(Signal::Metrics.grpc_path(), route(Signal::Metrics))
         .route(Signal::Logs.grpc_path(), route(Signal::Logs))
-        .with_state(state)
+        .with_state(state);
+    crate::catch_panic::layer(router, "receiver", metrics)
 }
 
 async fn export(st: Arc<GrpcReceiver>, signal: Signal, req: Request) -> Response {

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use http::{StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 
 use super::Tenant;
@@ -34,6 +34,7 @@ pub struct HttpReceiver {
 
 /// The router for one OTLP/HTTP listener. Extra routes (remote_write) may be merged in.
 pub fn router(receiver: HttpReceiver) -> Router {
+    let metrics = receiver.intake.self_metrics.clone();
     let state = Arc::new(receiver);
     let route = |signal: Signal| {
         post(
@@ -42,11 +43,12 @@ pub fn router(receiver: HttpReceiver) -> Router {
             },
         )
     };
-    Router::new()
+    let router = Router::new()
         .route(Signal::Traces.http_path(), route(Signal::Traces))
         .route(Signal::Metrics.http_path(), route(Signal::Metrics))
         .route(Signal::Logs.http_path(), route(Signal::Logs))
-        .with_state(state)
+        .with_state(state);
+    crate::catch_panic::layer(router, "receiver", metrics)
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses.
@@ -104,8 +106,11 @@ async fn handle(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // Refused before reading; the body is read and thrown away (up to a bound) so that
+        // the client, still writing, reads the 413 instead of a reset connection.
+        drain(req.into_body(), st.read_timeout).await;
         return Err(ReceiverError::TooLarge {
             limit,
             decompressed: false,
@@ -121,6 +126,11 @@ async fn handle(
                 .await
         }
         Format::Json => {
+            let cost = crate::pipeline::cost::json(&body);
+            let _reservation = st
+                .intake
+                .reserve_decode(Transport::Http, signal, cost, body.len())
+                .await?;
             let payload = Payload::decode_json(signal, &body)?;
             st.intake
                 .accept(Transport::Http, payload, None, correlation, tenant)
@@ -129,20 +139,72 @@ async fn handle(
     }
 }
 
+/// Reads a body of at most `limit` bytes within `timeout`. A body over the limit is read on
+/// and thrown away (see [`drain`]) before the 413, so the client reads the answer.
 pub(super) async fn read_body(
     body: Body,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, ReceiverError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(ReceiverError::ReadTimeout(timeout)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ReceiverError::TooLarge {
-            limit,
-            decompressed: false,
-        }),
-        Ok(Err(e)) => Err(ReceiverError::BodyRead(e.to_string())),
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = body;
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ReceiverError::ReadTimeout(timeout)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ReceiverError::BodyRead(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            drop(parts);
+            drain(
+                body,
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            )
+            .await;
+            return Err(ReceiverError::TooLarge {
+                limit,
+                decompressed: false,
+            });
+        }
+        parts.push(data);
+    }
+    Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut out = Vec::with_capacity(total);
+            for p in parts {
+                out.extend_from_slice(&p);
+            }
+            out.into()
+        }
+    })
+}
+
+/// Most bytes of a refused body read and thrown away before answering; past it (or past the
+/// read timeout) the connection is closed.
+pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads and discards what is left of `body`, up to [`DRAIN_LIMIT`] bytes and `timeout`: an
+/// HTTP client still sending a body it was refused for then reads the answer, where closing
+/// at once would reset the connection under it (a broken pipe instead of a 413).
+pub(super) async fn drain(mut body: Body, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(10));
+    let mut read = 0usize;
+    while read <= DRAIN_LIMIT {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len());
+            }
+            _ => return,
+        }
     }
 }
 

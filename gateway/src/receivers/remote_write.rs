@@ -14,6 +14,7 @@
 //! the pipeline is full, because Prometheus retries 5xx but, by default, not 429.
 
 use std::collections::BTreeMap;
+use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,9 +36,10 @@ use prost::Message;
 
 use super::Tenant;
 use super::error::RETRY_AFTER;
-use super::otlp_http::read_body;
+use super::otlp_http::{drain, read_body};
 use super::{Intake, ReceiverError, Transport};
-use crate::pipeline::{Payload, Refusal};
+use crate::pipeline::cost::{self, Cost};
+use crate::pipeline::{Payload, Signal};
 use crate::remote_write::{MetricType, WriteRequest};
 use crate::server::CorrelationId;
 
@@ -52,9 +54,11 @@ pub struct RemoteWriteReceiver {
 
 /// The route to merge into an OTLP/HTTP router.
 pub fn router(receiver: RemoteWriteReceiver) -> Router {
-    Router::new()
+    let metrics = receiver.intake.self_metrics.clone();
+    let router = Router::new()
         .route(PATH, post(write))
-        .with_state(Arc::new(receiver))
+        .with_state(Arc::new(receiver));
+    crate::catch_panic::layer(router, "receiver", metrics)
 }
 
 async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Response {
@@ -70,12 +74,12 @@ async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Resp
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             st.intake.count_bad_request(Transport::Http, &e);
-            let status = match &e {
-                ReceiverError::Refused {
-                    refusal: Refusal::QueueFull,
-                    ..
-                } => StatusCode::SERVICE_UNAVAILABLE,
-                other => other.http_status(),
+            // Prometheus retries 5xx but, by default, not 429: every refusal worth a retry
+            // (a full queue, the memory limiter, a tenant's limit, the in-flight budget) is 503.
+            let status = if e.retryable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                e.http_status()
             };
             let mut response = (status, format!("{e}\n")).into_response();
             if e.retryable() {
@@ -89,7 +93,7 @@ async fn write(State(st): State<Arc<RemoteWriteReceiver>>, req: Request) -> Resp
     };
     st.intake.count_request(
         Transport::Http,
-        crate::pipeline::Signal::Metrics,
+        Signal::Metrics,
         response.status().as_str(),
         started,
     );
@@ -125,12 +129,41 @@ async fn handle(
             encoding
         }));
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_decoded as u64) {
+        drain(req.into_body(), st.read_timeout).await;
+        return Err(ReceiverError::TooLarge {
+            limit: st.max_decoded,
+            decompressed: false,
+        });
+    }
     let body = read_body(req.into_body(), st.max_decoded, st.read_timeout).await?;
     let decoded = decode_snappy(&body, st.max_decoded)?;
+    // The decoded `WriteRequest` and the OTLP it becomes share one budget, known before
+    // either is built: the translation stops as soon as it would pass it.
+    let cost = cost::remote_write(&decoded).unwrap_or_else(|(_, before)| before);
+    let received = decoded.len();
+    let _reservation = st
+        .intake
+        .reserve_decode(Transport::Http, Signal::Metrics, cost, received)
+        .await?;
     let write = WriteRequest::decode(decoded.as_slice()).map_err(|e| {
         ReceiverError::Invalid(format!("invalid remote-write WriteRequest protobuf: {e}"))
     })?;
-    let request = to_otlp(&write).map_err(ReceiverError::Invalid)?;
+    drop(decoded);
+    let budget = Cost::budget(received).saturating_sub(cost.bytes);
+    let request = to_otlp_within(&write, budget).map_err(|e| match e {
+        Translate::Invalid(message) => ReceiverError::Invalid(message),
+        Translate::OverBudget(translated) => ReceiverError::Expansion {
+            cost: cost.bytes.saturating_add(translated),
+            received,
+        },
+    })?;
+    drop(write);
     st.intake
         .accept(
             Transport::Http,
@@ -171,9 +204,63 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// Why a `WriteRequest` could not be translated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Translate {
+    /// Input a retry cannot fix, with what is wrong.
+    Invalid(String),
+    /// The OTLP form would take more than the budget; this much was charged when it stopped.
+    OverBudget(u64),
+}
+
+impl From<String> for Translate {
+    fn from(message: String) -> Translate {
+        Translate::Invalid(message)
+    }
+}
+
+impl From<&str> for Translate {
+    fn from(message: &str) -> Translate {
+        Translate::Invalid(message.to_string())
+    }
+}
+
+/// Memory the translation may still take: every point, attribute and bucket is charged before
+/// it is built, so that a small request cannot expand into a large one (many empty samples of
+/// a series with many labels, a histogram whose spans claim a huge gap).
+struct Spend {
+    left: u64,
+    spent: u64,
+}
+
+impl Spend {
+    fn take(&mut self, bytes: u64) -> Result<(), Translate> {
+        self.spent = self.spent.saturating_add(bytes);
+        if self.spent > self.left {
+            return Err(Translate::OverBudget(self.spent));
+        }
+        Ok(())
+    }
+}
+
 /// Translates a `WriteRequest` into OTLP metrics; native histograms become exponential
-/// histograms.
+/// histograms. Without a memory budget; receivers use [`to_otlp_within`].
 pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, String> {
+    to_otlp_within(write, u64::MAX).map_err(|e| match e {
+        Translate::Invalid(message) => message,
+        Translate::OverBudget(bytes) => format!("the translation would take {bytes} bytes"),
+    })
+}
+
+/// [`to_otlp`] that refuses, before building it, an OTLP form of more than `budget` bytes.
+pub fn to_otlp_within(
+    write: &WriteRequest,
+    budget: u64,
+) -> Result<ExportMetricsServiceRequest, Translate> {
+    let mut spend = Spend {
+        left: budget,
+        spent: 0,
+    };
     let types: BTreeMap<&str, MetricType> = write
         .metadata
         .iter()
@@ -207,8 +294,15 @@ pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, Stri
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return Err("a time series has no __name__ label".into());
         };
+        // What one point's copy of the series' labels costs, and the series' own entries.
+        let labels_cost: u64 = ts
+            .labels
+            .iter()
+            .map(|l| (size_of::<KeyValue>() + l.name.len() + l.value.len()) as u64)
+            .sum();
+        spend.take((size_of::<Metric>() + 2 * name.len() + job.len() + instance.len()) as u64)?;
         if !ts.histograms.is_empty() {
-            let points = native_histograms(&ts.histograms, &attributes)?;
+            let points = native_histograms(&ts.histograms, &attributes, labels_cost, &mut spend)?;
             let metric = resources
                 .entry((job.clone(), instance.clone()))
                 .or_default()
@@ -225,7 +319,7 @@ pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, Stri
             match &mut metric.data {
                 Some(metric::Data::ExponentialHistogram(h)) => h.data_points.extend(points),
                 _ => {
-                    return Err(format!("series {name} mixes native histograms and samples"));
+                    return Err(format!("series {name} mixes native histograms and samples").into());
                 }
             }
         }
@@ -240,7 +334,8 @@ pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, Stri
             return Err(format!(
                 "samples of series {name} are out of order: {} after {}",
                 w[1].timestamp, w[0].timestamp
-            ));
+            )
+            .into());
         }
         let counter = match types.get(name) {
             Some(MetricType::Counter) => true,
@@ -252,6 +347,22 @@ pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, Stri
         } else {
             name
         };
+        // Each point carries its own copy of the labels (OTLP has no shared label sets); the
+        // points of a series end up in one `Vec` that may grow to twice their size.
+        let per_point = 2 * size_of::<NumberDataPoint>() as u64 + labels_cost;
+        spend.take(per_point.saturating_mul(ts.samples.len() as u64))?;
+        let exemplar_cost: u64 = ts
+            .exemplars
+            .iter()
+            .map(|e| {
+                (size_of::<opentelemetry_proto::tonic::metrics::v1::Exemplar>()
+                    + e.labels
+                        .iter()
+                        .map(|l| size_of::<KeyValue>() + l.name.len() + l.value.len())
+                        .sum::<usize>()) as u64
+            })
+            .sum();
+        spend.take(exemplar_cost)?;
         let mut points: Vec<NumberDataPoint> = ts
             .samples
             .iter()
@@ -347,73 +458,42 @@ pub fn to_otlp(write: &WriteRequest) -> Result<ExportMetricsServiceRequest, Stri
 
 /// Native histograms as OTLP exponential histogram points. Prometheus bucket `i` covers
 /// `(base^(i-1), base^i]`, OTLP bucket `k` covers `(base^k, base^(k+1)]`: OTLP index = `i - 1`.
+/// OTLP buckets are dense, so the gaps between spans become zero counts: their number is
+/// computed (with checked arithmetic) and charged to `spend` before any is written.
 fn native_histograms(
     histograms: &[crate::remote_write::Histogram],
     attributes: &[KeyValue],
-) -> Result<Vec<ExponentialHistogramDataPoint>, String> {
+    labels_cost: u64,
+    spend: &mut Spend,
+) -> Result<Vec<ExponentialHistogramDataPoint>, Translate> {
     let mut points = Vec::with_capacity(histograms.len());
     for h in histograms {
         if !(-4..=8).contains(&h.schema) {
             return Err(format!(
                 "native histogram schema {} is not supported (exponential schemas are -4 to 8)",
                 h.schema
-            ));
+            )
+            .into());
         }
+        spend.take(2 * size_of::<ExponentialHistogramDataPoint>() as u64 + labels_cost)?;
         let count = h
             .count_int
             .unwrap_or_else(|| h.count_float.unwrap_or(0.0).max(0.0) as u64);
         let zero_count = h
             .zero_count_int
             .unwrap_or_else(|| h.zero_count_float.unwrap_or(0.0).max(0.0) as u64);
-        let buckets = |spans: &[crate::remote_write::BucketSpan],
-                       deltas: &[i64],
-                       counts: &[f64]|
-         -> Result<Option<Buckets>, String> {
-            if spans.is_empty() {
-                return Ok(None);
-            }
-            // Absolute counts in span order.
-            let values: Vec<u64> = if !deltas.is_empty() {
-                let mut running = 0i64;
-                deltas
-                    .iter()
-                    .map(|d| {
-                        running += d;
-                        running.max(0) as u64
-                    })
-                    .collect()
-            } else {
-                counts.iter().map(|c| c.max(0.0) as u64).collect()
-            };
-            let mut index = 0i64;
-            let mut first = None;
-            let mut out: Vec<u64> = Vec::new();
-            let mut v = values.iter();
-            for (n, span) in spans.iter().enumerate() {
-                index += i64::from(span.offset);
-                if n == 0 {
-                    first = Some(index);
-                }
-                let start = first.unwrap_or(index);
-                if span.length > 0 && index - start > 100_000 {
-                    return Err("native histogram buckets are too far apart".into());
-                }
-                while (out.len() as i64) < index - start {
-                    out.push(0);
-                }
-                for _ in 0..span.length {
-                    out.push(
-                        *v.next()
-                            .ok_or("native histogram has fewer counts than buckets")?,
-                    );
-                    index += 1;
-                }
-            }
-            Ok(first.map(|f| Buckets {
-                offset: (f - 1) as i32,
-                bucket_counts: out,
-            }))
-        };
+        let positive = buckets(
+            &h.positive_spans,
+            &h.positive_deltas,
+            &h.positive_counts,
+            spend,
+        )?;
+        let negative = buckets(
+            &h.negative_spans,
+            &h.negative_deltas,
+            &h.negative_counts,
+            spend,
+        )?;
         points.push(ExponentialHistogramDataPoint {
             attributes: attributes.to_vec(),
             time_unix_nano: (h.timestamp.max(0) as u64).saturating_mul(1_000_000),
@@ -422,21 +502,102 @@ fn native_histograms(
             scale: h.schema,
             zero_count,
             zero_threshold: h.zero_threshold,
-            positive: buckets(&h.positive_spans, &h.positive_deltas, &h.positive_counts)?,
-            negative: buckets(&h.negative_spans, &h.negative_deltas, &h.negative_counts)?,
+            positive,
+            negative,
             ..Default::default()
         });
     }
     Ok(points)
 }
 
+/// One side of a native histogram as dense OTLP buckets.
+fn buckets(
+    spans: &[crate::remote_write::BucketSpan],
+    deltas: &[i64],
+    counts: &[f64],
+    spend: &mut Spend,
+) -> Result<Option<Buckets>, Translate> {
+    const OVERFLOW: &str = "native histogram bucket indexes overflow";
+    let Some(first_span) = spans.first() else {
+        return Ok(None);
+    };
+    // The index range the spans cover, before anything is built.
+    let first = i64::from(first_span.offset);
+    let mut index = first;
+    let mut announced = 0u64;
+    for (n, span) in spans.iter().enumerate() {
+        if n > 0 {
+            if span.offset < 0 {
+                return Err("native histogram spans after the first must not go backwards".into());
+            }
+            index = index.checked_add(i64::from(span.offset)).ok_or(OVERFLOW)?;
+        }
+        index = index.checked_add(i64::from(span.length)).ok_or(OVERFLOW)?;
+        announced += u64::from(span.length);
+    }
+    let dense = u64::try_from(index - first).map_err(|_| OVERFLOW)?;
+    let offset = i32::try_from(first - 1).map_err(|_| OVERFLOW)?;
+    let values = if deltas.is_empty() {
+        counts.len()
+    } else {
+        deltas.len()
+    };
+    if (values as u64) < announced {
+        return Err("native histogram has fewer counts than buckets".into());
+    }
+    spend.take(dense.saturating_mul(8))?;
+    let dense = usize::try_from(dense).map_err(|_| OVERFLOW)?;
+    // Absolute counts in span order.
+    let mut running = 0i64;
+    let mut next = 0usize;
+    let mut value = || -> Result<u64, Translate> {
+        let v = if deltas.is_empty() {
+            counts.get(next).map_or(0, |c| c.max(0.0) as u64)
+        } else {
+            running = running
+                .checked_add(deltas.get(next).copied().unwrap_or(0))
+                .ok_or("native histogram bucket counts overflow")?;
+            running.max(0) as u64
+        };
+        next += 1;
+        Ok(v)
+    };
+    let mut out: Vec<u64> = Vec::with_capacity(dense);
+    let mut index = first;
+    for (n, span) in spans.iter().enumerate() {
+        if n > 0 {
+            index += i64::from(span.offset);
+        }
+        // Checked above: `first <= index` and the gap fits the dense length.
+        let at = usize::try_from(index - first).map_err(|_| OVERFLOW)?;
+        out.resize(at.max(out.len()), 0);
+        for _ in 0..span.length {
+            out.push(value()?);
+        }
+        index += i64::from(span.length);
+    }
+    Ok(Some(Buckets {
+        offset,
+        bucket_counts: out,
+    }))
+}
+
+/// Lowercase or uppercase hex to bytes; `None` for anything else, byte by byte (a string cut
+/// inside a multi-byte character is never sliced).
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect()
 }
 
