@@ -349,9 +349,10 @@ impl SloBoard {
         use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
         use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as N;
-        let Ok(mut board) = self.0.lock() else {
-            return;
-        };
+        let mut board = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for m in req
             .resource_metrics
             .iter()
@@ -407,6 +408,9 @@ impl SloBoard {
     }
 
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, SloStatus> {
-        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -520,9 +520,12 @@ impl Worker {
                     self.status
                         .consecutive_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut last) = self.status.last_error.lock() {
-                        *last = Some(e.message.clone());
-                    }
+                    *self
+                        .status
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(e.message.clone());
                     self.metrics
                         .exporter_send_failures
                         .with_label_values(&[

@@ -93,16 +93,19 @@ impl RemoteWriteExporter {
         if let Some(e) = results.into_iter().find_map(Result::err) {
             return Err(e);
         }
-        if let Ok(mut p) = self.pending.lock() {
-            *p = None;
-        }
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         Ok(Delivered::default())
     }
 
     /// Translates the batch once; retries of the same batch reuse the result.
     fn shards_for(&self, batch: &Batch) -> Result<Shards, ExportError> {
-        let poisoned = || ExportError::permanent("exporter state poisoned");
-        let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((id, shards)) = pending.as_ref()
             && *id == batch.id
         {
@@ -113,7 +116,10 @@ impl RemoteWriteExporter {
                 "the prometheus_remote_write exporter only takes metrics",
             ));
         };
-        let mut store = self.store.lock().map_err(|_| poisoned())?;
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut touched = Vec::new();
         let report = store.ingest(req, Instant::now(), Some(&mut touched));
         let component = format!("exporter/{}", self.name);
@@ -279,7 +285,7 @@ pub fn time_series(
             let mut out = Vec::with_capacity(counts.len() + 2);
             let mut cumulative = 0u64;
             for (i, c) in counts.iter().enumerate() {
-                cumulative += c;
+                cumulative = cumulative.saturating_add(*c);
                 let le = bounds
                     .get(i)
                     .map_or("+Inf".to_string(), |b| format_float(*b));

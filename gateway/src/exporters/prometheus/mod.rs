@@ -47,7 +47,7 @@ impl PrometheusExporter {
             let mut store = self
                 .store
                 .lock()
-                .map_err(|_| ExportError::permanent("series store poisoned"))?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let report = store.ingest(req, Instant::now(), None);
             self.metrics
                 .exporter_series

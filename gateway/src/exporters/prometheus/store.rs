@@ -472,7 +472,13 @@ impl Store {
         now: Instant,
         chunk: usize,
     ) -> Option<String> {
-        let lock = || store.lock().ok();
+        let lock = || {
+            Some(
+                store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+        };
         'attempt: for _ in 0..3 {
             let (generation, names, mut out) = {
                 let mut s = lock()?;
@@ -618,7 +624,13 @@ impl<'a> Point<'a> {
 
 /// Converts an exponential histogram to classic buckets with the same boundaries: bucket `i`
 /// of scale `s` covers `(base^i, base^(i+1)]` with `base = 2^(2^-s)`.
+///
+/// A scale outside OTLP's range (-10 to 20) has no meaningful boundaries: the point's count
+/// goes to +Inf alone.
 pub fn exponential_to_classic(p: &ExponentialHistogramDataPoint) -> (Vec<f64>, Vec<u64>) {
+    if !(-10..=20).contains(&p.scale) {
+        return (Vec::new(), vec![p.count]);
+    }
     let base = 2f64.powf(2f64.powi(-p.scale));
     let mut bounds = Vec::new();
     let mut counts = Vec::new();
@@ -640,7 +652,7 @@ pub fn exponential_to_classic(p: &ExponentialHistogramDataPoint) -> (Vec<f64>, V
             let upper = base.powi((index + 1) as i32);
             if bounds.last().is_some_and(|b| *b >= upper) {
                 if let Some(last) = counts.last_mut() {
-                    *last += *c;
+                    *last = last.saturating_add(*c);
                 }
                 continue;
             }
@@ -649,7 +661,7 @@ pub fn exponential_to_classic(p: &ExponentialHistogramDataPoint) -> (Vec<f64>, V
         }
     }
     // +Inf holds whatever the buckets do not account for (normally nothing).
-    let bucketed: u64 = counts.iter().sum();
+    let bucketed = counts.iter().fold(0u64, |a, c| a.saturating_add(*c));
     counts.push(p.count.saturating_sub(bucketed));
     (bounds, counts)
 }
@@ -679,11 +691,12 @@ fn accumulate(stored: &mut Value, new: Value) {
                 count: ncount,
             },
         ) if *bounds == nb => {
+            // Counts come from clients: they saturate rather than overflow.
             for (a, b) in counts.iter_mut().zip(nc) {
-                *a += b;
+                *a = a.saturating_add(b);
             }
             *sum += ns;
-            *count += ncount;
+            *count = count.saturating_add(ncount);
         }
         (stored, new) => *stored = new,
     }
@@ -988,7 +1001,7 @@ fn render_series(out: &mut String, name: &str, kind: Kind, labels: &Labels, s: &
             let mut le = String::new();
             let mut cumulative = 0u64;
             for (i, c) in counts.iter().enumerate() {
-                cumulative += c;
+                cumulative = cumulative.saturating_add(*c);
                 le.clear();
                 match bounds.get(i) {
                     Some(b) => push_float(&mut le, *b),
