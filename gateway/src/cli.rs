@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// Overrides `service.admin.endpoint` (host:port).
     #[arg(long, env = "SLUICE_ADMIN_ENDPOINT")]
     pub admin_endpoint: Option<String>,
+    /// Overrides `service.admin.allow_unauthenticated`: serve the admin endpoint beyond
+    /// loopback without credentials.
+    #[arg(long, env = "SLUICE_ADMIN_ALLOW_UNAUTHENTICATED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub admin_allow_unauthenticated: Option<bool>,
     /// Log level or filter, e.g. `debug` or `sluice=debug,info`.
     #[arg(long, env = "SLUICE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -117,6 +121,7 @@ impl RunArgs {
             grpc_endpoint: self.grpc_endpoint.clone(),
             http_endpoint: self.http_endpoint.clone(),
             admin_endpoint: self.admin_endpoint.clone(),
+            admin_allow_unauthenticated: self.admin_allow_unauthenticated,
             log_level: self.log_level.clone(),
             log_format: self.log_format.map(|f| match f {
                 LogFormatArg::Text => LogFormat::Text,

@@ -6,7 +6,8 @@
   Prometheus config passes `promtool check config`; the PrometheusRule objects carry the same
   alerts.
 - Every gateway config under deploy/ (image default, compose, the Kubernetes ConfigMap, the Helm
-  chart's values) passes `sluice validate`, and binds every interface.
+  chart's values) passes `sluice validate`, and binds every interface; the admin endpoint has
+  credentials (from $SLUICE_ADMIN_TOKEN, which the manifests fill from a Secret) or says why not.
 - Kubernetes manifests are checked structurally (no cluster needed): names, known fields,
   security settings, ports against the config's endpoints, selectors, HPA/PDB targets, and the
   probe paths answer 200 on a real gateway running the ConfigMap's config.
@@ -103,8 +104,14 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 120) -> subpro
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+# The admin endpoint's token the deploy configs read (from a Secret, or `docker run -e`).
+ADMIN_TOKEN_ENV = "SLUICE_ADMIN_TOKEN"
+ADMIN_TOKEN = "0123456789abcdef0123456789abcdef"
+
+
 def sluice_validate(path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    env[ADMIN_TOKEN_ENV] = ADMIN_TOKEN
     return subprocess.run(
         [str(SLUICE_BIN), "validate", "--config", str(path)],
         capture_output=True, text=True, timeout=180, env=env,
@@ -424,6 +431,26 @@ def test_container_configs_bind_every_interface():
             assert endpoint.rsplit(":", 1)[0] in {"0.0.0.0", "[::]"}, f"{where}: {role} binds {endpoint}"
 
 
+def test_exposed_admin_endpoints_have_credentials_or_say_why_not(tmp_path):
+    for where, text in deploy_configs():
+        admin = yaml.safe_load(text)["service"]["admin"]
+        if admin.get("allow_unauthenticated"):
+            # The opt-out is commented where it is set.
+            assert where.startswith("deploy/compose/"), f"{where}: no opt-out outside the local stack"
+            line = next(i for i, l in enumerate(text.splitlines()) if "allow_unauthenticated" in l)
+            assert text.splitlines()[line - 1].lstrip().startswith("#"), f"{where}: say why there are no credentials"
+            continue
+        auth = admin["auth"]
+        assert auth.get("bearer_token_env") == ADMIN_TOKEN_ENV, where
+        assert auth.get("basic_auth", {}).get("password_env") == ADMIN_TOKEN_ENV, where
+    # Without the token (the Secret missing), the gateway refuses the config and says why.
+    path = tmp_path / "image.yaml"
+    path.write_text(IMAGE_CONFIG.read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    r = subprocess.run([str(SLUICE_BIN), "validate", "--config", str(path)], capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 64 and ADMIN_TOKEN_ENV in r.stderr, r.stdout + r.stderr
+
+
 # ------------------------------------------------------------------------------------ compose
 
 
@@ -630,14 +657,18 @@ def test_probe_paths_answer_on_a_gateway_running_the_configmap_config(gateway, t
         c["service"]["plugins"]["cache_dir"] = str(tmp_path / "plugin-cache")
         return c
 
-    gw = gateway(config=config)
+    gw = gateway(config=config, env={ADMIN_TOKEN_ENV: ADMIN_TOKEN})
+    # The probes need no credentials.
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         path = container[probe]["httpGet"]["path"]
         r = gw.get(path)
         assert r.status_code == 200, f"{probe} {path}: {r.status_code} {r.text}"
+    bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     # The admin endpoint does not answer 200 to anything: a wrong path would fail the probes.
-    assert gw.get("/health/nonexistent").status_code == 404
-    assert gw.get("/metrics").status_code == 200
+    assert gw.get("/health/nonexistent", headers=bearer).status_code == 404
+    assert gw.get("/metrics").status_code == 401
+    assert gw.get("/metrics", headers=bearer).status_code == 200
+    assert gw.get("/metrics", auth=("admin", ADMIN_TOKEN)).status_code == 200
     scrape = requests.get(f"http://127.0.0.1:{gw.ports['prometheus']}/metrics", timeout=5)
     assert scrape.status_code == 200
 
@@ -693,6 +724,11 @@ def test_network_policy_and_service_monitor_match_the_pods():
     # The alerts select job="sluice": the job label comes from the Service's label.
     assert service["metadata"]["labels"][monitor["jobLabel"]] == "sluice"
     assert 'up{job="sluice"}' in ALERTS.read_text()
+    # Prometheus scrapes the admin endpoint with the token the gateway reads.
+    env = {e["name"]: e for e in sluice_container(objects["Deployment"])["env"]}
+    secret = env[ADMIN_TOKEN_ENV]["valueFrom"]["secretKeyRef"]
+    credentials = scraped["admin"]["authorization"]
+    assert credentials["type"] == "Bearer" and credentials["credentials"] == secret
 
 
 # --------------------------------------------------------------------------------------- Helm
@@ -735,7 +771,11 @@ def test_helm_chart_is_consistent_with_the_manifests():
     kinds = {
         m for text in templates.values() for m in re.findall(r"^kind: (\w+)$", text, re.M)
     }
-    assert kinds == set(objects), "the chart renders the same kinds as deploy/kubernetes"
+    # ... plus the admin endpoint's Secret, which the plain manifests leave to the operator.
+    assert kinds == set(objects) | {"Secret"}, "the chart renders the same kinds as deploy/kubernetes"
+    deployment = templates["deployment.yaml"]
+    assert f"- name: {ADMIN_TOKEN_ENV}" in deployment and 'include "sluice.adminSecretName"' in deployment
+    assert 'include "sluice.adminSecretName"' in templates["servicemonitor.yaml"]
 
 
 # ------------------------------------------------------------------------------------ systemd

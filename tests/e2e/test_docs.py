@@ -217,6 +217,9 @@ def test_full_configs_in_docs_validate(tmp_path, validate_env):
         env = dict(validate_env)
         for name in re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", text):
             env[name] = "0123456789abcdef0123456789abcdef"
+        # Credentials read from variables (`bearer_token_env: NAME`, `password_env: NAME`).
+        for name in re.findall(r"_env:\s*([A-Za-z_][A-Za-z0-9_]*)", text):
+            env[name] = "0123456789abcdef0123456789abcdef"
         path = tmp_path / f"{md.stem}-{line}.yaml"
         path.write_text(text)
         r = subprocess.run(

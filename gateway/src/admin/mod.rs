@@ -13,8 +13,12 @@
 //! - `GET /api/services`, `/api/traces`, …: the Jaeger query API over the `memory` exporter's
 //!   store ([`crate::store::jaeger`]), and `GET /api/v1/logs`.
 //! - `GET /`: the web UI, one self-contained page (no external assets).
+//!
+//! Requests that change state (the reload) must carry `X-Sluice-Request: 1` and must not come
+//! from a foreign origin; every response carries security headers ([`security`]).
 
 pub mod metrics;
+pub mod security;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +89,7 @@ pub struct AdminState {
 
 pub fn router(state: Arc<AdminState>) -> Router {
     let jaeger = crate::store::jaeger::router(state.store.clone());
-    Router::new()
+    let routes = Router::new()
         .route("/", get(index))
         .route("/health/live", get(|| async { "live\n" }))
         .route("/health/ready", get(ready))
@@ -97,8 +101,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
-        .with_state(state)
-        .merge(jaeger)
+        .with_state(state.clone())
+        .merge(jaeger);
+    security::protect(routes, state.metrics.clone())
 }
 
 fn phase(h: &Health) -> &'static str {
@@ -247,7 +252,7 @@ async fn index() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("ui/index.html"),
+        security::UI_PAGE,
     )
         .into_response()
 }

@@ -208,6 +208,8 @@ pub struct Overrides {
     pub grpc_endpoint: Option<String>,
     pub http_endpoint: Option<String>,
     pub admin_endpoint: Option<String>,
+    /// Overrides `service.admin.allow_unauthenticated`.
+    pub admin_allow_unauthenticated: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
 }
@@ -858,6 +860,31 @@ fn parse(
         .as_ref()
         .map(|a| endpoint_credentials(a, "service.admin.auth", errors))
         .unwrap_or_default();
+    let allow_unauthenticated = overrides
+        .admin_allow_unauthenticated
+        .unwrap_or(service.admin.allow_unauthenticated);
+    let client_certificates = service
+        .admin
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    if service.admin.auth.is_none()
+        && !client_certificates
+        && !allow_unauthenticated
+        && !is_loopback_endpoint(&admin_endpoint)
+    {
+        err(
+            errors,
+            "service.admin.auth",
+            format!(
+                "the admin endpoint listens on {admin_endpoint}, beyond loopback, without authentication: \
+                 set `service.admin.auth` (a bearer token or basic auth), bind it to 127.0.0.1, \
+                 or accept that anyone who reaches it can read the gateway's status and reload its plugins \
+                 with `service.admin.allow_unauthenticated: true` (or --admin-allow-unauthenticated, \
+                 SLUICE_ADMIN_ALLOW_UNAUTHENTICATED=true)"
+            ),
+        );
+    }
     check_listeners(&receivers, &exporters, &admin_endpoint, errors);
     if let Some(rw) = receivers
         .iter()
@@ -1355,6 +1382,22 @@ fn check_endpoint(endpoint: &str, path: &str, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// Whether a `host:port` listens on loopback only: `localhost` or a loopback address. Any other
+/// name is taken as reachable from elsewhere, since validation does not resolve names.
+fn is_loopback_endpoint(endpoint: &str) -> bool {
+    let Some((host, _)) = endpoint.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn check_listeners(
     receivers: &[ReceiverSpec],
     exporters: &[ExporterSpec],
@@ -1472,6 +1515,49 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.errors.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn an_admin_endpoint_beyond_loopback_needs_credentials_or_the_opt_out() {
+        let config = |admin: &str| {
+            format!(
+                "receivers: {{ otlp: {{ protocols: {{ http: {{ endpoint: 127.0.0.1:4318 }} }} }} }}\n\
+                 exporters: {{ debug: {{}} }}\n\
+                 service:\n  pipelines: {{ traces: {{ receivers: [otlp], exporters: [debug] }} }}\n  \
+                 admin: {admin}\n"
+            )
+        };
+        let refused = errors_of(&config("{ endpoint: 0.0.0.0:8888 }"));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].starts_with("service.admin.auth: ")
+                && refused[0].contains("0.0.0.0:8888")
+                && refused[0].contains("allow_unauthenticated"),
+            "{refused:?}"
+        );
+        for open in [
+            "{ endpoint: 127.0.0.1:8888 }",
+            "{ endpoint: '[::1]:8888' }",
+            "{ endpoint: localhost:8888 }",
+            "{ endpoint: 0.0.0.0:8888, allow_unauthenticated: true }",
+            "{ endpoint: '[::]:8888', auth: { bearer_token_env: PATH } }",
+        ] {
+            assert_eq!(errors_of(&config(open)), Vec::<String>::new(), "{open}");
+        }
+        assert_eq!(errors_of(&config("{ endpoint: 'gateway:8888' }")).len(), 1);
+        // The override mechanism reaches both the endpoint and the opt-out.
+        let exposed = Overrides {
+            admin_endpoint: Some("0.0.0.0:8888".into()),
+            ..Default::default()
+        };
+        assert!(Config::embedded(&exposed).is_err());
+        let opted_out = Overrides {
+            admin_allow_unauthenticated: Some(true),
+            ..exposed
+        };
+        assert!(Config::embedded(&opted_out).is_ok());
+        assert!(is_loopback_endpoint("127.8.9.1:1"));
+        assert!(!is_loopback_endpoint("[::]:1"));
     }
 
     #[test]

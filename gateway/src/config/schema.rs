@@ -819,8 +819,14 @@ pub struct AdminConfig {
     #[serde(default = "default_admin_endpoint")]
     pub endpoint: String,
     pub tls: Option<TlsServerConfig>,
-    /// Credentials for everything but `/health/live` and `/health/ready` (probes).
+    /// Credentials for everything but `/health/live` and `/health/ready` (probes). Required
+    /// when `endpoint` is not a loopback address, unless `allow_unauthenticated` is set.
     pub auth: Option<EndpointAuthConfig>,
+    /// Serve the admin endpoint on a non-loopback address without `auth` (or a client
+    /// certificate, `tls.client_ca_file`): anyone who reaches it can read the gateway's status
+    /// and reload its plugins. For networks where something else guards the port.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for AdminConfig {
@@ -829,6 +835,7 @@ impl Default for AdminConfig {
             endpoint: default_admin_endpoint(),
             tls: None,
             auth: None,
+            allow_unauthenticated: false,
         }
     }
 }

@@ -37,3 +37,8 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | qu
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ include "sluice.chart" . }}
 {{- end }}
+
+{{/* The Secret holding the admin endpoint's token. */}}
+{{- define "sluice.adminSecretName" -}}
+{{- .Values.adminAuth.existingSecret | default (printf "%s-admin" (include "sluice.fullname" .)) }}
+{{- end }}
