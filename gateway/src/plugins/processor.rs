@@ -1,17 +1,31 @@
 //! One configured processor: a plugin instance, its limits, its error policy, its breaker, and
 //! its reloads.
+//!
+//! Two locks, never held together the other way round: the slot's, held for a whole plugin
+//! call (the instance is single-threaded), and the view's, held only to copy or update the
+//! small status the admin API shows. Readers of status (`/health/detailed`, `/api/v1/plugins`,
+//! `/api/v1/status`) take only the view's, so they never wait for a call in progress.
+//!
+//! Beyond what the store enforces (see `engine`), the output of a call is capped in bytes: a
+//! `replace` larger than the processor's `max_batch_mb` fails the batch (kind
+//! `replace_too_large`), and a snapshot larger than [`SNAPSHOT_BYTES`] is refused (kind
+//! `snapshot_too_large`; the previous one is kept). A broken cap is counted in
+//! `sluice_plugin_errors_total{kind}` and the batch follows `on_error`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::{Component, Func};
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, Trap};
 
 use super::bindings::exports::sluice::plugin::plugin::{Error as GuestError, Verdict};
 use super::bindings::sluice::plugin::types::Signal as WitSignal;
 use super::bindings::{Processor as World, ProcessorPre};
-use super::engine::{EPOCH_TICK, HostState, LOG_LINES_PER_CALL, PluginEngine, PluginError};
+use super::engine::{
+    EPOCH_TICK, HostState, LimitExceeded, PluginEngine, PluginError, Quotas, TrackedLimits,
+};
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{OnError, ProcessorSpec};
 use crate::pipeline::{Batch, Payload, Signal};
@@ -86,6 +100,9 @@ struct Live {
 /// The WIT interface the plugins export, as named in the component.
 const PLUGIN_INTERFACE: &str = "sluice:plugin/plugin@0.1.0";
 
+/// The largest snapshot a stateful plugin may hand over.
+pub const SNAPSHOT_BYTES: usize = 16 << 20;
+
 struct Slot {
     pre: ProcessorPre<HostState>,
     signals: Vec<Signal>,
@@ -95,7 +112,14 @@ struct Slot {
     snapshot: Vec<u8>,
     failures: u32,
     open_until: Option<Instant>,
+    /// Whether the view says `ok` (spares the view's lock on every successful call).
+    shown_ok: bool,
+}
+
+/// What readers see of a processor, updated after calls, never locked during one.
+struct View {
     status: ProcessorStatus,
+    signals: Vec<Signal>,
 }
 
 pub struct Processor {
@@ -103,6 +127,9 @@ pub struct Processor {
     spec: ProcessorSpec,
     engine: Arc<PluginEngine>,
     slot: Mutex<Slot>,
+    view: Mutex<View>,
+    quotas: Arc<Quotas>,
+    peak_memory: AtomicUsize,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -147,6 +174,9 @@ fn failure_kind(e: &wasmtime::Error) -> &'static str {
     if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         return "timeout";
     }
+    if let Some(limit) = e.chain().find_map(|c| c.downcast_ref::<LimitExceeded>()) {
+        return limit.resource;
+    }
     let text = format!("{e:?}");
     if text.contains("growing memory") || text.contains("memory allocation") {
         "memory"
@@ -170,12 +200,22 @@ impl Processor {
     ) -> Result<Processor, PluginError> {
         let name: Arc<str> = spec.name.as_str().into();
         let component = engine.compile(&spec.path)?;
-        let slot = Self::prepare(&spec, &engine, &name, &component, Vec::new())?;
+        let quotas = Arc::new(Quotas::new(
+            metrics.plugin_log_suppressed.with_label_values(&[&*name]),
+        ));
+        let (slot, status) = Self::prepare(&spec, &engine, &name, &quotas, &component, Vec::new())?;
+        let view = View {
+            status,
+            signals: slot.signals.clone(),
+        };
         Ok(Processor {
             name,
             spec,
             engine,
             slot: Mutex::new(slot),
+            view: Mutex::new(view),
+            quotas,
+            peak_memory: AtomicUsize::new(0),
             metrics,
         })
     }
@@ -184,9 +224,10 @@ impl Processor {
         spec: &ProcessorSpec,
         engine: &PluginEngine,
         name: &Arc<str>,
+        quotas: &Arc<Quotas>,
         component: &Component,
         snapshot: Vec<u8>,
-    ) -> Result<Slot, PluginError> {
+    ) -> Result<(Slot, ProcessorStatus), PluginError> {
         let invalid = |e: wasmtime::Error| PluginError::Invalid {
             path: spec.path.clone(),
             message: format!("{e:#}"),
@@ -196,7 +237,7 @@ impl Processor {
             .instantiate_pre(component)
             .and_then(ProcessorPre::new)
             .map_err(invalid)?;
-        let mut live = instantiate(&pre, spec, name).map_err(invalid)?;
+        let mut live = instantiate(&pre, spec, name, quotas).map_err(invalid)?;
         let info = live
             .bindings
             .sluice_plugin_plugin()
@@ -206,7 +247,7 @@ impl Processor {
             name: spec.name.clone(),
             message,
         })?;
-        Ok(Slot {
+        let slot = Slot {
             pre,
             signals: info.signals.into_iter().map(from_wit_signal).collect(),
             stateful: info.stateful,
@@ -215,15 +256,17 @@ impl Processor {
             snapshot,
             failures: 0,
             open_until: None,
-            status: ProcessorStatus {
-                plugin: info.name,
-                version: info.version,
-                path: spec.path.display().to_string(),
-                state: "ok",
-                config: spec.display_config.clone(),
-                ..Default::default()
-            },
-        })
+            shown_ok: true,
+        };
+        let status = ProcessorStatus {
+            plugin: info.name,
+            version: info.version,
+            path: spec.path.display().to_string(),
+            state: "ok",
+            config: spec.display_config.clone(),
+            ..Default::default()
+        };
+        Ok((slot, status))
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
@@ -232,20 +275,33 @@ impl Processor {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn view(&self) -> MutexGuard<'_, View> {
+        // Held only to copy or assign fields: consistent after any panic.
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The processor's status; never waits for a plugin call.
     pub fn status(&self) -> ProcessorStatus {
-        self.slot().status.clone()
+        self.view().status.clone()
     }
 
+    /// The signals the plugin takes; never waits for a plugin call.
     pub fn signals(&self) -> Vec<Signal> {
-        self.slot().signals.clone()
+        self.view().signals.clone()
     }
 
-    /// The largest linear memory the current instance has used, in bytes.
+    /// The most memory (all memories and tables) the current instance has used, in bytes.
     pub fn peak_memory(&self) -> usize {
-        self.slot()
-            .instance
-            .as_ref()
-            .map_or(0, |l| l.store.data().limits.peak_memory)
+        self.peak_memory.load(Ordering::Relaxed)
+    }
+
+    fn set_state(&self, slot: &mut Slot, state: &'static str, error: Option<&str>) {
+        slot.shown_ok = state == "ok";
+        let mut view = self.view();
+        view.status.state = state;
+        if let Some(e) = error {
+            view.status.last_error = Some(e.to_string());
+        }
     }
 
     /// Runs the plugin over one batch.
@@ -280,7 +336,7 @@ impl Processor {
         }
         if slot.instance.is_none() {
             let snapshot = slot.snapshot.clone();
-            match instantiate(&slot.pre, &self.spec, &self.name)
+            match instantiate(&slot.pre, &self.spec, &self.name, &self.quotas)
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|mut live| init(&mut live, &self.spec, &snapshot).map(|_| live))
             {
@@ -307,36 +363,46 @@ impl Processor {
         };
         live.store
             .set_epoch_deadline(deadline_ticks(self.spec.timeout));
-        live.store.data_mut().log_budget = LOG_LINES_PER_CALL;
+        live.store.data_mut().begin_call();
         let result = live
             .process
             .typed::<(WitSignal, &[u8]), (Result<Verdict, GuestError>,)>(&live.store)
             .and_then(|f| f.call(&mut live.store, (wit_signal(signal), &bytes)))
             .map(|(r,)| r);
-        live.store.data_mut().flush_output();
-        let emitted = std::mem::take(&mut live.store.data_mut().emitted);
+        let (emitted, exceeded) = live.store.data_mut().end_call();
+        self.peak_memory
+            .store(live.store.data().limits.peak_memory, Ordering::Relaxed);
         m.plugin_call_duration
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
+            Ok(_) if exceeded.is_some() => {
+                let kind = exceeded.unwrap_or("emit_too_large");
+                let msg = format!("{kind}: the plugin emitted more than its caps allow");
+                self.count_error(kind, true);
+                self.set_state(&mut slot, "ok", Some(&msg));
+                self.on_error(batch, kind, msg)
+            }
             Ok(Ok(verdict)) => {
                 slot.failures = 0;
-                slot.status.state = "ok";
+                if !slot.shown_ok {
+                    self.set_state(&mut slot, "ok", None);
+                }
                 match self.apply(batch.clone(), verdict) {
                     Ok(outcome) => {
                         m.plugin_calls.with_label_values(&[name, "ok"]).inc();
                         outcome
                     }
-                    Err(msg) => {
-                        self.count_error("invalid_output", true);
-                        self.on_error(batch, "invalid_output", msg)
+                    Err((kind, msg)) => {
+                        self.count_error(kind, true);
+                        self.on_error(batch, kind, msg)
                     }
                 }
             }
             Ok(Err(e)) => {
                 let msg = guest_error(&e);
                 self.count_error("plugin_error", true);
-                slot.status.last_error = Some(msg.clone());
+                self.view().status.last_error = Some(msg.clone());
                 self.on_error(batch, "plugin_error", msg)
             }
             Err(e) => {
@@ -368,11 +434,10 @@ impl Processor {
             .inc();
         tracing::warn!(processor = name, kind, error = %msg, "Plugin call failed; its instance will be recreated.");
         slot.failures += 1;
-        slot.status.last_error = Some(msg.to_string());
-        slot.status.state = "failing";
+        self.set_state(slot, "failing", Some(msg));
         if slot.failures >= BREAKER_THRESHOLD {
             slot.open_until = Some(Instant::now() + BREAKER_COOLDOWN);
-            slot.status.state = "breaker_open";
+            self.set_state(slot, "breaker_open", None);
             self.metrics
                 .plugin_breaker_open
                 .with_label_values(&[name])
@@ -401,6 +466,21 @@ impl Processor {
         }
     }
 
+    /// A snapshot within [`SNAPSHOT_BYTES`], or `None` (counted) when it is larger.
+    fn checked_snapshot(&self, snapshot: Vec<u8>) -> Option<Vec<u8>> {
+        if snapshot.len() <= SNAPSHOT_BYTES {
+            return Some(snapshot);
+        }
+        self.count_error("snapshot_too_large", false);
+        tracing::warn!(
+            processor = %self.name,
+            bytes = snapshot.len(),
+            limit = SNAPSHOT_BYTES,
+            "Plugin snapshot too large; the previous one is kept."
+        );
+        None
+    }
+
     fn on_error(&self, batch: Arc<Batch>, reason: &'static str, message: String) -> Outcome {
         let name = &*self.name;
         match self.spec.on_error {
@@ -420,7 +500,12 @@ impl Processor {
         }
     }
 
-    fn apply(&self, batch: Arc<Batch>, verdict: Verdict) -> Result<Outcome, String> {
+    /// The batch the plugin's verdict makes; on failure, the error kind and message.
+    fn apply(
+        &self,
+        batch: Arc<Batch>,
+        verdict: Verdict,
+    ) -> Result<Outcome, (&'static str, String)> {
         Ok(match verdict {
             Verdict::Unchanged => Outcome::Forward(batch),
             Verdict::Keep(indices) => {
@@ -444,6 +529,16 @@ impl Processor {
                 Outcome::Forward(Arc::new(batch.derive(payload, None)))
             }
             Verdict::Replace(bytes) => {
+                if bytes.len() > self.spec.max_batch_bytes {
+                    return Err((
+                        "replace_too_large",
+                        format!(
+                            "the plugin returned a batch of {} bytes, over the limit of {}",
+                            bytes.len(),
+                            self.spec.max_batch_bytes
+                        ),
+                    ));
+                }
                 // Valid protobuf with valid records (the usual case) is taken as it is, without
                 // decoding it; anything else is decoded, for the precise error.
                 let signal = batch.signal();
@@ -454,8 +549,12 @@ impl Processor {
                         batch.derive_wire(bytes.into(), records),
                     )));
                 }
-                let payload = Payload::decode_protobuf(signal, &bytes)
-                    .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
+                let payload = Payload::decode_protobuf(signal, &bytes).map_err(|e| {
+                    (
+                        "invalid_output",
+                        format!("the plugin returned an invalid batch: {e}"),
+                    )
+                })?;
                 Outcome::Forward(Arc::new(batch.derive(payload, Some(bytes.into()))))
             }
         })
@@ -470,7 +569,7 @@ impl Processor {
         };
         let ticks = deadline_ticks(self.spec.timeout);
         live.store.set_epoch_deadline(ticks);
-        live.store.data_mut().log_budget = LOG_LINES_PER_CALL;
+        live.store.data_mut().begin_call();
         let plugin = live.bindings.sluice_plugin_plugin();
         let mut result = plugin
             .call_tick(&mut live.store, now)
@@ -483,9 +582,12 @@ impl Processor {
                 Err(e) => result = Err(e),
             }
         }
-        live.store.data_mut().flush_output();
-        let emitted = std::mem::take(&mut live.store.data_mut().emitted);
-        if let Some(s) = snapshot {
+        let (emitted, exceeded) = live.store.data_mut().end_call();
+        if let Some(kind) = exceeded {
+            self.count_error(kind, false);
+            tracing::warn!(processor = %self.name, kind, "Plugin tick emitted more than its caps allow; its emits are dropped.");
+        }
+        if let Some(s) = snapshot.and_then(|s| self.checked_snapshot(s)) {
             slot.snapshot = s;
         }
         match result {
@@ -533,19 +635,34 @@ impl Processor {
                 live.bindings
                     .sluice_plugin_plugin()
                     .call_snapshot(&mut live.store)
+                    .ok()
+                    .and_then(|s| self.checked_snapshot(s))
                     .unwrap_or(last)
             }
             _ => last,
         };
         let result = compiled.and_then(|component| {
-            Self::prepare(&self.spec, &self.engine, &self.name, &component, snapshot)
+            Self::prepare(
+                &self.spec,
+                &self.engine,
+                &self.name,
+                &self.quotas,
+                &component,
+                snapshot,
+            )
         });
         let name = &*self.name;
         match result {
-            Ok(mut fresh) => {
-                fresh.status.reloads = slot.status.reloads + 1;
-                fresh.status.history = std::mem::take(&mut slot.status.history);
-                fresh.status.record(true, None);
+            Ok((fresh, mut status)) => {
+                let version = status.version.clone();
+                {
+                    let mut view = self.view();
+                    status.reloads = view.status.reloads + 1;
+                    status.history = std::mem::take(&mut view.status.history);
+                    status.record(true, None);
+                    view.status = status;
+                    view.signals = fresh.signals.clone();
+                }
                 *slot = fresh;
                 self.metrics
                     .plugin_reloads
@@ -555,14 +672,17 @@ impl Processor {
                     .plugin_breaker_open
                     .with_label_values(&[name])
                     .set(0);
-                tracing::info!(processor = name, version = %slot.status.version, "Plugin reloaded.");
+                tracing::info!(processor = name, %version, "Plugin reloaded.");
                 Ok(true)
             }
             Err(e) => {
                 // Do not retry the same broken file every poll.
                 slot.fingerprint = current;
-                slot.status.last_reload_error = Some(e.to_string());
-                slot.status.record(false, Some(e.to_string()));
+                {
+                    let mut view = self.view();
+                    view.status.last_reload_error = Some(e.to_string());
+                    view.status.record(false, Some(e.to_string()));
+                }
                 self.metrics
                     .plugin_reloads
                     .with_label_values(&[name, "failed"])
@@ -578,15 +698,13 @@ fn instantiate(
     pre: &ProcessorPre<HostState>,
     spec: &ProcessorSpec,
     name: &Arc<str>,
+    quotas: &Arc<Quotas>,
 ) -> wasmtime::Result<Live> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(spec.memory_mb << 20)
-        .trap_on_grow_failure(true)
-        .instances(32)
-        .tables(64)
-        .memories(8)
-        .build();
-    let mut store = Store::new(pre.engine(), HostState::new(name.clone(), limits));
+    let limits = TrackedLimits::new(spec.memory_mb << 20);
+    let mut store = Store::new(
+        pre.engine(),
+        HostState::new(name.clone(), limits, quotas.clone()),
+    );
     store.limiter(|s| &mut s.limits);
     // Instantiation and init get ten times the per-batch deadline.
     store.set_epoch_deadline(deadline_ticks(spec.timeout) * 10);
@@ -630,4 +748,190 @@ fn init(live: &mut Live, spec: &ProcessorSpec, snapshot: &[u8]) -> Result<(), St
 /// A call's deadline in epoch ticks.
 fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Each limit against the `chaos` test plugin (`tests/plugins/chaos`, built for wasm32-wasip2
+/// by `scripts/build-plugins.sh`; missing, these tests fail and say how to build it).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn chaos() -> PathBuf {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm32-wasip2/release/sluice_plugin_chaos.wasm");
+        assert!(
+            path.is_file(),
+            "{} is missing: build it with scripts/build-plugins.sh",
+            path.display()
+        );
+        path
+    }
+
+    fn load(on_error: OnError, timeout_ms: u64, max_batch_bytes: usize) -> Processor {
+        let spec = ProcessorSpec {
+            name: "chaos".into(),
+            path: chaos(),
+            config_json: "{}".into(),
+            display_config: serde_json::Value::Null,
+            memory_mb: 64,
+            timeout: Duration::from_millis(timeout_ms),
+            max_batch_bytes,
+            on_error,
+        };
+        let engine = PluginEngine::new(None).expect("engine");
+        Processor::load(spec, engine, Arc::new(SelfMetrics::new())).expect("chaos loads")
+    }
+
+    fn spans(names: &[&str]) -> Arc<Batch> {
+        let spans: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(
+                    r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{:016x}","name":"{n}"}}"#,
+                    i + 1
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        );
+        let payload = Payload::decode_json(Signal::Traces, json.as_bytes()).expect("OTLP/JSON");
+        Arc::new(Batch::new(payload, None, "test".into()))
+    }
+
+    fn errors(p: &Processor, kind: &str) -> u64 {
+        p.metrics
+            .plugin_errors
+            .with_label_values(&["chaos", kind])
+            .get()
+    }
+
+    fn forwarded(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Forward(_))
+    }
+
+    #[test]
+    fn sleeping_returns_at_once_within_the_deadline() {
+        let p = load(OnError::Reject, 200, usize::MAX);
+        let started = Instant::now();
+        let (outcome, _) = p.process(spans(&["chaos:sleep", "a"]));
+        let took = started.elapsed();
+        assert!(forwarded(&outcome), "{outcome:?}");
+        assert!(
+            took < Duration::from_millis(200),
+            "a 10 s sleep took {took:?}"
+        );
+        assert_eq!(
+            p.metrics
+                .plugin_calls
+                .with_label_values(&["chaos", "ok"])
+                .get(),
+            1
+        );
+    }
+
+    #[test]
+    fn waiting_for_time_to_pass_is_a_timeout() {
+        let p = load(OnError::Drop, 100, usize::MAX);
+        let started = Instant::now();
+        let (outcome, _) = p.process(spans(&["chaos:sleep_loop"]));
+        assert!(matches!(outcome, Outcome::Drop { .. }), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(errors(&p, "timeout"), 1);
+    }
+
+    #[test]
+    fn status_never_waits_for_a_call_in_progress() {
+        let p = Arc::new(load(OnError::Pass, 1000, usize::MAX));
+        let busy = p.clone();
+        let call = std::thread::spawn(move || busy.process(spans(&["chaos:loop"])));
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let status = p.status();
+        let signals = p.signals();
+        let took = started.elapsed();
+        assert!(!call.is_finished(), "the call should still be running");
+        assert!(took < Duration::from_millis(20), "status took {took:?}");
+        assert_eq!((status.state, signals), ("ok", vec![Signal::Traces]));
+        let (outcome, _) = call.join().expect("no panic");
+        assert!(forwarded(&outcome));
+        assert_eq!(p.status().state, "failing");
+        assert_eq!(errors(&p, "timeout"), 1);
+    }
+
+    #[test]
+    fn unbounded_allocation_is_a_memory_failure() {
+        let p = load(OnError::Drop, 2000, usize::MAX);
+        let (outcome, _) = p.process(spans(&["chaos:alloc"]));
+        assert!(matches!(outcome, Outcome::Drop { .. }), "{outcome:?}");
+        assert_eq!(errors(&p, "memory"), 1);
+        assert!(p.peak_memory() <= 64 << 20);
+        // The next batch gets a fresh instance.
+        let (outcome, _) = p.process(spans(&["a"]));
+        assert!(forwarded(&outcome));
+    }
+
+    #[test]
+    fn an_oversized_emit_fails_the_batch_and_emits_nothing() {
+        let p = load(OnError::Drop, 1000, usize::MAX);
+        let (outcome, emitted) = p.process(spans(&["chaos:big_emit"]));
+        assert!(matches!(outcome, Outcome::Drop { .. }), "{outcome:?}");
+        assert!(emitted.is_empty());
+        assert_eq!(errors(&p, "emit_too_large"), 1);
+        // Not a trap: the instance lives on.
+        assert_eq!(errors(&p, "trap"), 0);
+        assert!(forwarded(&p.process(spans(&["a"])).0));
+    }
+
+    #[test]
+    fn emitting_faster_than_the_rate_fails_the_batch() {
+        let p = load(OnError::Pass, 1000, usize::MAX);
+        let (outcome, emitted) = p.process(spans(&["chaos:emit_rate"]));
+        assert!(forwarded(&outcome));
+        assert_eq!(emitted.len(), 1);
+        for _ in 0..5 {
+            p.process(spans(&["chaos:emit_rate"]));
+        }
+        assert!(errors(&p, "emit_rate") >= 1);
+    }
+
+    #[test]
+    fn an_oversized_replace_follows_on_error() {
+        let p = load(OnError::Pass, 1000, 1 << 20);
+        let batch = spans(&["chaos:big_replace", "b"]);
+        let (outcome, _) = p.process(batch.clone());
+        let Outcome::Forward(out) = outcome else {
+            panic!("on_error pass forwards the batch")
+        };
+        assert!(Arc::ptr_eq(&out, &batch), "the batch as it came");
+        assert_eq!(errors(&p, "replace_too_large"), 1);
+    }
+
+    #[test]
+    fn an_oversized_snapshot_is_refused_and_the_last_one_kept() {
+        let p = load(OnError::Pass, 1000, usize::MAX);
+        p.process(spans(&["a", "b"]));
+        p.tick(1);
+        assert_eq!(p.slot().snapshot.len(), 8);
+        p.process(spans(&["chaos:big_snapshot"]));
+        p.tick(2);
+        assert_eq!(errors(&p, "snapshot_too_large"), 1);
+        assert_eq!(p.slot().snapshot.len(), 8);
+    }
+
+    #[test]
+    fn a_log_flood_is_rate_limited_and_counted() {
+        let p = load(OnError::Pass, 2000, usize::MAX);
+        let (outcome, _) = p.process(spans(&["chaos:log_flood"]));
+        assert!(forwarded(&outcome));
+        let suppressed = p
+            .metrics
+            .plugin_log_suppressed
+            .with_label_values(&["chaos"])
+            .get();
+        assert!(suppressed >= 9000, "{suppressed} of 10000 lines suppressed");
+    }
 }

@@ -4,7 +4,12 @@
 //! `chaos:alloc` allocates until the memory limit stops it, `chaos:error` returns an input
 //! error, `chaos:probe` tries to read a file, the environment, a socket and the wall clock and
 //! renames that span to what it found (`probe:file=denied,env=0,net=denied,clock=0` in the
-//! gateway). Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
+//! gateway). Hostile ones: `chaos:sleep` sleeps ten seconds (WASI clocks and poll) and then
+//! passes the batch, `chaos:sleep_loop` waits in a loop for a second of monotonic time to go by,
+//! `chaos:log_flood` writes 5,000 log lines and 5,000 stdout lines with newlines and escape codes
+//! in them, `chaos:big_emit` emits 5 MiB in one call, `chaos:emit_rate` emits 3 MiB (a few
+//! batches of it a second are over the rate), `chaos:big_replace` renames that span to a 2 MiB
+//! name, and `chaos:big_snapshot` makes every later snapshot 17 MiB. Otherwise `mode` decides: `pass` (unchanged), `keep_even` (keeps spans at even
 //! indices), `rename` (prefixes span names, so the batch is replaced), `count` (counts spans,
 //! emits the total as a metric on every tick, and keeps the count across reloads and traps
 //! through snapshot/restore). `pass`, `count` and `keep_even` answer from the SDK's in-place
@@ -47,6 +52,7 @@ enum Mode {
 pub struct Chaos {
     config: Config,
     spans_seen: u64,
+    big_snapshot: bool,
 }
 
 impl Plugin for Chaos {
@@ -62,6 +68,7 @@ impl Plugin for Chaos {
         Ok(Chaos {
             config,
             spans_seen: 0,
+            big_snapshot: false,
         })
     }
 
@@ -124,6 +131,44 @@ impl Plugin for Chaos {
                 }
             }));
         }
+        if names.contains(&"chaos:sleep") {
+            std::thread::sleep(std::time::Duration::from_secs(10));
+        }
+        if names.contains(&"chaos:sleep_loop") {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(1) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        if names.contains(&"chaos:log_flood") {
+            for i in 0..5000 {
+                host::log(
+                    Level::Warn,
+                    &format!("flood {i}\nlevel=ERROR forged gateway line\r\u{1b}[31mred"),
+                );
+                println!("stdout flood {i}");
+            }
+        }
+        if names.contains(&"chaos:big_emit") {
+            host::emit(Signal::Metrics, &vec![0u8; 5 << 20]);
+        }
+        if names.contains(&"chaos:emit_rate") {
+            host::emit(Signal::Metrics, &vec![0u8; 3 << 20]);
+        }
+        if names.contains(&"chaos:big_snapshot") {
+            self.big_snapshot = true;
+        }
+        if names.contains(&"chaos:big_replace") {
+            let long = "x".repeat(2 << 20);
+            return Ok(map_spans(batch, |s| {
+                if s.name == "chaos:big_replace" {
+                    s.name = long.clone();
+                    true
+                } else {
+                    false
+                }
+            }));
+        }
         if names.contains(&"chaos:error") {
             return Err(Error::Input("chaos:error asked for an error".into()));
         }
@@ -156,6 +201,9 @@ impl Plugin for Chaos {
     }
 
     fn snapshot(&self) -> Vec<u8> {
+        if self.big_snapshot {
+            return vec![0u8; 17 << 20];
+        }
         self.spans_seen.to_le_bytes().to_vec()
     }
 
