@@ -11,7 +11,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # Without a sanitizer cargo fuzz needs no nightly toolchain; coverage guidance still works.
 cargo fuzz build -s none -O
-for target in otlp_protobuf otlp_json remote_write config; do
+for target in otlp_protobuf otlp_json remote_write decode_budget config; do
     mkdir -p "corpus/$target"
     extra=()
     if [ "$target" = config ]; then extra=(../deploy/examples); fi

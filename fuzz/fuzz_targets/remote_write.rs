@@ -1,10 +1,12 @@
 //! Prometheus remote_write bodies: snappy decompression (with the announced-length check), the
-//! `WriteRequest` decoder and the translation to OTLP never panic nor allocate past the limit.
+//! `WriteRequest` decoder and the translation to OTLP (under the receivers' budget) never panic
+//! nor allocate past the limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sluice::receivers::remote_write::{decode_snappy, to_otlp};
+use sluice::pipeline::cost::Cost;
+use sluice::receivers::remote_write::{decode_snappy, to_otlp_within};
 use sluice::remote_write::WriteRequest;
 
 const LIMIT: usize = 1 << 20;
@@ -14,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = decode_snappy(data, LIMIT) {
         assert!(decoded.len() <= LIMIT);
         if let Ok(write) = WriteRequest::decode(decoded.as_slice()) {
-            let _ = to_otlp(&write);
+            let _ = to_otlp_within(&write, Cost::budget(decoded.len()));
         }
     }
     if let Ok(write) = WriteRequest::decode(data) {
-        let _ = to_otlp(&write);
+        let _ = to_otlp_within(&write, Cost::budget(data.len()));
     }
 });

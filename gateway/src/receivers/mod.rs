@@ -266,21 +266,38 @@ impl Intake {
         correlation_id: Arc<str>,
         tenant: Option<Arc<str>>,
     ) -> Result<Rejected, ReceiverError> {
+        if self.pipelines(signal).is_empty() {
+            return Err(ReceiverError::NoPipeline {
+                receiver: self.receiver.to_string(),
+                signal,
+            });
+        }
         // What the decoded form would take, before anything is decoded. Malformed wire is
         // charged what comes before its fault (all the decoder may build before it stops).
-        let cost = cost::protobuf(signal, &bytes).unwrap_or_else(|(_, before)| before);
-        let _reservation = self
-            .reserve_decode(transport, signal, cost, bytes.len())
-            .await?;
-        match scan::scan_within(signal, &bytes, self.attr_limits) {
-            Scan::Valid(records) if !self.pipelines(signal).is_empty() => {
+        let size = bytes.len();
+        let wire = bytes.clone();
+        let cost = offload(size, move || {
+            cost::protobuf(signal, &wire).unwrap_or_else(|(_, before)| before)
+        })
+        .await?;
+        let _reservation = self.reserve_decode(transport, signal, cost, size).await?;
+        let limits = self.attr_limits;
+        let wire = bytes.clone();
+        let checked = offload(size, move || {
+            match scan::scan_within(signal, &wire, limits) {
+                Scan::Valid(records) => Ok(Ok(records)),
+                Scan::Decode => Payload::decode_protobuf(signal, &wire).map(Err),
+            }
+        })
+        .await??;
+        match checked {
+            Ok(records) => {
                 let mut batch = Batch::from_wire(signal, bytes, records, correlation_id);
                 batch.tenant = tenant;
                 self.accept_batch(transport, batch, Rejected::default())
                     .await
             }
-            _ => {
-                let payload = Payload::decode_protobuf(signal, &bytes)?;
+            Err(payload) => {
                 self.accept(transport, payload, Some(bytes), correlation_id, tenant)
                     .await
             }
@@ -405,6 +422,31 @@ impl Intake {
                 .inc_by(records as u64);
         }
         Ok(rejected)
+    }
+}
+
+/// Inputs of at least this many bytes are decompressed, walked and decoded on the blocking
+/// pool: a few large requests then cannot occupy every runtime worker (and so delay the
+/// health endpoints and every other request), while small ones skip the thread hand-off.
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs `work` on the blocking pool when `size` is at least [`OFFLOAD_BYTES`], else here.
+/// A panic in it resumes here, where the listener's panic guard answers it.
+pub async fn offload<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReceiverError> {
+    if size < OFFLOAD_BYTES {
+        return Ok(work());
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ReceiverError::Refused {
+            refusal: Refusal::ShuttingDown,
+            signal: Signal::Traces,
+            pipeline: String::new(),
+        }),
     }
 }
 

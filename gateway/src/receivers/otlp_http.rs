@@ -22,7 +22,7 @@ use prost::Message;
 use super::Tenant;
 use super::body::{Encoding, Format, decode_body};
 use super::error::RETRY_AFTER;
-use super::{ExportResponse, Intake, ReceiverError, Transport};
+use super::{ExportResponse, Intake, ReceiverError, Transport, offload};
 use crate::pipeline::{Payload, Rejected, Signal};
 use crate::server::CorrelationId;
 
@@ -118,7 +118,13 @@ async fn handle(
     }
     let tenant = Tenant::of(&req);
     let body = read_body(req.into_body(), limit, st.read_timeout).await?;
-    let body = decode_body(encoding, body, limit)?;
+    // A compressed body's size says little of the work to inflate it.
+    let work = if encoding == Encoding::Identity {
+        body.len()
+    } else {
+        body.len().saturating_mul(64)
+    };
+    let body = offload(work, move || decode_body(encoding, body, limit)).await??;
     match format {
         Format::Protobuf => {
             st.intake
@@ -126,12 +132,14 @@ async fn handle(
                 .await
         }
         Format::Json => {
-            let cost = crate::pipeline::cost::json(&body);
+            let size = body.len();
+            let text = body.clone();
+            let cost = offload(size, move || crate::pipeline::cost::json(&text)).await?;
             let _reservation = st
                 .intake
-                .reserve_decode(Transport::Http, signal, cost, body.len())
+                .reserve_decode(Transport::Http, signal, cost, size)
                 .await?;
-            let payload = Payload::decode_json(signal, &body)?;
+            let payload = offload(size, move || Payload::decode_json(signal, &body)).await??;
             st.intake
                 .accept(Transport::Http, payload, None, correlation, tenant)
                 .await

@@ -37,7 +37,7 @@ use prost::Message;
 use super::Tenant;
 use super::error::RETRY_AFTER;
 use super::otlp_http::{drain, read_body};
-use super::{Intake, ReceiverError, Transport};
+use super::{Intake, ReceiverError, Transport, offload};
 use crate::pipeline::cost::{self, Cost};
 use crate::pipeline::{Payload, Signal};
 use crate::remote_write::{MetricType, WriteRequest};
@@ -142,28 +142,36 @@ async fn handle(
         });
     }
     let body = read_body(req.into_body(), st.max_decoded, st.read_timeout).await?;
-    let decoded = decode_snappy(&body, st.max_decoded)?;
-    // The decoded `WriteRequest` and the OTLP it becomes share one budget, known before
-    // either is built: the translation stops as soon as it would pass it.
-    let cost = cost::remote_write(&decoded).unwrap_or_else(|(_, before)| before);
+    let limit = st.max_decoded;
+    let decoded = offload(body.len().saturating_mul(4), move || {
+        let decoded = decode_snappy(&body, limit)?;
+        // The decoded `WriteRequest` and the OTLP it becomes share one budget, known before
+        // either is built: the translation stops as soon as it would pass it.
+        let cost = cost::remote_write(&decoded).unwrap_or_else(|(_, before)| before);
+        Ok::<_, ReceiverError>((decoded, cost))
+    })
+    .await??;
+    let (decoded, cost) = decoded;
     let received = decoded.len();
     let _reservation = st
         .intake
         .reserve_decode(Transport::Http, Signal::Metrics, cost, received)
         .await?;
-    let write = WriteRequest::decode(decoded.as_slice()).map_err(|e| {
-        ReceiverError::Invalid(format!("invalid remote-write WriteRequest protobuf: {e}"))
-    })?;
-    drop(decoded);
-    let budget = Cost::budget(received).saturating_sub(cost.bytes);
-    let request = to_otlp_within(&write, budget).map_err(|e| match e {
-        Translate::Invalid(message) => ReceiverError::Invalid(message),
-        Translate::OverBudget(translated) => ReceiverError::Expansion {
-            cost: cost.bytes.saturating_add(translated),
-            received,
-        },
-    })?;
-    drop(write);
+    let request = offload(received, move || {
+        let write = WriteRequest::decode(decoded.as_slice()).map_err(|e| {
+            ReceiverError::Invalid(format!("invalid remote-write WriteRequest protobuf: {e}"))
+        })?;
+        drop(decoded);
+        let budget = Cost::budget(received).saturating_sub(cost.bytes);
+        to_otlp_within(&write, budget).map_err(|e| match e {
+            Translate::Invalid(message) => ReceiverError::Invalid(message),
+            Translate::OverBudget(translated) => ReceiverError::Expansion {
+                cost: cost.bytes.saturating_add(translated),
+                received,
+            },
+        })
+    })
+    .await??;
     st.intake
         .accept(
             Transport::Http,
