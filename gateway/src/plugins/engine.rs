@@ -36,8 +36,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasData, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::Processor as World;
@@ -60,7 +59,7 @@ pub const LOG_LINES_PER_SECOND: f64 = 50.0;
 pub const LOG_BURST: f64 = 100.0;
 /// Characters kept of one plugin log line.
 pub const LOG_LINE_CHARS: usize = 1024;
-/// Guest stdout/stderr kept per instance (per call it is read, logged and skipped).
+/// Guest stdout/stderr kept per call; the rest of a call's output is dropped.
 const OUTPUT_CAP: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -209,8 +208,7 @@ pub struct HostState {
     table: ResourceTable,
     pub limits: TrackedLimits,
     /// Guest stdout and stderr, capped; read after each call.
-    pub output: MemoryOutputPipe,
-    pub output_read: usize,
+    output: GuestOutput,
     /// Telemetry the plugin emitted during the current call.
     pub emitted: Vec<(crate::pipeline::Signal, Vec<u8>)>,
     emitted_bytes: usize,
@@ -257,13 +255,92 @@ impl HasData for StillTime<'static> {
 /// A pollable that is always ready.
 struct Elapsed;
 
+#[wasmtime_wasi::async_trait]
 impl Pollable for Elapsed {
-    fn ready<'a, 'b>(&'a mut self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(std::future::ready(()))
+    async fn ready(&mut self) {}
+}
+
+/// Guest stdout and stderr: what the current call printed, up to [`OUTPUT_CAP`] bytes. Output
+/// over the cap is dropped, never refused (a refused write makes the guest's `print` trap).
+#[derive(Clone, Default)]
+struct GuestOutput(Arc<Mutex<Vec<u8>>>);
+
+impl GuestOutput {
+    fn buffer(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // Bytes only: consistent after any panic.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut buffer = self.buffer();
+        let room = OUTPUT_CAP.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buffer())
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -300,7 +377,7 @@ impl monotonic_clock::Host for StillTime<'_> {
 
 impl HostState {
     pub fn new(plugin: Arc<str>, limits: TrackedLimits, quotas: Arc<Quotas>) -> HostState {
-        let output = MemoryOutputPipe::new(OUTPUT_CAP);
+        let output = GuestOutput::default();
         // No preopened directories, no network, no environment, no arguments, and clocks that
         // stand still: the only time a plugin sees is the host's `now`.
         let wasi = WasiCtx::builder()
@@ -315,7 +392,6 @@ impl HostState {
             table: ResourceTable::new(),
             limits,
             output,
-            output_read: 0,
             emitted: Vec::new(),
             emitted_bytes: 0,
             exceeded: None,
@@ -350,13 +426,12 @@ impl HostState {
 
     /// Logs what the guest printed since the last call.
     pub fn flush_output(&mut self) {
-        let all = self.output.contents();
-        if all.len() > self.output_read {
-            let text = String::from_utf8_lossy(&all[self.output_read..]);
+        let printed = self.output.take();
+        if !printed.is_empty() {
+            let text = String::from_utf8_lossy(&printed);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 self.write_log(Level::Info, line);
             }
-            self.output_read = all.len();
         }
     }
 
@@ -745,6 +820,20 @@ mod tests {
             (850..=900).contains(&suppressed),
             "{suppressed} of 1000 lines suppressed"
         );
+    }
+
+    #[test]
+    fn guest_output_is_capped_per_call_and_never_refused() {
+        let mut out = GuestOutput::default();
+        for _ in 0..3 {
+            assert_eq!(out.check_write().ok(), Some(64 << 10));
+            out.write(bytes::Bytes::from(vec![b'x'; OUTPUT_CAP / 2 + 1]))
+                .expect("never refused");
+        }
+        assert_eq!(out.take().len(), OUTPUT_CAP);
+        out.write(bytes::Bytes::from_static(b"next call\n"))
+            .expect("never refused");
+        assert_eq!(out.take(), b"next call\n");
     }
 
     #[test]

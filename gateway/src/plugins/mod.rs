@@ -3,9 +3,12 @@
 //! A plugin is a component of the `sluice:plugin/processor` world (`sdk/wit/plugin.wit`),
 //! compiled once per file (precompiled artifacts are cached by file hash and engine
 //! compatibility hash) into an `InstancePre`. Each processor owns one long-lived instance in its
-//! own `Store`, with an empty WASI context (no filesystem, network or environment; guest
-//! stdout and stderr go to the gateway log, capped), a linear-memory cap and an epoch deadline
-//! per call.
+//! own `Store`, with an empty WASI context (no filesystem, network or environment, clocks that
+//! stand still and sleeps that end at once, so nothing it imports can block; guest stdout and
+//! stderr go to the gateway log, rate-limited and escaped), one memory budget for all its
+//! memories and tables, byte caps on what it emits, returns and snapshots, and an epoch
+//! deadline per call. The limits and their defaults are listed in `engine`'s and
+//! `processor`'s module docs.
 //!
 //! A trap, a timeout or a memory overrun poisons the instance: it is dropped and the next call
 //! gets a fresh one, `init`ed and `restore`d from the last snapshot. The failed batch follows
