@@ -9,6 +9,7 @@ mod common;
 use common::request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
+use sluice::pipeline::cost;
 use sluice::pipeline::scan::{Scan, scan};
 use sluice::pipeline::{Batch, Payload, Signal};
 
@@ -28,6 +29,21 @@ fn passthrough(c: &mut Criterion) {
             batch.encoded().len()
         })
     });
+    // What the receivers add before it: the decode-cost walk that bounds memory per request.
+    group.bench_function("protobuf_cost_scan_forward_original", |b| {
+        b.iter(|| {
+            let cost = cost::protobuf(Signal::Traces, &bytes).expect("valid request");
+            let Scan::Valid(records) = scan(Signal::Traces, &bytes) else {
+                panic!("the bench request is valid")
+            };
+            let batch = Batch::from_wire(Signal::Traces, bytes.clone(), records, "bench".into());
+            batch.encoded().len() + cost.bytes as usize
+        })
+    });
+    group.bench_function("cost_walk", |b| {
+        b.iter(|| cost::protobuf(Signal::Traces, &bytes).expect("valid request"))
+    });
+    group.bench_function("json_cost_walk", |b| b.iter(|| cost::json(&json)));
     group.bench_function("protobuf_decode_validate_forward_original", |b| {
         b.iter(|| {
             let mut payload =

@@ -103,6 +103,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
         .with_state(state.clone())
         .merge(jaeger);
+    let routes = crate::catch_panic::layer(routes, "admin", state.metrics.clone());
     security::protect(routes, state.metrics.clone())
 }
 
