@@ -29,6 +29,8 @@ struct Guard {
 /// Wraps every route of `router`: a panic in a handler is answered and counted under
 /// `listener` (`receiver`, `admin`).
 pub fn layer(router: Router, listener: &'static str, metrics: Arc<SelfMetrics>) -> Router {
+    // Exposed at 0 from the start, so that an alert on its increase has a series to watch.
+    metrics.panics.with_label_values(&[listener]);
     router.layer(middleware::from_fn_with_state(
         Guard { listener, metrics },
         guard,

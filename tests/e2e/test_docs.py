@@ -414,4 +414,5 @@ EXERCISED_ELSEWHERE = {
     "sluice_receiver_attributes_limited_total": "test_abuse.py (100k attributes, 1 MiB values)",
     "sluice_tenant_accepted_records_total": "test_tenants.py (receiver auth)",
     "sluice_tenant_limited_total": "test_tenants.py (tenant limits)",
+    "sluice_admin_requests_refused_total": "test_endpoint_security.py (cross-site requests)",
 }
