@@ -10,7 +10,7 @@ use common::request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use sluice::pipeline::cost;
-use sluice::pipeline::scan::{Scan, scan};
+use sluice::pipeline::scan::{AttrLimits, Scan, scan, scan_costed};
 use sluice::pipeline::{Batch, Payload, Signal};
 
 fn passthrough(c: &mut Criterion) {
@@ -29,17 +29,19 @@ fn passthrough(c: &mut Criterion) {
             batch.encoded().len()
         })
     });
-    // What the receivers add before it: the decode-cost walk that bounds memory per request.
-    group.bench_function("protobuf_cost_scan_forward_original", |b| {
+    // What the receivers do: the scan that also adds up the decoded size.
+    group.bench_function("protobuf_scan_costed_forward_original", |b| {
         b.iter(|| {
-            let cost = cost::protobuf(Signal::Traces, &bytes).expect("valid request");
-            let Scan::Valid(records) = scan(Signal::Traces, &bytes) else {
+            let (Scan::Valid(records), cost) =
+                scan_costed(Signal::Traces, &bytes, AttrLimits::default())
+            else {
                 panic!("the bench request is valid")
             };
             let batch = Batch::from_wire(Signal::Traces, bytes.clone(), records, "bench".into());
-            batch.encoded().len() + cost.bytes as usize
+            batch.encoded().len() + cost as usize
         })
     });
+    // The separate walk that the decode path (and remote_write) takes.
     group.bench_function("cost_walk", |b| {
         b.iter(|| cost::protobuf(Signal::Traces, &bytes).expect("valid request"))
     });

@@ -468,6 +468,96 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_counts_what_the_walk_counts() {
+        use crate::pipeline::scan::{AttrLimits, Scan, scan_costed};
+        use opentelemetry_proto::tonic::common::v1::{
+            ArrayValue, InstrumentationScope, KeyValueList,
+        };
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let nested = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![
+                    AnyValue {
+                        value: Some(any_value::Value::StringValue("a".into())),
+                    },
+                    AnyValue {
+                        value: Some(any_value::Value::KvlistValue(KeyValueList {
+                            values: vec![kv("inner", "value")],
+                        })),
+                    },
+                ],
+            })),
+        };
+        let mut traces = realistic_traces(20);
+        let rs = &mut traces.resource_spans[0];
+        rs.schema_url = "https://opentelemetry.io/schemas/1.26.0".into();
+        rs.resource = Some(Resource {
+            attributes: vec![kv("service.name", "checkout")],
+            entity_refs: vec![EntityRef {
+                r#type: "service".into(),
+                id_keys: vec!["service.name".into(), "service.namespace".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        rs.scope_spans[0].scope = Some(InstrumentationScope {
+            name: "lib".into(),
+            version: "1.0".into(),
+            attributes: vec![kv("scope.attr", "x")],
+            ..Default::default()
+        });
+        for span in &mut rs.scope_spans[0].spans {
+            span.attributes.push(KeyValue {
+                key: "nested".into(),
+                value: Some(nested.clone()),
+                ..Default::default()
+            });
+            span.events.push(span::Event {
+                name: "exception".into(),
+                attributes: vec![kv("exception.type", "Timeout")],
+                ..Default::default()
+            });
+            span.links.push(span::Link {
+                trace_id: vec![3; 16],
+                span_id: vec![4; 8],
+                attributes: vec![kv("link", "yes")],
+                ..Default::default()
+            });
+            span.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+                message: "deadline".into(),
+                code: 2,
+            });
+        }
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: (0..20)
+                        .map(|i| LogRecord {
+                            time_unix_nano: 1 + i,
+                            body: Some(nested.clone()),
+                            attributes: vec![kv("k", "v")],
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        for (signal, bytes) in [
+            (Signal::Traces, traces.encode_to_vec()),
+            (Signal::Logs, logs.encode_to_vec()),
+        ] {
+            let walked = protobuf(signal, &bytes).expect("valid");
+            let (verdict, scanned) = scan_costed(signal, &bytes, AttrLimits::default());
+            assert_eq!(verdict, Scan::Valid(20), "{signal}");
+            assert_eq!(scanned, walked.bytes, "{signal}");
+        }
+    }
+
+    #[test]
     fn minimal_valid_records_fit_the_budget() {
         // A span with only its ids; a gauge point with only a time and a value; a log record
         // with a time and a short body.

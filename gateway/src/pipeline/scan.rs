@@ -14,6 +14,11 @@
 
 use std::cell::Cell;
 
+use opentelemetry_proto::tonic::common::v1::{AnyValue, EntityRef, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
 use super::Signal;
 
 /// Limits on attributes that the scan checks: a request within them needs no change; one
@@ -38,6 +43,22 @@ impl Default for AttrLimits {
 thread_local! {
     /// The limits of the scan running on this thread (set by [`scan_within`]).
     static LIMITS: Cell<AttrLimits> = Cell::new(AttrLimits::default());
+    /// What the decoded form of the request scanned on this thread would take, as
+    /// [`super::cost::protobuf`] counts it (read by [`scan_costed`]).
+    static COST: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Adds to the decoded size of the request being scanned.
+#[inline]
+fn charge(bytes: usize) {
+    COST.with(|c| c.set(c.get().saturating_add(bytes as u64)));
+}
+
+/// An element of a repeated message field: its size, doubled for the room a growing `Vec`
+/// may hold (as [`super::cost`] charges it).
+#[inline]
+fn charge_element<T>() {
+    charge(2 * std::mem::size_of::<T>());
 }
 
 fn limits() -> AttrLimits {
@@ -194,10 +215,13 @@ fn walk<'a>(
             Kind::Fixed32 => r.skip(4)?,
             Kind::Bytes => {
                 let b = r.bytes()?;
+                charge(b.len());
                 on_bytes(number, b);
             }
             Kind::Str => {
-                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+                let b = r.bytes()?;
+                charge(b.len());
+                std::str::from_utf8(b).map_err(|_| Stop)?;
             }
             Kind::Msg(check) => check(r.bytes()?, depth + 1)?,
         }
@@ -255,14 +279,21 @@ fn count_attributes(
 }
 
 fn array_value(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| (n == 1).then_some(Kind::Msg(any_value)))
+    plain(buf, depth, |n| {
+        (n == 1).then(|| {
+            charge_element::<AnyValue>();
+            Kind::Msg(any_value)
+        })
+    })
 }
 
 fn key_value_list(buf: &[u8], depth: u32) -> R<()> {
     plain(buf, depth, |n| (n == 1).then_some(Kind::Msg(key_value)))
 }
 
+/// Always an element of a repeated field (attributes, key-value lists).
 fn key_value(buf: &[u8], depth: u32) -> R<()> {
+    charge_element::<KeyValue>();
     plain(buf, depth, |n| match n {
         1 => Some(Kind::Str),
         2 => Some(Kind::Msg(any_value)),
@@ -272,7 +303,14 @@ fn key_value(buf: &[u8], depth: u32) -> R<()> {
 }
 
 fn entity_ref(buf: &[u8], depth: u32) -> R<()> {
-    plain(buf, depth, |n| (1..=4).contains(&n).then_some(Kind::Str))
+    charge_element::<EntityRef>();
+    plain(buf, depth, |n| {
+        if n == 3 || n == 4 {
+            // An element of a repeated string field.
+            charge_element::<String>();
+        }
+        (1..=4).contains(&n).then_some(Kind::Str)
+    })
 }
 
 fn resource(buf: &[u8], depth: u32) -> R<()> {
@@ -300,6 +338,7 @@ fn scope(buf: &[u8], depth: u32) -> R<()> {
 // ------------------------------------------------------------- traces
 
 fn event(buf: &[u8], depth: u32) -> R<()> {
+    charge_element::<Event>();
     let (field, check) = count_attributes(3, |n| match n {
         1 => Some(Kind::Fixed64),
         2 => Some(Kind::Str),
@@ -312,6 +351,7 @@ fn event(buf: &[u8], depth: u32) -> R<()> {
 }
 
 fn link(buf: &[u8], depth: u32) -> R<()> {
+    charge_element::<Link>();
     let (field, check) = count_attributes(4, |n| match n {
         1 | 2 => Some(Kind::Bytes),
         3 => Some(Kind::Str),
@@ -339,6 +379,7 @@ fn valid_id(id: &[u8], len: usize) -> bool {
 /// A span, checked as `Payload::remove_invalid` checks it: 16-byte non-zero trace id, 8-byte
 /// non-zero span id, parent empty or 8 bytes. The last occurrence of a field wins, as in prost.
 fn span(buf: &[u8], depth: u32) -> R<()> {
+    charge_element::<Span>();
     let (mut trace, mut id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (field, check) = count_attributes(9, |n| match n {
         1 | 2 | 4 => Some(Kind::Bytes),
@@ -414,7 +455,9 @@ fn resource_level(
             }
             3 => {
                 expect(wire, Kind::Str)?;
-                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+                let b = r.bytes()?;
+                charge(b.len());
+                std::str::from_utf8(b).map_err(|_| Stop)?;
             }
             _ => r.skip_value(wire)?,
         }
@@ -448,7 +491,9 @@ fn scope_level(
             }
             3 => {
                 expect(wire, Kind::Str)?;
-                std::str::from_utf8(r.bytes()?).map_err(|_| Stop)?;
+                let b = r.bytes()?;
+                charge(b.len());
+                std::str::from_utf8(b).map_err(|_| Stop)?;
             }
             _ => r.skip_value(wire)?,
         }
@@ -457,10 +502,12 @@ fn scope_level(
 }
 
 fn scope_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    charge_element::<ScopeSpans>();
     scope_level(buf, depth, records, span)
 }
 
 fn resource_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    charge_element::<ResourceSpans>();
     resource_level(buf, depth, records, scope_spans)
 }
 
@@ -469,6 +516,7 @@ fn resource_spans(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
 /// A log record, checked as `Payload::remove_invalid` checks it: trace id empty or 16 bytes,
 /// span id empty or 8 bytes.
 fn log_record(buf: &[u8], depth: u32) -> R<()> {
+    charge_element::<LogRecord>();
     let (mut trace, mut id): (&[u8], &[u8]) = (&[], &[]);
     let (field, check) = count_attributes(6, |n| match n {
         1 | 11 => Some(Kind::Fixed64),
@@ -496,10 +544,12 @@ fn log_record(buf: &[u8], depth: u32) -> R<()> {
 }
 
 fn scope_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    charge_element::<ScopeLogs>();
     scope_level(buf, depth, records, log_record)
 }
 
 fn resource_logs(buf: &[u8], depth: u32, records: &mut usize) -> R<()> {
+    charge_element::<ResourceLogs>();
     resource_level(buf, depth, records, scope_logs)
 }
 
@@ -577,6 +627,15 @@ pub fn scan_derived(signal: Signal, buf: &[u8], original: &[u8]) -> Scan {
         Ok(n) => Scan::Valid(n),
         Err(Stop) => Scan::Decode,
     }
+}
+
+/// [`scan_within`], and what the decoded form would take ([`super::cost::protobuf`]'s count,
+/// made on the same walk). Meaningful for [`Scan::Valid`]; after [`Scan::Decode`] the walk
+/// stopped early and the decode path counts with [`super::cost::protobuf`].
+pub fn scan_costed(signal: Signal, buf: &[u8], limits: AttrLimits) -> (Scan, u64) {
+    COST.with(|c| c.set(0));
+    let verdict = scan_within(signal, buf, limits);
+    (verdict, COST.with(Cell::get))
 }
 
 /// [`scan`] with attribute limits: a request beyond them answers [`Scan::Decode`].

@@ -272,32 +272,38 @@ impl Intake {
                 signal,
             });
         }
-        // What the decoded form would take, before anything is decoded. Malformed wire is
-        // charged what comes before its fault (all the decoder may build before it stops).
+        // The scan checks the request and, on the same walk, adds up what its decoded form
+        // would take. A request it vouches for is forwarded as it came; anything else is
+        // walked again by `cost::protobuf` (which charges malformed wire what comes before
+        // its fault: all the decoder may build before it stops) and then decoded. Either
+        // way the cost is known and reserved before anything is built.
         let size = bytes.len();
-        let wire = bytes.clone();
-        let cost = offload(size, move || {
-            cost::protobuf(signal, &wire).unwrap_or_else(|(_, before)| before)
-        })
-        .await?;
-        let _reservation = self.reserve_decode(transport, signal, cost, size).await?;
         let limits = self.attr_limits;
         let wire = bytes.clone();
-        let checked = offload(size, move || {
-            match scan::scan_within(signal, &wire, limits) {
-                Scan::Valid(records) => Ok(Ok(records)),
-                Scan::Decode => Payload::decode_protobuf(signal, &wire).map(Err),
-            }
-        })
-        .await??;
-        match checked {
-            Ok(records) => {
+        let (verdict, scanned) =
+            offload(size, move || scan::scan_costed(signal, &wire, limits)).await?;
+        match verdict {
+            Scan::Valid(records) => {
+                let cost = Cost {
+                    bytes: scanned,
+                    records: records as u64,
+                };
+                let _reservation = self.reserve_decode(transport, signal, cost, size).await?;
                 let mut batch = Batch::from_wire(signal, bytes, records, correlation_id);
                 batch.tenant = tenant;
                 self.accept_batch(transport, batch, Rejected::default())
                     .await
             }
-            Err(payload) => {
+            Scan::Decode => {
+                let wire = bytes.clone();
+                let cost = offload(size, move || {
+                    cost::protobuf(signal, &wire).unwrap_or_else(|(_, before)| before)
+                })
+                .await?;
+                let _reservation = self.reserve_decode(transport, signal, cost, size).await?;
+                let wire = bytes.clone();
+                let payload =
+                    offload(size, move || Payload::decode_protobuf(signal, &wire)).await??;
                 self.accept(transport, payload, Some(bytes), correlation_id, tenant)
                     .await
             }
