@@ -261,6 +261,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     let receivers_token = CancellationToken::new();
     let mut receiver_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut receiver_views = Vec::new();
+    // One decode budget for all receivers.
+    let in_flight = Arc::new(crate::receivers::InFlight::new(
+        config.in_flight_decode_bytes,
+    ));
     let intake_of = |name: &str| -> Option<Intake> {
         let handles: Vec<_> = pipelines
             .iter()
@@ -272,7 +276,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             tracing::warn!(receiver = %name, "Receiver is not used by any pipeline.");
             return None;
         }
-        Some(Intake::new(name, handles, metrics.clone()).limited(limiter.clone()))
+        Some(
+            Intake::new(name, handles, metrics.clone())
+                .limited(limiter.clone())
+                .with_in_flight(in_flight.clone()),
+        )
     };
     // Each receiver's tenant limits, built once: remote_write is served on the listener of an
     // OTLP receiver and is held to that receiver's tenant and attribute limits, sharing its
@@ -327,9 +335,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             http_host.as_deref() == Some(spec.name.as_str()) && !remote_write_routes.is_empty();
         let intake = match intake_of(&spec.name) {
             Some(i) => i,
-            None if hosts_remote_write => {
-                Intake::new(&spec.name, Vec::new(), metrics.clone()).limited(limiter.clone())
-            }
+            None if hosts_remote_write => Intake::new(&spec.name, Vec::new(), metrics.clone())
+                .limited(limiter.clone())
+                .with_in_flight(in_flight.clone()),
             None => continue,
         };
         let drain = config.shutdown_timeout;

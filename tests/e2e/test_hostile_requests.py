@@ -359,3 +359,23 @@ def test_remote_write_applies_attribute_limits(gateway, downstream):
     assert len(point.attributes) == 4
     assert all(len(a.value.string_value) <= 16 for a in point.attributes)
     assert gw.metric("sluice_receiver_attributes_limited_total", action="dropped") == 6
+
+
+def test_the_in_flight_budget_is_configurable_and_a_request_beyond_it_is_413(gateway, downstream):
+    ds = downstream()
+
+    def cfg(ports):
+        c = config(ports, ds.endpoint)
+        c["service"]["in_flight_decode_mib"] = 1
+        return c
+
+    gw = gateway(config=cfg)
+    assert gw.metric("sluice_receiver_in_flight_bytes", state="budget") == 1 << 20
+    small, _ = simple_trace_request(10)
+    assert gw.post("traces", small.SerializeToString()).status_code == 200
+    big, _ = simple_trace_request(5000)
+    r = gw.post("traces", big.SerializeToString())
+    assert r.status_code == 413, (r.status_code, r.text)
+    assert "more than the gateway decodes at once" in error_body(r)[1]
+    assert gw.metric("sluice_receiver_in_flight_bytes", state="used") == 0
+    live(gw)

@@ -200,6 +200,8 @@ pub struct Config {
     pub traces_endpoint: Option<String>,
     pub shutdown_timeout: Duration,
     pub memory_limiter: Option<MemoryLimiterConfig>,
+    /// Bytes of estimated decoded size that requests may hold at once, all receivers together.
+    pub in_flight_decode_bytes: u64,
 }
 
 /// Values given on the command line or in `SLUICE_*` variables; they win over the file.
@@ -943,6 +945,7 @@ fn parse(
         traces_endpoint: service.telemetry.traces.endpoint.clone(),
         shutdown_timeout: service.shutdown_timeout,
         memory_limiter: service.memory_limiter.clone(),
+        in_flight_decode_bytes: service.in_flight_decode_mib.saturating_mul(1 << 20),
     })
 }
 
@@ -1095,6 +1098,7 @@ const SERVICE_KEYS: &[&str] = &[
     "plugins",
     "shutdown_timeout",
     "memory_limiter",
+    "in_flight_decode_mib",
 ];
 const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -1171,6 +1175,15 @@ fn parse_service(value: Option<Value>, errors: &mut Vec<ConfigError>) -> Service
                 );
             }
             service.memory_limiter = Some(m);
+        }
+    }
+    if let Some(v) = map.remove("in_flight_decode_mib") {
+        let path = "service.in_flight_decode_mib";
+        if let Some(mib) = typed::<u64>(v, path, errors) {
+            if mib == 0 {
+                err(errors, path, "must be at least 1");
+            }
+            service.in_flight_decode_mib = mib;
         }
     }
     if let Some(v) = map.remove("shutdown_timeout") {

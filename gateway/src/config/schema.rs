@@ -732,6 +732,14 @@ pub struct ServiceConfig {
     #[serde(default = "default_shutdown_timeout", with = "duration")]
     pub shutdown_timeout: Duration,
     pub memory_limiter: Option<MemoryLimiterConfig>,
+    /// The estimated decoded size of the requests all receivers are decoding at once; past
+    /// it, requests wait briefly and are then refused with a retryable error.
+    #[serde(default = "default_in_flight_decode_mib")]
+    pub in_flight_decode_mib: u64,
+}
+
+fn default_in_flight_decode_mib() -> u64 {
+    crate::receivers::in_flight::DEFAULT_BYTES >> 20
 }
 
 impl Default for ServiceConfig {
@@ -743,6 +751,7 @@ impl Default for ServiceConfig {
             plugins: PluginsConfig::default(),
             shutdown_timeout: default_shutdown_timeout(),
             memory_limiter: None,
+            in_flight_decode_mib: default_in_flight_decode_mib(),
         }
     }
 }
