@@ -26,6 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 
 use super::Signal;
+use super::scan::{Reader, Stop};
 use crate::remote_write as rw;
 
 /// How many times the bytes received the decoded form of a request may take. Real OTLP
@@ -295,31 +296,9 @@ pub fn remote_write(buf: &[u8]) -> Result<Cost, (Malformed, Cost)> {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or(Malformed)?;
-            self.pos += 1;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(Malformed)
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Malformed> {
-        let n = usize::try_from(n).map_err(|_| Malformed)?;
-        let end = self.pos.checked_add(n).ok_or(Malformed)?;
-        let out = self.buf.get(self.pos..end).ok_or(Malformed)?;
-        self.pos = end;
-        Ok(out)
+impl From<Stop> for Malformed {
+    fn from(_: Stop) -> Malformed {
+        Malformed
     }
 }
 
@@ -327,8 +306,8 @@ fn walk(m: M, buf: &[u8], depth: u32, cost: &mut Cost) -> Result<(), Malformed> 
     if depth > MAX_DEPTH {
         return Err(Malformed);
     }
-    let mut r = Reader { buf, pos: 0 };
-    while r.pos < buf.len() {
+    let mut r = Reader::new(buf);
+    while !r.done() {
         let key = r.varint()?;
         let number = u32::try_from(key >> 3).map_err(|_| Malformed)?;
         let wire = (key & 7) as u8;
@@ -338,15 +317,12 @@ fn walk(m: M, buf: &[u8], depth: u32, cost: &mut Cost) -> Result<(), Malformed> 
                 None
             }
             1 => {
-                r.take(8)?;
+                r.skip(8)?;
                 None
             }
-            2 => {
-                let len = r.varint()?;
-                Some(r.take(len)?)
-            }
+            2 => Some(r.bytes()?),
             5 => {
-                r.take(4)?;
+                r.skip(4)?;
                 None
             }
             _ => return Err(Malformed),

@@ -77,32 +77,34 @@ pub enum Scan {
 /// prost refuses messages nested deeper than 100; stay below.
 const MAX_DEPTH: u32 = 90;
 
+/// The wire is not what the decoder accepts (or not what the scan vouches for).
 #[derive(Debug)]
-struct Stop;
+pub(super) struct Stop;
 
-type R<T> = Result<T, Stop>;
+pub(super) type R<T> = Result<T, Stop>;
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
-struct Reader<'a> {
+/// A protobuf wire reader over one message's bytes (also used by [`super::cost`]).
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
     #[inline]
-    fn varint(&mut self) -> R<u64> {
+    pub(super) fn varint(&mut self) -> R<u64> {
         // Field keys, lengths of short strings and small numbers fit in one byte.
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
@@ -142,7 +144,7 @@ impl<'a> Reader<'a> {
         Ok((field, (key & 7) as u8))
     }
 
-    fn skip(&mut self, n: usize) -> R<()> {
+    pub(super) fn skip(&mut self, n: usize) -> R<()> {
         if self.buf.len() - self.pos < n {
             return Err(Stop);
         }
@@ -150,7 +152,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn bytes(&mut self) -> R<&'a [u8]> {
+    pub(super) fn bytes(&mut self) -> R<&'a [u8]> {
         let len = usize::try_from(self.varint()?).map_err(|_| Stop)?;
         let start = self.pos;
         self.skip(len)?;
