@@ -738,8 +738,11 @@ pub struct ServiceConfig {
     pub in_flight_decode_mib: u64,
 }
 
+/// The default of `service.in_flight_decode_mib`.
+pub const DEFAULT_IN_FLIGHT_DECODE_MIB: u64 = 256;
+
 fn default_in_flight_decode_mib() -> u64 {
-    crate::receivers::in_flight::DEFAULT_BYTES >> 20
+    DEFAULT_IN_FLIGHT_DECODE_MIB
 }
 
 impl Default for ServiceConfig {

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::ReceiverError;
 
 /// The default budget: decoded requests in flight, all receivers together.
-pub const DEFAULT_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_BYTES: u64 = crate::config::DEFAULT_IN_FLIGHT_DECODE_MIB << 20;
 
 /// How long a request waits for room before it is refused.
 pub const WAIT: Duration = Duration::from_millis(500);
