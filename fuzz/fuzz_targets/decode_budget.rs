@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sluice::pipeline::cost::{self, Cost};
-use sluice::pipeline::{Payload, Signal};
+use sluice::model::cost::{self, Cost};
+use sluice::model::{Payload, Signal};
 use sluice::receivers::remote_write::to_otlp_within;
 use sluice::remote_write::WriteRequest;
 

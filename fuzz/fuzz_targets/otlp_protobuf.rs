@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::pipeline::scan::{AttrLimits, Scan, scan};
-use sluice::pipeline::{Payload, Signal};
+use sluice::model::scan::{AttrLimits, Scan, scan};
+use sluice::model::{Payload, Signal};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, body)) = data.split_first() else {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sluice::pipeline::cost::Cost;
+use sluice::model::cost::Cost;
 use sluice::receivers::remote_write::{decode_snappy, to_otlp_within};
 use sluice::remote_write::WriteRequest;
 

@@ -9,9 +9,9 @@ mod common;
 use common::request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use sluice::pipeline::cost;
-use sluice::pipeline::scan::{AttrLimits, Scan, scan, scan_costed};
-use sluice::pipeline::{Batch, Payload, Signal};
+use sluice::model::cost;
+use sluice::model::scan::{AttrLimits, Scan, scan, scan_costed};
+use sluice::model::{Batch, Payload, Signal};
 
 fn passthrough(c: &mut Criterion) {
     let req = request(100);

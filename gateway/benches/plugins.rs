@@ -17,7 +17,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use prost::Message;
 use sluice::admin::metrics::SelfMetrics;
 use sluice::config::{OnError, ProcessorSpec};
-use sluice::pipeline::{Batch, Payload, Signal};
+use sluice::model::{Batch, Payload, Signal};
 use sluice::plugins::{Outcome, PluginEngine, Processor};
 
 fn chaos() -> PathBuf {

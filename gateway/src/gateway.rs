@@ -300,12 +300,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             .receivers
             .iter()
             .find_map(|s| match &s.kind {
-                ReceiverKind::Otlp(c) if s.name == name => {
-                    Some(crate::pipeline::scan::AttrLimits {
-                        max_attributes: c.attribute_limits.max_attributes_per_record,
-                        max_value_len: c.attribute_limits.max_value_bytes,
-                    })
-                }
+                ReceiverKind::Otlp(c) if s.name == name => Some(crate::model::scan::AttrLimits {
+                    max_attributes: c.attribute_limits.max_attributes_per_record,
+                    max_value_len: c.attribute_limits.max_value_bytes,
+                }),
                 _ => None,
             })
             .unwrap_or_default()

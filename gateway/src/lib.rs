@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod grpc_codec;
 pub mod limiter;
 pub mod loadgen;
+pub mod model;
 pub mod pipeline;
 pub mod plugins;
 pub mod receivers;

@@ -38,7 +38,7 @@ use crate::config::{
     duration,
 };
 use crate::exporters::{ExportError, OtlpExporter};
-use crate::pipeline::{Batch, Payload, Signal};
+use crate::model::{Batch, Payload, Signal};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Protocol {

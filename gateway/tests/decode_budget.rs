@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use prost::Message;
-use sluice::pipeline::cost::{self, Cost};
-use sluice::pipeline::{Payload, Signal};
+use sluice::model::cost::{self, Cost};
+use sluice::model::{Payload, Signal};
 use sluice::receivers::remote_write::{Translate, to_otlp_within};
 use sluice::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 

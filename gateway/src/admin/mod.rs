@@ -26,7 +26,8 @@ use std::time::Instant;
 
 use crate::build_info;
 use crate::exporters::ExporterStatus;
-use crate::pipeline::{QueueProbe, Signal};
+use crate::model::Signal;
+use crate::pipeline::QueueProbe;
 use crate::plugins::Processor;
 use axum::Router;
 use axum::extract::State;

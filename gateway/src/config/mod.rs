@@ -18,7 +18,7 @@ use serde_yaml_ng::Value;
 
 pub use schema::*;
 
-use crate::pipeline::Signal;
+use crate::model::Signal;
 
 /// The embedded defaults `sluice run` uses with no `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");

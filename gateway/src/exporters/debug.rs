@@ -3,7 +3,7 @@
 
 use super::{Delivered, ExportError};
 use crate::config::Verbosity;
-use crate::pipeline::{Batch, Payload};
+use crate::model::{Batch, Payload};
 
 pub struct DebugExporter {
     name: String,

@@ -32,7 +32,7 @@ use bytes::Bytes;
 
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{FsyncPolicy, SendingQueueConfig};
-use crate::pipeline::{Batch, Signal};
+use crate::model::{Batch, Signal};
 
 const MAGIC: &[u8; 4] = b"SLQ1";
 const HEADER: usize = 12;
@@ -834,7 +834,7 @@ fn decode_record(record: &[u8], salt: &[u8; 16]) -> Result<Batch, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Payload;
+    use crate::model::Payload;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
-use crate::pipeline::Batch;
+use crate::model::Batch;
 use crate::store::MemoryStore;
 use breaker::{Breaker, Permit};
 use disk_queue::{DiskQueue, Ticket, WriteError};

@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 use super::{Delivered, ExportError};
 use crate::config::{Compression, OtlpExporterConfig, OtlpProtocol};
 use crate::grpc_codec::{Prost, WireCodec};
-use crate::pipeline::{Batch, Signal};
+use crate::model::{Batch, Signal};
 
 pub struct OtlpExporter {
     transport: Transport,

@@ -22,7 +22,7 @@ use super::{Delivered, ExportError};
 use crate::admin::metrics::SelfMetrics;
 use crate::build_info;
 use crate::config::{Credentials, RemoteWriteExporterConfig};
-use crate::pipeline::{Batch, Payload};
+use crate::model::{Batch, Payload};
 use crate::receivers::remote_write::encode_snappy;
 use crate::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 

@@ -15,11 +15,6 @@
 //! emits enters the pipelines of its signal through the [`EmitRouter`], never reaching the
 //! processor that emitted it again.
 
-mod batch;
-pub mod cost;
-pub mod limits;
-pub mod scan;
-
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,10 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
-
 use crate::admin::metrics::SelfMetrics;
 use crate::exporters::{DiskRoom, ExporterHandle, Reservation};
+use crate::model::{Batch, Payload, Signal};
 use crate::plugins::{Emitted, Outcome, Processor};
 
 /// Why a pipeline did not take a batch.

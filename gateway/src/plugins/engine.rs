@@ -210,7 +210,7 @@ pub struct HostState {
     /// Guest stdout and stderr, capped; read after each call.
     output: GuestOutput,
     /// Telemetry the plugin emitted during the current call.
-    pub emitted: Vec<(crate::pipeline::Signal, Vec<u8>)>,
+    pub emitted: Vec<(crate::model::Signal, Vec<u8>)>,
     emitted_bytes: usize,
     /// The first cap the current call broke: the `kind` its failure is counted as.
     pub exceeded: Option<&'static str>,
@@ -408,12 +408,7 @@ impl HostState {
 
     /// Ends a call: logs what the guest printed, and hands over what it emitted (nothing when
     /// it broke a cap) with the cap it broke.
-    pub fn end_call(
-        &mut self,
-    ) -> (
-        Vec<(crate::pipeline::Signal, Vec<u8>)>,
-        Option<&'static str>,
-    ) {
+    pub fn end_call(&mut self) -> (Vec<(crate::model::Signal, Vec<u8>)>, Option<&'static str>) {
         self.flush_output();
         self.emitted_bytes = 0;
         let exceeded = self.exceeded.take();
@@ -571,9 +566,9 @@ impl host::Host for HostState {
             return;
         }
         let signal = match signal {
-            Signal::Traces => crate::pipeline::Signal::Traces,
-            Signal::Metrics => crate::pipeline::Signal::Metrics,
-            Signal::Logs => crate::pipeline::Signal::Logs,
+            Signal::Traces => crate::model::Signal::Traces,
+            Signal::Metrics => crate::model::Signal::Metrics,
+            Signal::Logs => crate::model::Signal::Logs,
         };
         let bytes = self.emitted_bytes.saturating_add(data.len());
         let broke = if self.emitted.len() >= EMIT_MESSAGES_PER_CALL || bytes > EMIT_BYTES_PER_CALL {

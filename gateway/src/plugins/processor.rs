@@ -28,7 +28,7 @@ use super::engine::{
 };
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{OnError, ProcessorSpec};
-use crate::pipeline::{Batch, Payload, Signal};
+use crate::model::{Batch, Payload, Signal};
 
 /// What happens to a batch after a processor.
 #[derive(Debug)]
@@ -542,8 +542,8 @@ impl Processor {
                 // Valid protobuf with valid records (the usual case) is taken as it is, without
                 // decoding it; anything else is decoded, for the precise error.
                 let signal = batch.signal();
-                if let crate::pipeline::scan::Scan::Valid(records) =
-                    crate::pipeline::scan::scan_derived(signal, &bytes, batch.encoded())
+                if let crate::model::scan::Scan::Valid(records) =
+                    crate::model::scan::scan_derived(signal, &bytes, batch.encoded())
                 {
                     return Ok(Outcome::Forward(Arc::new(
                         batch.derive_wire(bytes.into(), records),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::admin::metrics::SelfMetrics;
 use crate::config::{OnError, ProcessorSpec};
-use crate::pipeline::{Batch, Payload, Signal};
+use crate::model::{Batch, Payload, Signal};
 
 use super::{Outcome, PluginEngine, Processor};
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 use http::StatusCode;
 use tonic::Code;
 
-use crate::pipeline::{DecodeError, Refusal, Signal};
+use crate::model::{DecodeError, Signal};
+use crate::pipeline::Refusal;
 
 /// What clients are told to wait before retrying a refused request.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -24,7 +25,7 @@ pub enum ReceiverError {
     Malformed(#[from] DecodeError),
     #[error(
         "the request would decode into about {cost} bytes, more than {} times the {received} bytes received; records without content (empty spans, attributes or points) are not accepted",
-        crate::pipeline::cost::EXPANSION
+        crate::model::cost::EXPANSION
     )]
     Expansion { cost: u64, received: usize },
     #[error(

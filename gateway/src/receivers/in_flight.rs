@@ -1,7 +1,7 @@
 //! The global in-flight budget: memory that requests being decoded may take, all receivers
 //! together.
 //!
-//! Each request's decoded form is bounded by [`crate::pipeline::cost`] relative to its own size,
+//! Each request's decoded form is bounded by [`crate::model::cost`] relative to its own size,
 //! but many requests at once could still add up. Before a receiver decodes a request it reserves
 //! the request's estimated cost here, and holds the reservation until the request is answered.
 //! When the budget is spent, the request waits briefly for others to finish and is then refused

@@ -34,12 +34,10 @@ pub mod auth;
 pub use auth::Tenant;
 
 use crate::admin::metrics::SelfMetrics;
-use crate::pipeline::cost::{self, Cost};
-use crate::pipeline::scan::{self, AttrLimits, Scan};
-use crate::pipeline::{
-    ACK_TIMEOUT, ADMISSION_WAIT, Batch, Payload, PipelineHandle, Refusal, Rejected, Rejection,
-    Signal,
-};
+use crate::model::cost::{self, Cost};
+use crate::model::scan::{self, AttrLimits, Scan};
+use crate::model::{Batch, Payload, Rejected, Signal};
+use crate::pipeline::{ACK_TIMEOUT, ADMISSION_WAIT, PipelineHandle, Refusal, Rejection};
 
 /// How a request reached us, for metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

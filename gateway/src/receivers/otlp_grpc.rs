@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use super::Tenant;
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
-use crate::pipeline::Signal;
+use crate::model::Signal;
 use crate::server::CorrelationId;
 
 pub struct GrpcReceiver {

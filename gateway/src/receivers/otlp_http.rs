@@ -23,7 +23,7 @@ use super::Tenant;
 use super::body::{Encoding, Format, decode_body};
 use super::error::RETRY_AFTER;
 use super::{ExportResponse, Intake, ReceiverError, Transport, offload};
-use crate::pipeline::{Payload, Rejected, Signal};
+use crate::model::{Payload, Rejected, Signal};
 use crate::server::CorrelationId;
 
 pub struct HttpReceiver {
@@ -134,7 +134,7 @@ async fn handle(
         Format::Json => {
             let size = body.len();
             let text = body.clone();
-            let cost = offload(size, move || crate::pipeline::cost::json(&text)).await?;
+            let cost = offload(size, move || crate::model::cost::json(&text)).await?;
             let _reservation = st
                 .intake
                 .reserve_decode(Transport::Http, signal, cost, size)

@@ -38,8 +38,8 @@ use super::Tenant;
 use super::error::RETRY_AFTER;
 use super::otlp_http::{drain, read_body};
 use super::{Intake, ReceiverError, Transport, offload};
-use crate::pipeline::cost::{self, Cost};
-use crate::pipeline::{Payload, Signal};
+use crate::model::cost::{self, Cost};
+use crate::model::{Payload, Signal};
 use crate::remote_write::{MetricType, WriteRequest};
 use crate::server::CorrelationId;
 

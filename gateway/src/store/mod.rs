@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::admin::metrics::SelfMetrics;
 use crate::config::MemoryExporterConfig;
-use crate::pipeline::{Batch, Payload};
+use crate::model::{Batch, Payload};
 
 pub type TraceId = [u8; 16];
 

@@ -19,7 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use super::{Delivered, ExportError};
 use crate::admin::metrics::SelfMetrics;
 use crate::config::PrometheusExporterConfig;
-use crate::pipeline::{Batch, Payload};
+use crate::model::{Batch, Payload};
 use store::{Store, StoreConfig};
 
 pub struct PrometheusExporter {

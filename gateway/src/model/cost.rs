@@ -7,7 +7,7 @@
 //! therefore ask [`protobuf`] (or [`json`]) what the decoded form would take, walking the wire
 //! format without allocating, and refuse a request whose decoded form exceeds
 //! [`EXPANSION`] times the bytes received, and hold a share of a global in-flight budget
-//! ([`crate::receivers::InFlight`]) for the estimate while they decode it.
+//! (the receivers' in-flight budget) for the estimate while they decode it.
 //!
 //! The estimate is an upper bound of what prost allocates: the size of every element of every
 //! repeated message field, doubled for the capacity a growing `Vec` may hold, plus the bytes of
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn the_scan_counts_what_the_walk_counts() {
-        use crate::pipeline::scan::{AttrLimits, Scan, scan_costed};
+        use crate::model::scan::{AttrLimits, Scan, scan_costed};
         use opentelemetry_proto::tonic::common::v1::{
             ArrayValue, InstrumentationScope, KeyValueList,
         };

@@ -174,8 +174,8 @@ impl Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Signal;
-    use crate::pipeline::scan::{Scan, scan_within};
+    use crate::model::Signal;
+    use crate::model::scan::{Scan, scan_within};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;

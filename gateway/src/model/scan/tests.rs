@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::pipeline::Payload;
+use crate::model::Payload;
 
 fn value(rng: &mut SmallRng, depth: u32) -> AnyValue {
     let v = match rng.random_range(0..if depth > 2 { 5 } else { 7 }) {
