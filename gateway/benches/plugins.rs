@@ -15,10 +15,10 @@ use std::time::Duration;
 use common::request;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use sluice::admin::metrics::SelfMetrics;
 use sluice::config::{OnError, ProcessorSpec};
 use sluice::model::{Batch, Payload, Signal};
 use sluice::plugins::{Outcome, PluginEngine, Processor};
+use sluice::telemetry::metrics::SelfMetrics;
 
 fn chaos() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

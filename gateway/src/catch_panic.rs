@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::admin::metrics::SelfMetrics;
+use crate::telemetry::metrics::SelfMetrics;
 
 #[derive(Clone)]
 struct Guard {

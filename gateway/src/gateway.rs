@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::admin::{self, AdminState, ExporterView, Health, PipelineView, ReceiverView};
 use crate::config::{Config, ProcessorSpec, ReceiverKind};
 use crate::exporters::Exporter;
@@ -24,6 +23,7 @@ use crate::plugins::{PluginEngine, Processor};
 use crate::receivers::auth::Authenticator;
 use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
 use crate::server;
+use crate::telemetry::metrics::SelfMetrics;
 
 /// How long a connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::config::MemoryLimiterConfig;
+use crate::telemetry::metrics::SelfMetrics;
 
 #[derive(Debug)]
 pub struct MemoryLimiter {

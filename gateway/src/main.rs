@@ -118,13 +118,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            let telemetry = match sluice::telemetry::init(&config) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
-            };
+            let telemetry =
+                match sluice::telemetry::init(&config.logs, config.traces_endpoint.as_deref()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                };
             let result = run(config);
             drop(telemetry);
             match result {

@@ -370,15 +370,12 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytesDeadl
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-/// The request's correlation id, put in the extensions by [`correlate`].
-#[derive(Debug, Clone)]
-pub struct CorrelationId(pub Arc<str>);
-
 /// Middleware: assigns each request a correlation id, runs it inside a tracing span carrying
 /// the id, and returns the id in `X-Correlation-ID`.
 pub async fn correlate(mut req: Request, next: Next) -> Response {
-    let id = crate::receivers::correlation_id(req.headers());
-    req.extensions_mut().insert(CorrelationId(id.clone()));
+    let id = crate::telemetry::correlation_id(req.headers());
+    req.extensions_mut()
+        .insert(crate::telemetry::CorrelationId(id.clone()));
     let span = tracing::info_span!("request", correlation_id = %id, path = %req.uri().path());
     // Continue the client's trace in the gateway's own traces.
     if let Some(parent) = remote_parent(req.headers()) {

@@ -17,7 +17,6 @@
 //! Requests that change state (the reload) must carry `X-Sluice-Request: 1` and must not come
 //! from a foreign origin; every response carries security headers ([`security`]).
 
-pub mod metrics;
 pub mod security;
 
 use std::sync::Arc;
@@ -27,14 +26,14 @@ use std::time::Instant;
 use crate::build_info;
 use crate::exporters::ExporterStatus;
 use crate::model::Signal;
-use crate::pipeline::QueueProbe;
 use crate::plugins::Processor;
+use crate::telemetry::QueueProbe;
+use crate::telemetry::metrics::SelfMetrics;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{StatusCode, header};
-use metrics::SelfMetrics;
 use serde_json::json;
 
 /// Lifecycle flags the health endpoints report.

@@ -31,7 +31,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
-use super::metrics::SelfMetrics;
+use crate::telemetry::metrics::SelfMetrics;
 
 /// The web UI, as served at `/`.
 pub const UI_PAGE: &str = include_str!("ui/index.html");

@@ -883,32 +883,4 @@ pub struct TracesConfig {
     pub endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogsConfig {
-    #[serde(default = "default_log_level")]
-    pub level: String,
-    #[serde(default)]
-    pub format: LogFormat,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        LogsConfig {
-            level: default_log_level(),
-            format: LogFormat::default(),
-        }
-    }
-}
-
-fn default_log_level() -> String {
-    "info".into()
-}
+pub use crate::telemetry::{LogFormat, LogsConfig};

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::config::{FsyncPolicy, SendingQueueConfig};
 use crate::model::{Batch, Signal};
+use crate::telemetry::metrics::SelfMetrics;
 
 const MAGIC: &[u8; 4] = b"SLQ1";
 const HEADER: usize = 12;

@@ -22,10 +22,10 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::config::{ExporterKind, ExporterSpec, RetryConfig};
 use crate::model::Batch;
 use crate::store::MemoryStore;
+use crate::telemetry::metrics::SelfMetrics;
 use breaker::{Breaker, Permit};
 use disk_queue::{DiskQueue, Ticket, WriteError};
 
@@ -227,7 +227,7 @@ impl ExporterHandle {
 pub struct Exporter {
     pub handle: ExporterHandle,
     pub status: Arc<ExporterStatus>,
-    pub queue: crate::pipeline::QueueProbe,
+    pub queue: crate::telemetry::QueueProbe,
     pub capacity: usize,
     pub tasks: Vec<JoinHandle<()>>,
     pub leftovers: Leftovers,
@@ -332,7 +332,7 @@ impl Exporter {
         let (tx, source, probe) = match &queue.storage {
             None => {
                 let (tx, rx) = mpsc::channel(queue.queue_size);
-                let probe = crate::pipeline::QueueProbe::of(tx.downgrade());
+                let probe = crate::telemetry::QueueProbe::of(tx.downgrade());
                 (QueueTx::Memory(tx), Source::Memory(Mutex::new(rx)), probe)
             }
             Some(_) => {
@@ -349,7 +349,7 @@ impl Exporter {
                     )));
                 }
                 let weak = Arc::downgrade(&q);
-                let probe = crate::pipeline::QueueProbe::new(move || {
+                let probe = crate::telemetry::QueueProbe::new(move || {
                     weak.upgrade()
                         .filter(|q| !q.is_closed())
                         .map(|q| q.pending())

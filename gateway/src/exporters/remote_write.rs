@@ -19,12 +19,12 @@ use futures_util::future::join_all;
 
 use super::prometheus::store::{Kind, Labels, Store, Value, format_float};
 use super::{Delivered, ExportError};
-use crate::admin::metrics::SelfMetrics;
 use crate::build_info;
 use crate::config::{Credentials, RemoteWriteExporterConfig};
 use crate::model::{Batch, Payload};
 use crate::receivers::remote_write::encode_snappy;
 use crate::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use crate::telemetry::metrics::SelfMetrics;
 
 /// The time series of one batch, split by shard.
 type Shards = Arc<Vec<Vec<TimeSeries>>>;

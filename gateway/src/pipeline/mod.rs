@@ -22,10 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::exporters::{DiskRoom, ExporterHandle, Reservation};
 use crate::model::{Batch, Payload, Signal};
 use crate::plugins::{Emitted, Outcome, Processor};
+use crate::telemetry::QueueProbe;
+use crate::telemetry::metrics::SelfMetrics;
 
 /// Why a pipeline did not take a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,32 +146,6 @@ impl PipelineHandle {
 
     pub fn queue_capacity(&self) -> usize {
         self.tx.max_capacity()
-    }
-}
-
-/// Reads a queue's depth without keeping the queue open; `None` once it has closed.
-#[derive(Clone)]
-pub struct QueueProbe(Arc<dyn Fn() -> Option<usize> + Send + Sync>);
-
-impl std::fmt::Debug for QueueProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("QueueProbe")
-    }
-}
-
-impl QueueProbe {
-    pub fn new(depth: impl Fn() -> Option<usize> + Send + Sync + 'static) -> QueueProbe {
-        QueueProbe(Arc::new(depth))
-    }
-
-    pub fn of<T: Send + 'static>(queue: mpsc::WeakSender<T>) -> QueueProbe {
-        QueueProbe(Arc::new(move || {
-            queue.upgrade().map(|s| s.max_capacity() - s.capacity())
-        }))
-    }
-
-    pub fn depth(&self) -> Option<usize> {
-        (self.0)()
     }
 }
 

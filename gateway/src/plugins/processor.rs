@@ -26,9 +26,9 @@ use super::bindings::{Processor as World, ProcessorPre};
 use super::engine::{
     EPOCH_TICK, HostState, LimitExceeded, PluginEngine, PluginError, Quotas, TrackedLimits,
 };
-use crate::admin::metrics::SelfMetrics;
 use crate::config::{OnError, ProcessorSpec};
 use crate::model::{Batch, Payload, Signal};
+use crate::telemetry::metrics::SelfMetrics;
 
 /// What happens to a batch after a processor.
 #[derive(Debug)]

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::admin::metrics::SelfMetrics;
 use crate::config::{OnError, ProcessorSpec};
 use crate::model::{Batch, Payload, Signal};
+use crate::telemetry::metrics::SelfMetrics;
 
 use super::{Outcome, PluginEngine, Processor};
 

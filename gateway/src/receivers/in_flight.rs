@@ -57,7 +57,7 @@ impl InFlight {
     }
 
     /// Reports the bytes in use to `metrics` (the first caller's metrics are kept).
-    pub fn report_to(&self, metrics: &crate::admin::metrics::SelfMetrics) {
+    pub fn report_to(&self, metrics: &crate::telemetry::metrics::SelfMetrics) {
         let gauges = &metrics.receiver_in_flight_bytes;
         gauges
             .with_label_values(&["budget"])

@@ -22,7 +22,7 @@ use super::Tenant;
 use super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
 use crate::model::Signal;
-use crate::server::CorrelationId;
+use crate::telemetry::CorrelationId;
 
 pub struct GrpcReceiver {
     pub intake: Intake,

@@ -24,7 +24,7 @@ use super::body::{Encoding, Format, decode_body};
 use super::error::RETRY_AFTER;
 use super::{ExportResponse, Intake, ReceiverError, Transport, offload};
 use crate::model::{Payload, Rejected, Signal};
-use crate::server::CorrelationId;
+use crate::telemetry::CorrelationId;
 
 pub struct HttpReceiver {
     pub intake: Intake,

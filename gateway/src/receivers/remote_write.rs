@@ -41,7 +41,7 @@ use super::{Intake, ReceiverError, Transport, offload};
 use crate::model::cost::{self, Cost};
 use crate::model::{Payload, Signal};
 use crate::remote_write::{MetricType, WriteRequest};
-use crate::server::CorrelationId;
+use crate::telemetry::CorrelationId;
 
 pub const PATH: &str = "/api/v1/write";
 

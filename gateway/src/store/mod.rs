@@ -18,9 +18,9 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use crate::admin::metrics::SelfMetrics;
 use crate::config::MemoryExporterConfig;
 use crate::model::{Batch, Payload};
+use crate::telemetry::metrics::SelfMetrics;
 
 pub type TraceId = [u8; 16];
 

@@ -17,9 +17,9 @@ use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
 
 use super::{Delivered, ExportError};
-use crate::admin::metrics::SelfMetrics;
 use crate::config::PrometheusExporterConfig;
 use crate::model::{Batch, Payload};
+use crate::telemetry::metrics::SelfMetrics;
 use store::{Store, StoreConfig};
 
 pub struct PrometheusExporter {

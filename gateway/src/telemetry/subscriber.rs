@@ -20,7 +20,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::build_info;
-use crate::config::{Config, LogFormat};
+use serde::Deserialize;
 
 /// Keeps the trace pipeline alive; flushes it when dropped.
 #[derive(Debug, Default)]
@@ -55,20 +55,20 @@ pub fn traces_url(endpoint: &str) -> String {
 }
 
 /// Installs the global subscriber. Call once, before the runtime starts.
-pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+pub fn init(logs: &LogsConfig, traces_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     crate::exporters::tls::install_crypto_provider();
-    let filter = EnvFilter::try_new(&config.logs.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&logs.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let fmt = match config.logs.format {
+    let fmt = match logs.format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.boxed(),
     }
     .with_filter(filter);
 
     let mut telemetry = Telemetry::default();
-    let otel = match &config.traces_endpoint {
+    let otel = match traces_endpoint {
         None => None,
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -104,6 +104,37 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
         .try_init()
         .map_err(|e| TelemetryError(e.to_string()))?;
     Ok(telemetry)
+}
+
+/// How the gateway writes its own logs (`service.telemetry.logs`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
 }
 
 #[cfg(test)]
