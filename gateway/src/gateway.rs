@@ -567,7 +567,7 @@ async fn listen(
         metrics,
     } = l;
     let tls = tls
-        .map(server::tls_config)
+        .map(crate::tls::server_config)
         .transpose()
         .map_err(|e| GatewayError::Tls(format!("TLS for {what}: {e}")))?;
     let listener = server::bind(endpoint, what)

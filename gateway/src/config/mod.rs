@@ -480,9 +480,13 @@ fn parse(
                     ];
                     for (protocol, tls) in tls {
                         if let Some(t) = tls
-                            && let Err(e) = crate::server::tls_config(t)
+                            && let Err(e) = crate::tls::server_config(t)
                         {
-                            err(errors, format!("{path}.protocols.{protocol}.tls"), e);
+                            err(
+                                errors,
+                                format!("{path}.protocols.{protocol}.tls"),
+                                e.to_string(),
+                            );
                         }
                     }
                     let auth_tokens = c
@@ -741,9 +745,9 @@ fn parse(
             let endpoint_auth = match &kind {
                 ExporterKind::Prometheus(c) => {
                     if let Some(t) = &c.tls
-                        && let Err(e) = crate::server::tls_config(t)
+                        && let Err(e) = crate::tls::server_config(t)
                     {
-                        err(errors, format!("{path}.tls"), e);
+                        err(errors, format!("{path}.tls"), e.to_string());
                     }
                     c.auth
                         .as_ref()
@@ -852,9 +856,9 @@ fn parse(
     }
     check_endpoint(&admin_endpoint, "service.admin.endpoint", errors);
     if let Some(t) = &service.admin.tls
-        && let Err(e) = crate::server::tls_config(t)
+        && let Err(e) = crate::tls::server_config(t)
     {
-        err(errors, "service.admin.tls", e);
+        err(errors, "service.admin.tls", e.to_string());
     }
     let admin_auth = service
         .admin

@@ -140,18 +140,6 @@ fn default_max_connections() -> usize {
     4096
 }
 
-/// TLS on a listener (TLS 1.2 or 1.3, rustls); with `client_ca_file`, clients must present a
-/// certificate signed by that CA (mutual TLS).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsServerConfig {
-    /// PEM certificate chain, leaf first.
-    pub cert_file: std::path::PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: std::path::PathBuf,
-    pub client_ca_file: Option<std::path::PathBuf>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpServerConfig {
@@ -315,20 +303,6 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
-}
-
-/// TLS settings of an exporter (`https://` endpoints).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TlsClientConfig {
-    /// PEM CA certificates trusted besides the system's.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// PEM client certificate and key, for mTLS.
-    pub cert_file: Option<std::path::PathBuf>,
-    pub key_file: Option<std::path::PathBuf>,
-    /// Do not verify the server's certificate (testing only).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -884,3 +858,4 @@ pub struct TracesConfig {
 }
 
 pub use crate::telemetry::{LogFormat, LogsConfig};
+pub use crate::tls::{TlsClientConfig, TlsServerConfig};

@@ -11,7 +11,6 @@ pub mod disk_queue;
 mod otlp;
 pub mod prometheus;
 mod remote_write;
-pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -78,9 +78,10 @@ impl OtlpExporter {
                     .timeout(c.timeout)
                     .tcp_nodelay(true);
                 let endpoint = if c.endpoint.starts_with("https://") {
-                    super::tls::install_crypto_provider();
+                    let tls = crate::tls::grpc_channel(c.tls.as_ref())
+                        .map_err(|e| ExportError::permanent(format!("exporter {name}: {e}")))?;
                     endpoint
-                        .tls_config(grpc_tls(c.tls.as_ref(), name)?)
+                        .tls_config(tls)
                         .map_err(|e| ExportError::permanent(format!("exporter {name}: TLS: {e}")))?
                 } else {
                     endpoint
@@ -91,7 +92,8 @@ impl OtlpExporter {
                 let builder = reqwest::Client::builder()
                     .timeout(c.timeout)
                     .connect_timeout(c.timeout.min(Duration::from_secs(10)));
-                let client = super::tls::configure(builder, c.tls.as_ref(), name)?
+                let client = crate::tls::http_client(builder, c.tls.as_ref(), name)
+                    .map_err(|e| ExportError::permanent(format!("exporter {name}: {e}")))?
                     .build()
                     .map_err(|e| {
                         ExportError::permanent(format!("exporter {name}: HTTP client: {e}"))
@@ -214,36 +216,6 @@ impl OtlpExporter {
             retry_after,
         })
     }
-}
-
-/// TLS for an `https://` gRPC endpoint: the system's roots, plus `ca_file`, plus a client
-/// certificate for mTLS.
-fn grpc_tls(
-    tls: Option<&crate::config::TlsClientConfig>,
-    exporter: &str,
-) -> Result<tonic::transport::ClientTlsConfig, ExportError> {
-    let mut config = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
-    let Some(tls) = tls else {
-        return Ok(config);
-    };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            ExportError::permanent(format!(
-                "exporter {exporter}: cannot read {}: {e}",
-                path.display()
-            ))
-        })
-    };
-    if let Some(ca) = &tls.ca_file {
-        config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
-    }
-    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        config = config.identity(tonic::transport::Identity::from_pem(
-            read(cert)?,
-            read(key)?,
-        ));
-    }
-    Ok(config)
 }
 
 /// The three OTLP export responses: their `partial_success`, if any.

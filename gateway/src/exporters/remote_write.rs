@@ -63,7 +63,8 @@ impl RemoteWriteExporter {
         let builder = reqwest::Client::builder()
             .timeout(c.timeout)
             .connect_timeout(c.timeout.min(Duration::from_secs(10)));
-        let client = super::tls::configure(builder, c.tls.as_ref(), name)?
+        let client = crate::tls::http_client(builder, c.tls.as_ref(), name)
+            .map_err(|e| ExportError::permanent(format!("exporter {name}: {e}")))?
             .build()
             .map_err(|e| invalid("HTTP client", &e))?;
         Ok(RemoteWriteExporter {

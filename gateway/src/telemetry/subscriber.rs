@@ -56,7 +56,7 @@ pub fn traces_url(endpoint: &str) -> String {
 
 /// Installs the global subscriber. Call once, before the runtime starts.
 pub fn init(logs: &LogsConfig, traces_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
-    crate::exporters::tls::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let filter = EnvFilter::try_new(&logs.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
