@@ -17,7 +17,7 @@ use prost::Message;
 use sluice::model::cost::{self, Cost};
 use sluice::model::{Payload, Signal};
 use sluice::receivers::remote_write::to_otlp_within;
-use sluice::remote_write::WriteRequest;
+use sluice::prompb::WriteRequest;
 
 struct Counting;
 

@@ -6,8 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sluice::model::cost::Cost;
-use sluice::receivers::remote_write::{decode_snappy, to_otlp_within};
-use sluice::remote_write::WriteRequest;
+use sluice::prompb::decode_snappy;
+use sluice::receivers::remote_write::to_otlp_within;
+use sluice::prompb::WriteRequest;
 
 const LIMIT: usize = 1 << 20;
 

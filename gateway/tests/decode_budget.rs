@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use prost::Message;
 use sluice::model::cost::{self, Cost};
 use sluice::model::{Payload, Signal};
+use sluice::prompb::{Label, Sample, TimeSeries, WriteRequest};
 use sluice::receivers::remote_write::{Translate, to_otlp_within};
-use sluice::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 
 struct Counting;
 

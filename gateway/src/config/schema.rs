@@ -524,7 +524,7 @@ pub struct PrometheusExporterConfig {
     #[serde(default = "default_prometheus_endpoint")]
     pub endpoint: String,
     #[serde(default)]
-    pub translation_strategy: crate::exporters::prometheus::naming::TranslationStrategy,
+    pub translation_strategy: crate::naming::TranslationStrategy,
     /// Series not updated for this long are removed.
     #[serde(default = "default_metric_expiration", with = "duration")]
     pub metric_expiration: Duration,
@@ -587,7 +587,7 @@ pub struct RemoteWriteExporterConfig {
     #[serde(default = "default_shards")]
     pub shards: usize,
     #[serde(default)]
-    pub translation_strategy: crate::exporters::prometheus::naming::TranslationStrategy,
+    pub translation_strategy: crate::naming::TranslationStrategy,
     #[serde(default = "default_metric_expiration", with = "duration")]
     pub metric_expiration: Duration,
     #[serde(default = "default_max_series")]

@@ -22,8 +22,7 @@ use super::{Delivered, ExportError};
 use crate::build_info;
 use crate::config::{Credentials, RemoteWriteExporterConfig};
 use crate::model::{Batch, Payload};
-use crate::receivers::remote_write::encode_snappy;
-use crate::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use crate::prompb::{Label, Sample, TimeSeries, WriteRequest, encode_snappy};
 use crate::telemetry::metrics::SelfMetrics;
 
 /// The time series of one batch, split by shard.

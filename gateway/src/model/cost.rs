@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, spa
 
 use super::Signal;
 use super::scan::{Reader, Stop};
-use crate::remote_write as rw;
+use crate::prompb as rw;
 
 /// How many times the bytes received the decoded form of a request may take. Real OTLP
 /// traffic decodes to 2 to 10 times its protobuf size (a span of nothing but its ids 18 times,

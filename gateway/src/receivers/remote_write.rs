@@ -22,7 +22,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 use http::{StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -40,7 +39,7 @@ use super::otlp_http::{drain, read_body};
 use super::{Intake, ReceiverError, Transport, offload};
 use crate::model::cost::{self, Cost};
 use crate::model::{Payload, Signal};
-use crate::remote_write::{MetricType, WriteRequest};
+use crate::prompb::{self, MetricType, WriteRequest};
 use crate::telemetry::CorrelationId;
 
 pub const PATH: &str = "/api/v1/write";
@@ -184,22 +183,18 @@ async fn handle(
     Ok(())
 }
 
-/// Decompresses a snappy block after checking the length its header announces.
+/// Decompresses a snappy body, refusing one whose header announces more than `limit`.
 pub fn decode_snappy(body: &[u8], limit: usize) -> Result<Vec<u8>, ReceiverError> {
-    let corrupt = |e: snap::Error| ReceiverError::CorruptEncoding {
-        encoding: "snappy".into(),
-        detail: e.to_string(),
-    };
-    let len = snap::raw::decompress_len(body).map_err(corrupt)?;
-    if len > limit {
-        return Err(ReceiverError::TooLarge {
+    prompb::decode_snappy(body, limit).map_err(|e| match e {
+        prompb::SnappyError::TooLarge { limit } => ReceiverError::TooLarge {
             limit,
             decompressed: true,
-        });
-    }
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(corrupt)
+        },
+        prompb::SnappyError::Corrupt(e) => ReceiverError::CorruptEncoding {
+            encoding: "snappy".into(),
+            detail: e.to_string(),
+        },
+    })
 }
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
@@ -469,7 +464,7 @@ pub fn to_otlp_within(
 /// OTLP buckets are dense, so the gaps between spans become zero counts: their number is
 /// computed (with checked arithmetic) and charged to `spend` before any is written.
 fn native_histograms(
-    histograms: &[crate::remote_write::Histogram],
+    histograms: &[crate::prompb::Histogram],
     attributes: &[KeyValue],
     labels_cost: u64,
     spend: &mut Spend,
@@ -520,7 +515,7 @@ fn native_histograms(
 
 /// One side of a native histogram as dense OTLP buckets.
 fn buckets(
-    spans: &[crate::remote_write::BucketSpan],
+    spans: &[crate::prompb::BucketSpan],
     deltas: &[i64],
     counts: &[f64],
     spend: &mut Spend,
@@ -609,17 +604,10 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Encodes a `WriteRequest` the way senders do (for tests and the exporter).
-pub fn encode_snappy(write: &WriteRequest) -> Result<Bytes, snap::Error> {
-    snap::raw::Encoder::new()
-        .compress_vec(&write.encode_to_vec())
-        .map(Bytes::from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries};
+    use crate::prompb::{Label, MetricMetadata, Sample, TimeSeries};
 
     fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
         TimeSeries {
@@ -712,7 +700,7 @@ mod tests {
 
     #[test]
     fn native_histograms_become_exponential_histograms() {
-        use crate::remote_write::{BucketSpan, Histogram};
+        use crate::prompb::{BucketSpan, Histogram};
         let mut ts = series(&[("__name__", "rpc_latency_seconds"), ("job", "api")], &[]);
         ts.histograms.push(Histogram {
             count_int: Some(9),

@@ -4,7 +4,6 @@
 //! Batches update a [`store::Store`]; a scrape renders it in the text format 0.0.4, or in
 //! OpenMetrics 1.0 (with exemplars) when the scraper asks for `application/openmetrics-text`.
 
-pub mod naming;
 pub mod store;
 
 use std::sync::{Arc, Mutex};

@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     NumberDataPoint, exemplar, metric::Data, number_data_point,
 };
 
-use super::naming::{self, NameKind, TranslationStrategy};
+use crate::naming::{self, NameKind, TranslationStrategy};
 
 /// OTLP data point flag: the point has no recorded value (the series went stale).
 const FLAG_NO_RECORDED_VALUE: u32 = 1;

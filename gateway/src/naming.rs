@@ -1,4 +1,5 @@
-//! OTLP to Prometheus names, per the OpenTelemetry specification's "Prometheus and OpenMetrics
+//! Prometheus naming, a leaf shared by the config, the Prometheus exporters and the
+//! receivers: OTLP to Prometheus names, per the OpenTelemetry specification's "Prometheus and OpenMetrics
 //! Compatibility": metric names with unit and `_total` suffixes, and label names.
 
 use std::borrow::Cow;

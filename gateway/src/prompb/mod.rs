@@ -1,6 +1,39 @@
 //! Prometheus remote-write 1.0 wire types (`prometheus.WriteRequest`), as prost messages.
 //!
-//! Field numbers follow Prometheus' `prompb/remote.proto` and `prompb/types.proto`.
+//! Field numbers follow Prometheus' `prompb/remote.proto` and `prompb/types.proto`. Bodies are
+//! snappy block-compressed ([`encode_snappy`], [`decode_snappy`]). A leaf: the remote_write
+//! receiver and exporter and the decode-cost walk build on it.
+
+use bytes::Bytes;
+use prost::Message;
+
+/// Encodes a `WriteRequest` the way senders do (the exporter, and tests).
+pub fn encode_snappy(write: &WriteRequest) -> Result<Bytes, snap::Error> {
+    snap::raw::Encoder::new()
+        .compress_vec(&write.encode_to_vec())
+        .map(Bytes::from)
+}
+
+/// Why a snappy body was not decompressed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnappyError {
+    #[error("the snappy header announces more than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("corrupt snappy: {0}")]
+    Corrupt(#[source] snap::Error),
+}
+
+/// Decompresses a snappy block after checking the length its header announces, so that a
+/// small body cannot expand beyond `limit`.
+pub fn decode_snappy(body: &[u8], limit: usize) -> Result<Vec<u8>, SnappyError> {
+    let len = snap::raw::decompress_len(body).map_err(SnappyError::Corrupt)?;
+    if len > limit {
+        return Err(SnappyError::TooLarge { limit });
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(SnappyError::Corrupt)
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
