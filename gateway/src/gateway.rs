@@ -71,7 +71,7 @@ fn start_plugin_tasks(
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(0);
                 for p in &processors {
-                    let out = crate::pipeline::blocking(|| p.tick(now));
+                    let out = crate::rt::blocking(|| p.tick(now));
                     if !out.is_empty() {
                         emit.route(&p.name, out);
                     }

@@ -2,7 +2,7 @@
 //!
 //! A task reads the resident set size (`VmRSS` in `/proc/self/status`) every `check_interval` and keeps two
 //! flags. Above the soft limit the receivers refuse new data with a retryable error
-//! ([`crate::pipeline::Refusal::MemoryLimit`]: HTTP 429 with `Retry-After`, gRPC
+//! ([`crate::inlet::Refusal::MemoryLimit`]: HTTP 429 with `Retry-After`, gRPC
 //! `UNAVAILABLE`), so nothing already accepted is lost and clients that retry lose nothing;
 //! queues drain meanwhile and memory falls. Above the hard limit `/health/ready` also answers
 //! 503, so that a load balancer sends elsewhere. Memory itself is bounded by the queues: see

@@ -497,7 +497,7 @@ impl DiskQueue {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match crate::pipeline::blocking(|| self.try_next()) {
+            match crate::rt::blocking(|| self.try_next()) {
                 Next::Batch(b, t) => return Some((b, t)),
                 Next::Closed => return None,
                 Next::Empty => notified.await,
@@ -620,7 +620,7 @@ impl DiskQueue {
             tokio::time::sleep(interval).await;
             let Some(q) = queue.upgrade() else { return };
             let closed = q.is_closed();
-            crate::pipeline::blocking(|| q.sync());
+            crate::rt::blocking(|| q.sync());
             if closed {
                 return;
             }

@@ -88,7 +88,7 @@ impl Sender {
             Sender::Debug(e) => e.send(batch),
             // Decoding and storing a batch holds the series store for a millisecond or more:
             // off the async workers, so receivers keep answering meanwhile.
-            Sender::Prometheus(e) => crate::pipeline::blocking(|| e.send(batch)),
+            Sender::Prometheus(e) => crate::rt::blocking(|| e.send(batch)),
             Sender::RemoteWrite(e) => e.send(batch).await,
             Sender::Blackhole => Ok(Delivered::default()),
             Sender::Memory(store) => {
@@ -142,8 +142,8 @@ pub enum Reservation {
 #[derive(Clone)]
 pub struct DiskRoom(std::sync::Weak<DiskQueue>);
 
-impl DiskRoom {
-    pub fn has_room(&self) -> bool {
+impl crate::inlet::Room for DiskRoom {
+    fn has_room(&self) -> bool {
         self.0.upgrade().is_some_and(|q| q.has_room())
     }
 }
@@ -184,7 +184,7 @@ impl ExporterHandle {
                 Ok(true)
             }
             (Reservation::Disk, QueueTx::Disk(q)) => {
-                crate::pipeline::blocking(|| q.0.append(&batch)).map(|()| true)
+                crate::rt::blocking(|| q.0.append(&batch)).map(|()| true)
             }
             _ => Ok(false),
         }
@@ -445,7 +445,7 @@ impl Worker {
             // Delivered, or dropped for a counted reason: the disk queue may forget it. A worker
             // aborted at shutdown never gets here, so its batch stays on disk.
             if let (Source::Disk(q), Some(t)) = (&self.source, ticket) {
-                crate::pipeline::blocking(|| q.done(t));
+                crate::rt::blocking(|| q.done(t));
             }
         }
     }

@@ -18,136 +18,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::exporters::{DiskRoom, ExporterHandle, Reservation};
+use crate::exporters::{ExporterHandle, Reservation};
+use crate::inlet::{PipelineHandle, Rejection, Room, Submission};
 use crate::model::{Batch, Payload, Signal};
 use crate::plugins::{Emitted, Outcome, Processor};
 use crate::telemetry::QueueProbe;
 use crate::telemetry::metrics::SelfMetrics;
-
-/// Why a pipeline did not take a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    QueueFull,
-    ShuttingDown,
-    /// The process is above the memory limiter's soft limit.
-    MemoryLimit,
-    /// An exporter's disk queue is full or cannot be written.
-    StorageFull,
-}
-
-impl Refusal {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Refusal::QueueFull => "queue_full",
-            Refusal::ShuttingDown => "shutting_down",
-            Refusal::MemoryLimit => "memory_limit",
-            Refusal::StorageFull => "storage_full",
-        }
-    }
-}
-
-/// Why a pipeline turned a submitted batch down after taking it, for the client (who retries).
-#[derive(Debug, Clone)]
-pub enum Rejection {
-    /// A processor's `on_error: reject`.
-    Processor(String),
-    /// A disk queue could not write the batch (full or I/O error).
-    Storage(String),
-    /// Every exporter's queue stayed full while the batch waited for room before the
-    /// processors.
-    QueueFull,
-}
-
-/// A reserved place in a pipeline's queue: see [`PipelineHandle::admit`].
-pub struct Admission(mpsc::OwnedPermit<Submission>);
-
-/// The answer to a submission to a pipeline with processors.
-pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
-
-struct Submission {
-    batch: Arc<Batch>,
-    ack: Option<oneshot::Sender<Result<(), Rejection>>>,
-}
-
-/// What receivers hold to submit batches. Cloning is cheap. It holds the exporters' queues only
-/// weakly, so that exporters drain and stop once the pipelines are gone.
-#[derive(Clone)]
-pub struct PipelineHandle {
-    pub name: Arc<str>,
-    pub signal: Signal,
-    tx: mpsc::Sender<Submission>,
-    /// The disk queues of its exporters: a full one refuses at once.
-    disk_queues: Arc<[DiskRoom]>,
-    /// Whether submissions are answered once the pipeline is done with them (processors that
-    /// may reject, disk queues that must have written the batch first).
-    needs_ack: bool,
-    metrics: Arc<SelfMetrics>,
-}
-
-impl std::fmt::Debug for PipelineHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipelineHandle")
-            .field("name", &self.name)
-            .finish()
-    }
-}
-
-impl PipelineHandle {
-    /// A place in the pipeline's queue for one batch, waiting up to `limit` while the queue is
-    /// full (backpressure: a burst holds clients briefly instead of refusing them, and a
-    /// refused client's immediate retry costs as much as the request itself). A full or
-    /// failing disk queue of one of its exporters refuses at once: the retry would otherwise
-    /// duplicate the batch in the pipeline's other exporters.
-    pub async fn admit(&self, limit: Duration) -> Result<Admission, Refusal> {
-        if self.disk_queues.iter().any(|q| !q.has_room()) {
-            return Err(Refusal::StorageFull);
-        }
-        let closed = |_| Refusal::ShuttingDown;
-        let permit = match self.tx.clone().try_reserve_owned() {
-            Ok(permit) => permit,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refusal::ShuttingDown),
-            Err(mpsc::error::TrySendError::Full(_)) if limit.is_zero() => {
-                return Err(Refusal::QueueFull);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                match tokio::time::timeout(limit, self.tx.clone().reserve_owned()).await {
-                    Ok(permit) => permit.map_err(closed)?,
-                    Err(_) => return Err(Refusal::QueueFull),
-                }
-            }
-        };
-        Ok(Admission(permit))
-    }
-
-    /// Queues an admitted batch. For a pipeline with processors, returns the [`Ack`] that
-    /// tells when they are done (and whether one rejected the batch).
-    pub fn submit(&self, admission: Admission, batch: Arc<Batch>) -> Option<Ack> {
-        let (ack, answer) = if self.needs_ack {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        admission.0.send(Submission { batch, ack });
-        self.metrics
-            .pipeline_queue_depth
-            .with_label_values(&[&self.name])
-            .set(self.queue_depth() as i64);
-        answer
-    }
-
-    pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-    }
-
-    pub fn queue_capacity(&self) -> usize {
-        self.tx.max_capacity()
-    }
-}
 
 /// A pipeline emitted telemetry can enter: its signal, name and queue.
 type EmitTarget = (Signal, Arc<str>, mpsc::WeakSender<Submission>);
@@ -269,14 +149,18 @@ impl Pipeline {
             .pipeline_queue_capacity
             .with_label_values(&[&name])
             .set(queue_size as i64);
-        let handle = PipelineHandle {
-            name: name.clone(),
+        let handle = PipelineHandle::new(
+            name.clone(),
             signal,
             tx,
-            disk_queues: exporters.iter().filter_map(|e| e.disk_room()).collect(),
-            needs_ack: !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
-            metrics: metrics.clone(),
-        };
+            exporters
+                .iter()
+                .filter_map(|e| e.disk_room())
+                .map(|r| Box::new(r) as Box<dyn Room>)
+                .collect(),
+            !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
+            metrics.clone(),
+        );
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let task = if processors.is_empty() {
@@ -287,7 +171,7 @@ impl Pipeline {
             // (`block_in_place`) cost a thread wake-up per batch, about as much as `redact` on
             // 100 spans; a thread that finds its next batch already queued costs nothing.
             tokio::task::spawn_blocking(move || {
-                block_on(run(name, rx, processors, exporters, emit, metrics, stop))
+                crate::rt::block_on(run(name, rx, processors, exporters, emit, metrics, stop))
             })
         };
         Pipeline {
@@ -297,12 +181,6 @@ impl Pipeline {
         }
     }
 }
-
-/// How long a receiver holds a batch for room in full queues before refusing it.
-pub const ADMISSION_WAIT: Duration = Duration::from_millis(500);
-
-/// How long a receiver waits for a pipeline's processors before answering "retry later".
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the processors in order; `Ok(None)` when the batch ends here.
 fn run_chain(
@@ -420,38 +298,6 @@ fn count_shutdown_drop(metrics: &SelfMetrics, pipeline: &str, batch: &Batch) {
         "shutdown",
         batch.records(),
     );
-}
-
-/// Drives a future on the current (non-runtime) thread, parking it while the future waits. Not
-/// tokio's `block_on`: that would mark the thread as inside the runtime, where the sync WASI
-/// calls of plugins (which `block_on` themselves) are refused.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
-}
-
-/// Runs CPU-bound plugin work without stalling the runtime's other tasks.
-pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 use http::StatusCode;
 use tonic::Code;
 
+use crate::inlet::Refusal;
 use crate::model::{DecodeError, Signal};
-use crate::pipeline::Refusal;
 
 /// What clients are told to wait before retrying a refused request.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -33,10 +33,10 @@ pub use in_flight::{InFlight, Reservation};
 pub mod auth;
 pub use auth::Tenant;
 
+use crate::inlet::{ACK_TIMEOUT, ADMISSION_WAIT, PipelineHandle, Refusal, Rejection};
 use crate::model::cost::{self, Cost};
 use crate::model::scan::{self, AttrLimits, Scan};
 use crate::model::{Batch, Payload, Rejected, Signal};
-use crate::pipeline::{ACK_TIMEOUT, ADMISSION_WAIT, PipelineHandle, Refusal, Rejection};
 use crate::telemetry::metrics::SelfMetrics;
 
 /// How a request reached us, for metrics labels.
