@@ -8,14 +8,12 @@
 pub mod admin;
 pub mod build_info;
 pub mod catch_panic;
-pub mod cli;
 pub mod config;
 pub mod exporters;
 pub mod gateway;
 pub mod grpc_codec;
 pub mod inlet;
 pub mod limiter;
-pub mod loadgen;
 pub mod model;
 pub mod naming;
 pub mod pipeline;

@@ -1,9 +1,11 @@
 //! `sluice`: parse the command line, load the config, run. Exit 64 on a bad config.
 
+mod cmd;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice::cli::{Cli, Command, PluginCommand, RunArgs, SloCommand};
+use cmd::cli::{Cli, Command, PluginCommand, RunArgs, SloCommand};
 use sluice::config::{Config, ConfigErrors};
 use sluice::plugins::tool;
 use tokio_util::sync::CancellationToken;
@@ -141,7 +143,7 @@ fn main() -> ExitCode {
 }
 
 /// Exit 0 when the target accepted records, 1 when it accepted none (or the run failed).
-fn loadgen(args: &sluice::loadgen::LoadgenArgs) -> ExitCode {
+fn loadgen(args: &cmd::loadgen::LoadgenArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -152,7 +154,7 @@ fn loadgen(args: &sluice::loadgen::LoadgenArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sluice::loadgen::run(args)) {
+    match runtime.block_on(cmd::loadgen::run(args)) {
         Ok(summary) => {
             if args.json {
                 println!(
@@ -160,7 +162,7 @@ fn loadgen(args: &sluice::loadgen::LoadgenArgs) -> ExitCode {
                     serde_json::to_string_pretty(&summary).unwrap_or_default()
                 );
             } else {
-                print!("{}", sluice::loadgen::table(&summary));
+                print!("{}", cmd::loadgen::table(&summary));
             }
             if summary.accepted_records > 0 {
                 ExitCode::SUCCESS

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::build_info;
-use crate::config::{LogFormat, Overrides};
+use sluice::build_info;
+use sluice::config::{LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +37,7 @@ pub enum Command {
     },
     /// Send generated OTLP load (realistic spans, metrics or logs) at a fixed rate and print
     /// sent, accepted, refused, errors and latency percentiles.
-    Loadgen(crate::loadgen::LoadgenArgs),
+    Loadgen(super::loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,12 +33,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::config::{
+use sluice::config::{
     BreakerConfig, Compression, OtlpExporterConfig, OtlpProtocol, RetryConfig, SendingQueueConfig,
     duration,
 };
-use crate::exporters::{ExportError, OtlpExporter};
-use crate::model::{Batch, Payload, Signal};
+use sluice::exporters::{ExportError, OtlpExporter};
+use sluice::model::{Batch, Payload, Signal};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Protocol {
@@ -503,7 +503,7 @@ fn resource(service: usize) -> Resource {
 fn scope() -> Option<InstrumentationScope> {
     Some(InstrumentationScope {
         name: "sluice.loadgen".into(),
-        version: crate::build_info::VERSION.into(),
+        version: sluice::build_info::VERSION.into(),
         ..Default::default()
     })
 }
