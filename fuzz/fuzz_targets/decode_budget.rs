@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sluice::model::cost::{self, Cost};
 use sluice::model::{Payload, Signal};
-use sluice::receivers::remote_write::to_otlp_within;
+use sluice::prompb::to_otlp_within;
 use sluice::prompb::WriteRequest;
 
 struct Counting;

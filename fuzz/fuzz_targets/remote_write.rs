@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sluice::model::cost::Cost;
 use sluice::prompb::decode_snappy;
-use sluice::receivers::remote_write::to_otlp_within;
+use sluice::prompb::to_otlp_within;
 use sluice::prompb::WriteRequest;
 
 const LIMIT: usize = 1 << 20;

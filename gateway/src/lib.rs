@@ -5,6 +5,8 @@
 //! through [`exporters`]. [`config`] turns the YAML file into a validated topology, and
 //! [`gateway::run`] assembles and runs it.
 
+pub use sluice_core::{model, naming, prompb};
+
 pub mod admin;
 pub mod build_info;
 pub mod catch_panic;
@@ -14,11 +16,8 @@ pub mod gateway;
 pub mod grpc_codec;
 pub mod inlet;
 pub mod limiter;
-pub mod model;
-pub mod naming;
 pub mod pipeline;
 pub mod plugins;
-pub mod prompb;
 pub mod receivers;
 pub mod rt;
 pub mod server;

@@ -16,7 +16,7 @@ use prost::Message;
 use sluice::model::cost::{self, Cost};
 use sluice::model::{Payload, Signal};
 use sluice::prompb::{Label, Sample, TimeSeries, WriteRequest};
-use sluice::receivers::remote_write::{Translate, to_otlp_within};
+use sluice::prompb::{Translate, to_otlp_within};
 
 struct Counting;
 

@@ -7,6 +7,10 @@
 use bytes::Bytes;
 use prost::Message;
 
+mod translate;
+
+pub use translate::{Translate, to_otlp, to_otlp_within};
+
 /// Encodes a `WriteRequest` the way senders do (the exporter, and tests).
 pub fn encode_snappy(write: &WriteRequest) -> Result<Bytes, snap::Error> {
     snap::raw::Encoder::new()
