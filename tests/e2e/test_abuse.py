@@ -13,7 +13,8 @@ import zlib
 
 import requests
 
-from conftest import kv, simple_trace_request, span, new_ids, trace_request, wait_until
+from support.otlp import kv, new_ids, simple_trace_request, span, trace_request
+from support.polling import wait_until
 from test_bad_input import error_body
 from test_prometheus import _varint, good_write, snappy_block
 

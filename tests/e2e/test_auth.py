@@ -10,7 +10,8 @@ import grpc
 import pytest
 import requests
 
-from conftest import SLUICE_BIN, clean_env, grpc_export, simple_trace_request
+from support.otlp import grpc_export, simple_trace_request
+from support.process import SLUICE_BIN, clean_env
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource

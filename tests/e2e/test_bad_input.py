@@ -19,16 +19,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from conftest import (
-    grpc_export,
-    kv,
-    new_ids,
-    one_slot_exporter,
-    simple_trace_request,
-    span,
-    trace_request,
-    wait_until,
-)
+from support.config import one_slot_exporter
+from support.otlp import grpc_export, kv, new_ids, simple_trace_request, span, trace_request
+from support.polling import wait_until
 
 MIB = 1024 * 1024
 

@@ -41,19 +41,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from conftest import (
-    REPO,
-    config_for,
-    free_port,
-    kv,
-    new_ids,
-    parse_prometheus,
-    span,
-    trace_request,
-    validate_with_plugins,
-    wait_until,
-    write_config,
-)
+from support.config import config_for, write_config
+from support.exposition import parse_prometheus
+from support.gateway import validate_with_plugins
+from support.otlp import kv, new_ids, span, trace_request
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import REPO
 
 BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality")
 # Arrival at the downstream, and one plugin tick (about a second) plus export.

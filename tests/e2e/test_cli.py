@@ -14,17 +14,11 @@ import grpc
 import pytest
 import requests
 
-from conftest import (
-    SLUICE_BIN,
-    clean_env,
-    config_for,
-    free_port,
-    grpc_export,
-    port_is_listening,
-    simple_trace_request,
-    wait_until,
-    write_config,
-)
+from support.config import config_for, write_config
+from support.otlp import grpc_export, simple_trace_request
+from support.polling import wait_until
+from support.ports import free_port, port_is_listening
+from support.process import SLUICE_BIN, clean_env
 
 EXIT_BAD_CONFIG = 64
 

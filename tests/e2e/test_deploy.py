@@ -38,18 +38,12 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import (
-    REPO,
-    SLUICE_BIN,
-    free_port,
-    kv,
-    new_ids,
-    parse_prometheus,
-    prometheus_tool,
-    span,
-    trace_request,
-    wait_until,
-)
+from support.exposition import parse_prometheus
+from support.otlp import kv, new_ids, span, trace_request
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import REPO, SLUICE_BIN
+from support.prometheus import prometheus_tool
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2

@@ -14,7 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import config_for, grpc_export, simple_trace_request, wait_until
+from support.config import config_for
+from support.otlp import grpc_export, simple_trace_request
+from support.polling import wait_until
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from test_bad_input import error_body
 

@@ -39,21 +39,13 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from conftest import (
-    REPO,
-    SLUICE_BIN,
-    clean_env,
-    free_port,
-    grpc_export,
-    kv,
-    new_ids,
-    parse_prometheus,
-    prometheus_tool,
-    span,
-    trace_request,
-    wait_until,
-    write_config,
-)
+from support.config import write_config
+from support.exposition import parse_prometheus
+from support.otlp import grpc_export, kv, new_ids, span, trace_request
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import REPO, SLUICE_BIN, clean_env
+from support.prometheus import prometheus_tool
 
 DOCS = REPO / "docs"
 METRICS_DOC = DOCS / "metrics.md"

@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO, SLUICE_BIN, clean_env, free_port, grpc_export, simple_trace_request, wait_until
+from support.otlp import grpc_export, simple_trace_request
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import REPO, SLUICE_BIN, clean_env
 from test_tls import make_pki, metrics_request, openssl
 
 

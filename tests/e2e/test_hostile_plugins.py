@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from conftest import wait_until
+from support.polling import wait_until
 from test_plugins import (  # noqa: F401 (fixtures)
     PROC,
     batch,

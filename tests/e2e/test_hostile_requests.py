@@ -20,7 +20,7 @@ import grpc
 import pytest
 import requests
 
-from conftest import grpc_export, simple_trace_request
+from support.otlp import grpc_export, simple_trace_request
 from test_abuse import rss_mib
 from test_bad_input import error_body
 from test_prometheus import _double_field, _varint, _varint_field, now_ms, snappy_block, write_request

@@ -43,7 +43,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-from conftest import free_port, grpc_export, kv, new_ids, simple_trace_request
+from support.otlp import grpc_export, kv, new_ids, simple_trace_request
+from support.ports import free_port
 
 TRANSPORTS = ["grpc", "grpc-gzip", "http", "http-gzip"]
 

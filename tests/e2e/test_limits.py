@@ -9,7 +9,9 @@ import time
 import grpc
 import pytest
 
-from conftest import SLUICE_BIN, grpc_export, simple_trace_request, wait_until
+from support.otlp import grpc_export, simple_trace_request
+from support.polling import wait_until
+from support.process import SLUICE_BIN
 from test_bad_input import error_body
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import SLUICE_BIN, clean_env, free_port, one_slot_exporter
+from support.config import one_slot_exporter
+from support.ports import free_port
+from support.process import SLUICE_BIN, clean_env
 
 
 def loadgen(*args: str, timeout: float = 60) -> tuple[int, dict, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO as REPO_ROOT, SLUICE_BIN
+from support.process import REPO as REPO_ROOT, SLUICE_BIN
 
 # The scaffold's dependencies are the workspace's: building into the workspace's target
 # directory reuses what the suite already compiled.

@@ -40,22 +40,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from conftest import (
-    REPO,
-    SLUICE_BIN,
-    clean_env,
-    config_for,
-    free_port,
-    grpc_export,
-    kv,
-    new_ids,
-    one_slot_exporter,
-    port_is_listening,
-    span,
-    trace_request,
-    wait_until,
-    write_config,
-)
+from support.config import config_for, one_slot_exporter, write_config
+from support.otlp import grpc_export, kv, new_ids, span, trace_request
+from support.polling import wait_until
+from support.ports import free_port, port_is_listening
+from support.process import REPO, SLUICE_BIN, clean_env
 
 PLUGIN_FILE = "sluice_plugin_chaos.wasm"
 PROC = "chaos"

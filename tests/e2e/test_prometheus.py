@@ -39,7 +39,10 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from conftest import free_port, parse_prometheus, prometheus_tool, wait_until
+from support.exposition import parse_prometheus
+from support.polling import wait_until
+from support.ports import free_port
+from support.prometheus import prometheus_tool
 
 # Prometheus takes ~5 s to apply its first targets; first results are awaited this long.
 FIRST_SCRAPE_TIMEOUT = 25.0

@@ -10,7 +10,8 @@ import grpc
 import pytest
 import requests
 
-from conftest import GRPC_METHODS, SLUICE_BIN, simple_trace_request
+from support.otlp import GRPC_METHODS, simple_trace_request
+from support.process import SLUICE_BIN
 from test_tls import make_pki
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -2,7 +2,9 @@
 produces a `request` span with `batch` and `export` children, sent over OTLP/HTTP, continuing
 the client's W3C trace context."""
 
-from conftest import config_for, span, wait_until
+from support.config import config_for
+from support.otlp import span
+from support.polling import wait_until
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2

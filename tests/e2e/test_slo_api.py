@@ -1,6 +1,8 @@
 """`GET /api/v1/slos`: the SLO figures the `slo` plugin computes, as this gateway sees them."""
 
-from conftest import config_for, kv, span, wait_until
+from support.config import config_for
+from support.otlp import kv, span
+from support.polling import wait_until
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2

@@ -6,7 +6,8 @@ replicas."""
 import shutil
 import subprocess
 
-from conftest import REPO, SLUICE_BIN, prometheus_tool
+from support.process import REPO, SLUICE_BIN
+from support.prometheus import prometheus_tool
 
 FIXTURES = REPO / "tests" / "fixtures" / "slo"
 

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from conftest import grpc_export, simple_trace_request, wait_until
+from support.otlp import grpc_export, simple_trace_request
+from support.polling import wait_until
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider

@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from conftest import free_port, wait_until
+from support.polling import wait_until
+from support.ports import free_port
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2

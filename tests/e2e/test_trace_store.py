@@ -13,7 +13,9 @@ import time
 
 import requests
 
-from conftest import SLUICE_BIN, clean_env, free_port, wait_until
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import SLUICE_BIN, clean_env
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter

@@ -41,15 +41,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import (
-    REPO,
-    Gateway,
-    config_for,
-    free_port,
-    validate_with_plugins,
-    wait_until,
-    write_config,
-)
+from support.config import config_for, write_config
+from support.gateway import Gateway, validate_with_plugins
+from support.polling import wait_until
+from support.ports import free_port
+from support.process import REPO
 
 CHROMIUM = os.environ.get("SLUICE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
