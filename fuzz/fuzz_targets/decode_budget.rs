@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sluice::model::cost::{self, Cost};
-use sluice::model::{Payload, Signal};
-use sluice::prompb::to_otlp_within;
-use sluice::prompb::WriteRequest;
+use sluice_core::model::cost::{self, Cost};
+use sluice_core::model::{Payload, Signal};
+use sluice_core::prompb::to_otlp_within;
+use sluice_core::prompb::WriteRequest;
 
 struct Counting;
 

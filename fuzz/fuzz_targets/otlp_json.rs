@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::model::scan::AttrLimits;
-use sluice::model::{Payload, Signal};
+use sluice_core::model::scan::AttrLimits;
+use sluice_core::model::{Payload, Signal};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, body)) = data.split_first() else {

@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use sluice::model::cost::Cost;
-use sluice::prompb::decode_snappy;
-use sluice::prompb::to_otlp_within;
-use sluice::prompb::WriteRequest;
+use sluice_core::model::cost::Cost;
+use sluice_core::prompb::decode_snappy;
+use sluice_core::prompb::to_otlp_within;
+use sluice_core::prompb::WriteRequest;
 
 const LIMIT: usize = 1 << 20;
 

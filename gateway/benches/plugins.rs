@@ -50,6 +50,7 @@ fn load(engine: &Arc<PluginEngine>, name: &str, path: PathBuf, config: &str) -> 
     let spec = ProcessorSpec {
         name: name.into(),
         path,
+        builtin: None,
         config_json: config.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb: 256,

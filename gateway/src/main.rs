@@ -46,8 +46,8 @@ const EXIT_BAD_CONFIG: u8 = 64;
 fn load(args: &RunArgs) -> Result<Config, ConfigErrors> {
     let overrides = args.overrides();
     match &args.config {
-        Some(path) => Config::from_file(path, &overrides),
-        None => Config::embedded(&overrides),
+        Some(path) => sluice::config::load_file(path, &overrides),
+        None => sluice::config::load_embedded(&overrides),
     }
 }
 

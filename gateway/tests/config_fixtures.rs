@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sluice::config::{Config, Overrides};
+use sluice::config::{Overrides, load_file, load_yaml};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +17,7 @@ fn repo() -> PathBuf {
 
 fn report(path: &Path) -> String {
     let text = std::fs::read_to_string(path).expect("fixture readable");
-    match Config::from_yaml(&text, "config.yaml", &Overrides::default()) {
+    match load_yaml(&text, "config.yaml", &Overrides::default()) {
         Ok(_) => "valid\n".to_string(),
         Err(e) => e.to_string(),
     }
@@ -64,7 +64,7 @@ fn shipped_example_configs_validate() {
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                if let Err(e) = Config::from_file(&path, &Overrides::default()) {
+                if let Err(e) = load_file(&path, &Overrides::default()) {
                     panic!("{e}");
                 }
                 checked += 1;

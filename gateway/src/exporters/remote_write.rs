@@ -20,7 +20,7 @@ use futures_util::future::join_all;
 use super::prometheus::store::{Kind, Labels, Store, Value, format_float};
 use super::{Delivered, ExportError};
 use crate::build_info;
-use crate::config::{Credentials, RemoteWriteExporterConfig};
+use crate::config::RemoteWriteExporterConfig;
 use crate::model::{Batch, Payload};
 use crate::prompb::{Label, Sample, TimeSeries, WriteRequest, encode_snappy};
 use crate::telemetry::metrics::SelfMetrics;
@@ -58,7 +58,7 @@ impl RemoteWriteExporter {
                 http::HeaderValue::from_str(v).map_err(|e| invalid(k, &e))?,
             ));
         }
-        let credentials = c.credentials().map_err(|e| invalid("credentials", &e))?;
+        let credentials = credentials(c).map_err(|e| invalid("credentials", &e))?;
         let builder = reqwest::Client::builder()
             .timeout(c.timeout)
             .connect_timeout(c.timeout.min(Duration::from_secs(10)));
@@ -316,4 +316,44 @@ pub fn time_series(
             out
         }
     }
+}
+/// Credentials for a remote-write backend, with secret files read.
+#[derive(Clone)]
+pub enum Credentials {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// The backend's credentials, with secret files read.
+fn credentials(c: &RemoteWriteExporterConfig) -> std::io::Result<Option<Credentials>> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    if let Some(b) = &c.basic_auth {
+        let password = match (&b.password_file, &b.password) {
+            (Some(f), _) => read(f)?,
+            (None, Some(p)) => p.clone(),
+            (None, None) => String::new(),
+        };
+        return Ok(Some(Credentials::Basic {
+            username: b.username.clone(),
+            password,
+        }));
+    }
+    Ok(match (&c.bearer_token_file, &c.bearer_token) {
+        (Some(f), _) => Some(Credentials::Bearer(read(f)?)),
+        (None, Some(t)) => Some(Credentials::Bearer(t.clone())),
+        (None, None) => None,
+    })
 }

@@ -772,6 +772,7 @@ mod tests {
         let spec = ProcessorSpec {
             name: "chaos".into(),
             path: chaos(),
+            builtin: None,
             config_json: "{}".into(),
             display_config: serde_json::Value::Null,
             memory_mb: 64,

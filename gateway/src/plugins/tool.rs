@@ -214,6 +214,7 @@ pub fn run_test(
     let spec = ProcessorSpec {
         name: "test".into(),
         path: plugin.to_path_buf(),
+        builtin: None,
         config_json: config_json.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb,

@@ -9,4 +9,4 @@ mod subscriber;
 
 pub use correlation::{CorrelationId, correlation_id};
 pub use probe::QueueProbe;
-pub use subscriber::{LogFormat, LogsConfig, Telemetry, TelemetryError, init, traces_url};
+pub use subscriber::{Telemetry, TelemetryError, init, traces_url};

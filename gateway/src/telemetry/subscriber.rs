@@ -20,7 +20,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::build_info;
-use serde::Deserialize;
+use sluice_core::config::{LogFormat, LogsConfig};
 
 /// Keeps the trace pipeline alive; flushes it when dropped.
 #[derive(Debug, Default)]
@@ -104,37 +104,6 @@ pub fn init(logs: &LogsConfig, traces_endpoint: Option<&str>) -> Result<Telemetr
         .try_init()
         .map_err(|e| TelemetryError(e.to_string()))?;
     Ok(telemetry)
-}
-
-/// How the gateway writes its own logs (`service.telemetry.logs`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogsConfig {
-    #[serde(default = "default_log_level")]
-    pub level: String,
-    #[serde(default)]
-    pub format: LogFormat,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        LogsConfig {
-            level: default_log_level(),
-            format: LogFormat::default(),
-        }
-    }
-}
-
-fn default_log_level() -> String {
-    "info".into()
 }
 
 #[cfg(test)]
