@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use sluice::exporters::prometheus::store::{Store, StoreConfig};
+use sluice::exporters::series::{Store, StoreConfig};
 use sluice::naming::TranslationStrategy;
 
 fn kv(k: &str, v: String) -> KeyValue {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice::config::PrometheusExporterConfig;
-use sluice::exporters::prometheus::store::Store;
 use sluice::exporters::prometheus::store_config;
+use sluice::exporters::series::Store;
 
 #[test]
 fn prometheus_translation_fixtures() {

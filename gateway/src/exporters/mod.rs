@@ -11,6 +11,7 @@ pub mod disk_queue;
 mod otlp;
 pub mod prometheus;
 mod remote_write;
+pub mod series;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::prometheus::store::{Kind, Labels, Store, Value, format_float};
+use super::series::{Collector, Kind, Labels, Series, Store, StoredExemplar, collect_series};
 use super::{Delivered, ExportError};
 use crate::build_info;
 use crate::config::RemoteWriteExporterConfig;
@@ -74,7 +74,7 @@ impl RemoteWriteExporter {
             credentials,
             max_samples: c.max_samples_per_send.max(1),
             shards: c.shards.max(1),
-            store: Mutex::new(Store::new(super::prometheus::store::StoreConfig {
+            store: Mutex::new(Store::new(super::series::StoreConfig {
                 strategy: c.translation_strategy,
                 expiration: c.metric_expiration,
                 max_series: c.max_series,
@@ -148,7 +148,7 @@ impl RemoteWriteExporter {
                 0 => now_ms(),
                 t => (t / 1_000_000) as i64,
             };
-            for ts in time_series(&name, family.kind, &labels, &series.value, ts_ms) {
+            for ts in time_series(&name, family.kind, &labels, series, ts_ms) {
                 let mut h = DefaultHasher::new();
                 ts.labels.hash(&mut h);
                 shards[(h.finish() % self.shards as u64) as usize].push(ts);
@@ -233,16 +233,24 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The remote-write series of one stored series: one for a counter or gauge; buckets, sum and
-/// count for a histogram; quantiles, sum and count for a summary. Labels sorted by name.
-pub fn time_series(
-    name: &str,
-    kind: Kind,
-    labels: &Labels,
-    value: &Value,
+/// Remote write's rendering of the series store: one `TimeSeries` per sample, with its labels
+/// and `__name__` (and `le` or `quantile`) sorted by name.
+struct TimeSeriesCollector {
     ts_ms: i64,
-) -> Vec<TimeSeries> {
-    let one = |metric: &str, extra: Option<(&str, String)>, v: f64| {
+    out: Vec<TimeSeries>,
+}
+
+impl Collector for TimeSeriesCollector {
+    fn series(&mut self, _kind: Kind, _labels: &Labels) {}
+
+    fn sample(
+        &mut self,
+        name: &str,
+        labels: &Labels,
+        extra: Option<(&str, &str)>,
+        value: f64,
+        _exemplar: Option<&StoredExemplar>,
+    ) {
         let mut set: BTreeSet<Label> = labels
             .iter()
             .map(|(n, v)| Label {
@@ -252,70 +260,41 @@ pub fn time_series(
             .collect();
         set.insert(Label {
             name: "__name__".into(),
-            value: metric.to_string(),
+            value: name.to_string(),
         });
         if let Some((n, v)) = extra {
             set.insert(Label {
                 name: n.into(),
-                value: v,
+                value: v.into(),
             });
         }
         let mut labels: Vec<Label> = set.into_iter().collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        TimeSeries {
+        self.out.push(TimeSeries {
             labels,
             samples: vec![Sample {
-                value: v,
-                timestamp: ts_ms,
+                value,
+                timestamp: self.ts_ms,
             }],
             ..Default::default()
-        }
-    };
-    match (kind, value) {
-        (_, Value::Scalar(v)) => vec![one(name, None, *v)],
-        (
-            _,
-            Value::Histogram {
-                bounds,
-                counts,
-                sum,
-                count,
-            },
-        ) => {
-            let mut out = Vec::with_capacity(counts.len() + 2);
-            let mut cumulative = 0u64;
-            for (i, c) in counts.iter().enumerate() {
-                cumulative = cumulative.saturating_add(*c);
-                let le = bounds
-                    .get(i)
-                    .map_or("+Inf".to_string(), |b| format_float(*b));
-                out.push(one(
-                    &format!("{name}_bucket"),
-                    Some(("le", le)),
-                    cumulative as f64,
-                ));
-            }
-            out.push(one(&format!("{name}_sum"), None, *sum));
-            out.push(one(&format!("{name}_count"), None, *count as f64));
-            out
-        }
-        (
-            _,
-            Value::Summary {
-                quantiles,
-                sum,
-                count,
-            },
-        ) => {
-            let mut out: Vec<TimeSeries> = quantiles
-                .iter()
-                .map(|(q, v)| one(name, Some(("quantile", format_float(*q))), *v))
-                .collect();
-            out.push(one(&format!("{name}_sum"), None, *sum));
-            out.push(one(&format!("{name}_count"), None, *count as f64));
-            out
-        }
+        });
     }
+}
+
+/// The time series of one stored series, at `ts_ms`.
+pub fn time_series(
+    name: &str,
+    kind: Kind,
+    labels: &Labels,
+    series: &Series,
+    ts_ms: i64,
+) -> Vec<TimeSeries> {
+    let mut c = TimeSeriesCollector {
+        ts_ms,
+        out: Vec::new(),
+    };
+    collect_series(&mut c, name, kind, labels, series);
+    c.out
 }
 /// Credentials for a remote-write backend, with secret files read.
 #[derive(Clone)]

@@ -4,8 +4,6 @@
 //! Batches update a [`store::Store`]; a scrape renders it in the text format 0.0.4, or in
 //! OpenMetrics 1.0 (with exemplars) when the scraper asks for `application/openmetrics-text`.
 
-pub mod store;
-
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
 
+use super::series::{Store, StoreConfig};
 use super::{Delivered, ExportError};
 use crate::config::PrometheusExporterConfig;
 use crate::model::{Batch, Payload};
 use crate::telemetry::metrics::SelfMetrics;
-use store::{Store, StoreConfig};
 
 pub struct PrometheusExporter {
     name: String,
