@@ -18,6 +18,9 @@ use super::{Delivered, ExportError};
 use crate::config::PrometheusExporterConfig;
 use crate::model::{Batch, Payload};
 use crate::telemetry::metrics::SelfMetrics;
+use futures_util::future::BoxFuture;
+
+use super::{Built, Export};
 
 pub struct PrometheusExporter {
     name: String,
@@ -124,4 +127,21 @@ async fn scrape(State(state): State<ScrapeState>, headers: HeaderMap) -> Respons
         "text/plain; version=0.0.4; charset=utf-8"
     };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+impl Export for PrometheusExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, ExportError>> {
+        // Decoding and storing a batch holds the series store for a millisecond or more: off
+        // the async workers, so receivers keep answering meanwhile.
+        Box::pin(async move { crate::rt::blocking(|| self.send(batch)) })
+    }
+}
+
+/// The scrape endpoint's exporter, and its listener.
+pub(super) fn build(name: &str, c: &PrometheusExporterConfig, metrics: &Arc<SelfMetrics>) -> Built {
+    let e = PrometheusExporter::new(name, c, metrics.clone());
+    let listener = (c.endpoint.clone(), e.router());
+    let mut built = Built::new(e);
+    built.listener = Some(listener);
+    built
 }

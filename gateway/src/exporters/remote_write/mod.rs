@@ -24,6 +24,9 @@ use crate::config::RemoteWriteExporterConfig;
 use crate::model::{Batch, Payload};
 use crate::prompb::{Label, Sample, TimeSeries, WriteRequest, encode_snappy};
 use crate::telemetry::metrics::SelfMetrics;
+use futures_util::future::BoxFuture;
+
+use super::{Built, Export};
 
 /// The time series of one batch, split by shard.
 type Shards = Arc<Vec<Vec<TimeSeries>>>;
@@ -335,4 +338,19 @@ fn credentials(c: &RemoteWriteExporterConfig) -> std::io::Result<Option<Credenti
         (None, Some(t)) => Some(Credentials::Bearer(t.clone())),
         (None, None) => None,
     })
+}
+
+impl Export for RemoteWriteExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+pub(super) fn build(
+    name: &str,
+    c: &RemoteWriteExporterConfig,
+    metrics: &Arc<SelfMetrics>,
+) -> Result<Built, ExportError> {
+    let e = RemoteWriteExporter::new(name, c, metrics.clone())?;
+    Ok(Built::new(e).retrying(&c.retry_on_failure))
 }

@@ -24,6 +24,9 @@ use super::{Delivered, ExportError};
 use crate::config::{Compression, OtlpExporterConfig, OtlpProtocol};
 use crate::grpc_codec::{Prost, WireCodec};
 use crate::model::{Batch, Signal};
+use futures_util::future::BoxFuture;
+
+use super::{Built, Export};
 
 pub struct OtlpExporter {
     transport: Transport,
@@ -284,4 +287,14 @@ fn grpc_error(status: &Status) -> ExportError {
         retryable,
         retry_after: None,
     }
+}
+
+impl Export for OtlpExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, ExportError>> {
+        Box::pin(self.send(batch))
+    }
+}
+
+pub(super) fn build(name: &str, c: &OtlpExporterConfig) -> Result<Built, ExportError> {
+    Ok(Built::new(OtlpExporter::new(name, c)?).retrying(&c.retry_on_failure))
 }

@@ -4,6 +4,10 @@
 use super::{Delivered, ExportError};
 use crate::config::Verbosity;
 use crate::model::{Batch, Payload};
+use futures_util::future::BoxFuture;
+
+use super::{Built, Export};
+use crate::config::DebugExporterConfig;
 
 pub struct DebugExporter {
     name: String,
@@ -51,4 +55,14 @@ impl DebugExporter {
         }
         Ok(Delivered::default())
     }
+}
+
+impl Export for DebugExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, ExportError>> {
+        Box::pin(std::future::ready(self.send(batch)))
+    }
+}
+
+pub(super) fn build(name: &str, c: &DebugExporterConfig) -> Built {
+    Built::new(DebugExporter::new(name, c.verbosity))
 }
