@@ -21,7 +21,7 @@ use crate::limiter::MemoryLimiter;
 use crate::pipeline::{EmitRouter, Pipeline};
 use crate::plugins::{PluginEngine, Processor};
 use crate::receivers::auth::Authenticator;
-use crate::receivers::{Intake, otlp_grpc, otlp_http, remote_write};
+use crate::receivers::{Intake, otlp, remote_write};
 use crate::server;
 use crate::telemetry::metrics::SelfMetrics;
 
@@ -354,29 +354,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                 intake.clone(),
             )
         });
-        let protect = |router: axum::Router| match &auth {
-            Some(a) => router.layer(axum::middleware::from_fn_with_state(
-                a.clone(),
-                crate::receivers::auth::require,
-            )),
-            None => router,
+        let extra = if hosts_remote_write {
+            std::mem::take(&mut remote_write_routes)
+        } else {
+            Vec::new()
         };
-        if let Some(g) = &c.protocols.grpc {
-            let router = otlp_grpc::router(otlp_grpc::GrpcReceiver {
-                intake: intake.clone(),
-                max_message: g.max_recv_msg_size_mib * 1024 * 1024,
-                read_timeout: g.read_timeout,
-            });
-            let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
-            let what = format!("receiver {} (OTLP/gRPC)", spec.name);
+        for l in otlp::listeners(&spec.name, c, intake, auth, extra) {
+            let router = l.router.layer(axum::middleware::from_fn(server::correlate));
             let (endpoint, task) = listen(
                 Listen {
-                    endpoint: &g.endpoint,
-                    what: &what,
-                    tls: g.tls.as_ref(),
+                    endpoint: &l.endpoint,
+                    what: &l.what,
+                    tls: l.tls.as_ref(),
                     token: &receivers_token,
                     drain,
-                    max_connections: g.max_connections,
+                    max_connections: l.max_connections,
                     metrics: &metrics,
                 },
                 router,
@@ -384,40 +376,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             .await?;
             receiver_views.push(ReceiverView {
                 name: spec.name.clone(),
-                transport: "grpc",
-                endpoint,
-            });
-            receiver_tasks.push(task);
-        }
-        if let Some(h) = &c.protocols.http {
-            let mut router = otlp_http::router(otlp_http::HttpReceiver {
-                intake: intake.clone(),
-                max_body: h.max_request_body_size_mib * 1024 * 1024,
-                read_timeout: h.read_timeout,
-            });
-            if hosts_remote_write {
-                for rw in remote_write_routes.drain(..) {
-                    router = router.merge(rw);
-                }
-            }
-            let router = protect(router).layer(axum::middleware::from_fn(server::correlate));
-            let what = format!("receiver {} (OTLP/HTTP)", spec.name);
-            let (endpoint, task) = listen(
-                Listen {
-                    endpoint: &h.endpoint,
-                    what: &what,
-                    tls: h.tls.as_ref(),
-                    token: &receivers_token,
-                    drain,
-                    max_connections: h.max_connections,
-                    metrics: &metrics,
-                },
-                router,
-            )
-            .await?;
-            receiver_views.push(ReceiverView {
-                name: spec.name.clone(),
-                transport: "http",
+                transport: l.transport,
                 endpoint,
             });
             receiver_tasks.push(task);

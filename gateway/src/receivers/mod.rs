@@ -8,8 +8,7 @@
 pub mod body;
 mod error;
 pub mod in_flight;
-pub mod otlp_grpc;
-pub mod otlp_http;
+pub mod otlp;
 pub mod remote_write;
 
 use std::sync::Arc;
@@ -38,6 +37,18 @@ use crate::model::cost::{self, Cost};
 use crate::model::scan::{self, AttrLimits, Scan};
 use crate::model::{Batch, Payload, Rejected, Signal};
 use crate::telemetry::metrics::SelfMetrics;
+
+/// A listener a receiver asks for; the gateway binds it and serves the router.
+pub struct Listener {
+    pub endpoint: String,
+    /// `grpc` or `http`, for the status API.
+    pub transport: &'static str,
+    /// What listens, for messages and the `listener` label.
+    pub what: String,
+    pub tls: Option<crate::config::TlsServerConfig>,
+    pub max_connections: usize,
+    pub router: axum::Router,
+}
 
 /// How a request reached us, for metrics labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

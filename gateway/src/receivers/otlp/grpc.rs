@@ -18,8 +18,8 @@ use bytes::Bytes;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Status};
 
-use super::Tenant;
-use super::{ExportResponse, Intake, ReceiverError, Transport};
+use super::super::Tenant;
+use super::super::{ExportResponse, Intake, ReceiverError, Transport};
 use crate::grpc_codec::WireCodec;
 use crate::model::Signal;
 use crate::telemetry::CorrelationId;

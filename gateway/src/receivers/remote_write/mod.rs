@@ -25,8 +25,8 @@ use http::{StatusCode, header};
 use prost::Message;
 
 use super::Tenant;
+use super::body::{drain, read_body};
 use super::error::RETRY_AFTER;
-use super::otlp_http::{drain, read_body};
 use super::{Intake, ReceiverError, Transport, offload};
 use crate::model::cost::{self, Cost};
 use crate::model::{Payload, Signal};

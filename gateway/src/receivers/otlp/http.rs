@@ -10,19 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 use http::{StatusCode, header};
-use http_body_util::BodyExt;
 use prost::Message;
 
-use super::Tenant;
-use super::body::{Encoding, Format, decode_body};
-use super::error::RETRY_AFTER;
-use super::{ExportResponse, Intake, ReceiverError, Transport, offload};
+use super::super::Tenant;
+use super::super::body::{Encoding, Format, decode_body, drain, read_body};
+use super::super::error::RETRY_AFTER;
+use super::super::{ExportResponse, Intake, ReceiverError, Transport, offload};
 use crate::model::{Payload, Rejected, Signal};
 use crate::telemetry::CorrelationId;
 
@@ -143,75 +140,6 @@ async fn handle(
             st.intake
                 .accept(Transport::Http, payload, None, correlation, tenant)
                 .await
-        }
-    }
-}
-
-/// Reads a body of at most `limit` bytes within `timeout`. A body over the limit is read on
-/// and thrown away (see [`drain`]) before the 413, so the client reads the answer.
-pub(super) async fn read_body(
-    body: Body,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, ReceiverError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut body = body;
-    let mut parts: Vec<Bytes> = Vec::new();
-    let mut total = 0usize;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(ReceiverError::ReadTimeout(timeout)),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(ReceiverError::BodyRead(e.to_string())),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        total = total.saturating_add(data.len());
-        if total > limit {
-            drop(parts);
-            drain(
-                body,
-                deadline.saturating_duration_since(tokio::time::Instant::now()),
-            )
-            .await;
-            return Err(ReceiverError::TooLarge {
-                limit,
-                decompressed: false,
-            });
-        }
-        parts.push(data);
-    }
-    Ok(match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut out = Vec::with_capacity(total);
-            for p in parts {
-                out.extend_from_slice(&p);
-            }
-            out.into()
-        }
-    })
-}
-
-/// Most bytes of a refused body read and thrown away before answering; past it (or past the
-/// read timeout) the connection is closed.
-pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
-
-/// Reads and discards what is left of `body`, up to [`DRAIN_LIMIT`] bytes and `timeout`: an
-/// HTTP client still sending a body it was refused for then reads the answer, where closing
-/// at once would reset the connection under it (a broken pipe instead of a 413).
-pub(super) async fn drain(mut body: Body, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout.min(Duration::from_secs(10));
-    let mut read = 0usize;
-    while read <= DRAIN_LIMIT {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                read += frame.data_ref().map_or(0, |d| d.len());
-            }
-            _ => return,
         }
     }
 }
