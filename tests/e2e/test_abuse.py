@@ -13,6 +13,7 @@ import zlib
 
 import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import kv, new_ids, simple_trace_request, span, trace_request
 from support.polling import wait_until
 from test_bad_input import error_body
@@ -93,17 +94,12 @@ def test_a_snappy_length_that_lies_is_a_corrupt_body(gateway, downstream):
     ds = downstream()
 
     def config(ports):
-        return {
-            "receivers": {
-                "otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}},
-                "prometheus_remote_write": {},
-            },
-            "exporters": {"otlp/down": {"endpoint": ds.endpoint}},
-            "service": {
-                "pipelines": {"metrics": {"receivers": ["prometheus_remote_write"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint}},
+            receivers={"otlp": otlp_receiver(ports, grpc=False), "prometheus_remote_write": {}},
+            pipelines={"metrics": pipeline(["otlp/down"], receivers=["prometheus_remote_write"])},
+        )
 
     gw = gateway(config=config)
     good = snappy_block(good_write("lie"))

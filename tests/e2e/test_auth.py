@@ -8,8 +8,8 @@ import subprocess
 
 import grpc
 import pytest
-import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import grpc_export, simple_trace_request
 from support.process import SLUICE_BIN, clean_env
 
@@ -27,29 +27,21 @@ def tokens(tmp_path):
 
 
 def auth_gateway(gateway, ds, tokens):
+    auth = {
+        "tenants": [
+            {"tenant": "team-a", "bearer_token_file": tokens["file"]},
+            {"tenant": "team-b", "bearer_token_env": "E2E_TEAM_B_TOKEN"},
+        ]
+    }
+
     def config(ports):
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                    },
-                    "auth": {
-                        "tenants": [
-                            {"tenant": "team-a", "bearer_token_file": tokens["file"]},
-                            {"tenant": "team-b", "bearer_token_env": "E2E_TEAM_B_TOKEN"},
-                        ]
-                    },
-                }
-            },
-            "exporters": {"otlp/down": {"endpoint": ds.endpoint, "tenant_header": "X-Scope-OrgID"}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "shutdown_timeout": "5s",
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint, "tenant_header": "X-Scope-OrgID"}},
+            receivers={"otlp": otlp_receiver(ports, auth=auth)},
+            pipelines={"traces": pipeline(["otlp/down"])},
+            shutdown_timeout="5s",
+        )
 
     return gateway(config=config, env={"E2E_TEAM_B_TOKEN": tokens["team-b"]})
 

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from support.config import one_slot_exporter
+from support.config import one_slot_exporter, pipeline
 from support.otlp import grpc_export, kv, new_ids, simple_trace_request, span, trace_request
 from support.polling import wait_until
 
@@ -290,7 +290,7 @@ def test_signal_without_pipeline_is_refused(gateway, downstream):
     ds = downstream()
     gw = gateway(
         {"otlp/down": {"endpoint": ds.endpoint}},
-        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
+        pipelines={"traces": pipeline(["otlp/down"])},
     )
     logs = logs_service_pb2.ExportLogsServiceRequest(
         resource_logs=[
@@ -472,7 +472,7 @@ def test_backpressure_gives_429_with_retry_after_and_loses_nothing(gateway, down
     ds.hang()
     gw = gateway(
         one_slot_exporter(ds),
-        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 1}},
+        pipelines={"traces": pipeline(["otlp/down"], queue_size=1)},
         service={"shutdown_timeout": "3s"},
     )
     accepted: list[bytes] = []
@@ -522,7 +522,7 @@ def test_concurrent_clients_of_a_full_pipeline_are_held_or_refused_never_dropped
     ds.hang()
     gw = gateway(
         one_slot_exporter(ds),
-        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 2}},
+        pipelines={"traces": pipeline(["otlp/down"], queue_size=2)},
         service={"shutdown_timeout": "3s"},
     )
     accepted: list[bytes] = []

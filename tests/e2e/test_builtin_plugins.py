@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from support.config import config_for, write_config
+from support.config import gateway_config, pipeline, write_config
 from support.exposition import parse_prometheus
 from support.gateway import validate_with_plugins
 from support.otlp import kv, new_ids, span, trace_request
@@ -84,13 +84,14 @@ def plugin_cache(tmp_path_factory, plugin_dir) -> Path:
     cache = Path(configured).resolve() if configured else tmp_path_factory.mktemp("builtin-plugin-cache")
     work = tmp_path_factory.mktemp("builtin-plugin-cache-fill")
     ports = {"grpc": free_port(), "http": free_port(), "admin": free_port()}
-    cfg = config_for(
+    cfg = gateway_config(
         ports,
         {"debug": {}},
-        pipelines={"traces": {"receivers": ["otlp"], "processors": list(BUILTINS), "exporters": ["debug"]}},
+        processors={n: {"plugin": f"builtin/{n}", "config": {"slos": []} if n == "slo" else {}} for n in BUILTINS},
+        pipelines={"traces": pipeline(["debug"], processors=list(BUILTINS))},
+        plugins={"cache_dir": str(cache)},
+        shutdown_timeout="10s",
     )
-    cfg["processors"] = {n: {"plugin": f"builtin/{n}", "config": {"slos": []} if n == "slo" else {}} for n in BUILTINS}
-    cfg["service"]["plugins"] = {"cache_dir": str(cache)}
     path = write_config(work / "fill-cache.yaml", cfg)
     validate_with_plugins(path, plugin_dir)
     return cache
@@ -130,11 +131,15 @@ def start(
         lines = {}
         for signal_name, procs in pipelines.items():
             out = ["prometheus"] if prometheus_port and signal_name == "metrics" else ["otlp/down"]
-            lines[signal_name] = {"receivers": ["otlp"], "processors": list(procs), "exporters": out}
-        cfg = config_for(ports, exporters, pipelines=lines)
-        cfg["processors"] = processors
-        cfg["service"]["plugins"] = {"cache_dir": str(cache)}
-        return cfg
+            lines[signal_name] = pipeline(out, processors=list(procs))
+        return gateway_config(
+            ports,
+            exporters,
+            processors=processors,
+            pipelines=lines,
+            plugins={"cache_dir": str(cache)},
+            shutdown_timeout="10s",
+        )
 
     return gateway(config=config, env={"SLUICE_PLUGIN_DIR": str(plugin_dir)})
 

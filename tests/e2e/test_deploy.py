@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 import requests
 
+from support.config import gateway_config, pipeline
 from support.exposition import parse_prometheus
 from support.otlp import kv, new_ids, span, trace_request
 from support.polling import wait_until
@@ -948,21 +949,9 @@ def exercised_gateway_config(ports: dict[str, int], cache: Path) -> dict:
     compose = load_yaml(COMPOSE_CONFIG)
     ports["prometheus"] = free_port()
     ports["dead"] = free_port()
-    return {
-        "receivers": {
-            "otlp": {
-                "protocols": {
-                    "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                    "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                }
-            }
-        },
-        "processors": {
-            "chaos": {"plugin": str(chaos_plugin()), "on_error": "pass"},
-            # The compose stack's SLOs, so that the committed SLO rules find their series.
-            "slo": compose["processors"]["slo"],
-        },
-        "exporters": {
+    return gateway_config(
+        ports,
+        {
             "debug": {"verbosity": "basic"},
             "otlp/dead": {
                 "endpoint": f"http://127.0.0.1:{ports['dead']}",
@@ -972,16 +961,18 @@ def exercised_gateway_config(ports: dict[str, int], cache: Path) -> dict:
             },
             "prometheus": {"endpoint": f"127.0.0.1:{ports['prometheus']}"},
         },
-        "service": {
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "processors": ["chaos", "slo"], "exporters": ["debug", "otlp/dead"]},
-                "metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]},
-            },
-            "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-            "plugins": {"cache_dir": str(cache), "reload_interval": "0s"},
-            "shutdown_timeout": "5s",
+        processors={
+            "chaos": {"plugin": str(chaos_plugin()), "on_error": "pass"},
+            # The compose stack's SLOs, so that the committed SLO rules find their series.
+            "slo": compose["processors"]["slo"],
         },
-    }
+        pipelines={
+            "traces": pipeline(["debug", "otlp/dead"], processors=["chaos", "slo"]),
+            "metrics": pipeline(["prometheus"]),
+        },
+        plugins={"cache_dir": str(cache), "reload_interval": "0s"},
+        shutdown_timeout="5s",
+    )
 
 
 def scraped_labels(gw) -> dict[str, set[str]]:

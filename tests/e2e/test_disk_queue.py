@@ -14,13 +14,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from support.config import config_for
+from support.config import config_for, pipeline
 from support.otlp import grpc_export, simple_trace_request
 from support.polling import wait_until
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from test_bad_input import error_body
 
-TRACES_ONLY = {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}}
+TRACES_ONLY = {"traces": pipeline(["otlp/down"])}
 QUEUE_DIR = "otlp_down"
 
 

@@ -39,7 +39,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from support.config import write_config
+from support.config import gateway_config, otlp_receiver, pipeline, write_config
 from support.exposition import parse_prometheus
 from support.otlp import grpc_export, kv, new_ids, span, trace_request
 from support.polling import wait_until
@@ -239,7 +239,7 @@ def chaos_wasm() -> Path:
     return path
 
 
-def gateway_config(chaos: Path, cache: Path):
+def every_component_config(chaos: Path, cache: Path):
     """A config with every kind of component whose metrics can show up: both OTLP transports,
     remote_write, a plugin that filters (and traps on request), a dead OTLP backend without
     retries, a Prometheus scrape endpoint and a debug exporter."""
@@ -247,20 +247,9 @@ def gateway_config(chaos: Path, cache: Path):
     def make(ports: dict[str, int]) -> dict:
         ports["prom"] = free_port()
         dead = free_port()  # nothing listens there
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                    }
-                },
-                "prometheus_remote_write": {},
-            },
-            "processors": {
-                "chaos": {"plugin": str(chaos), "config": {"mode": "keep_even"}, "on_error": "drop"},
-            },
-            "exporters": {
+        return gateway_config(
+            ports,
+            {
                 "debug": {"verbosity": "basic"},
                 "otlp/dead": {
                     "endpoint": f"http://127.0.0.1:{dead}",
@@ -271,17 +260,18 @@ def gateway_config(chaos: Path, cache: Path):
                 "blackhole": {"sending_queue": {"storage": str(cache / "queue")}},
                 "prometheus": {"endpoint": f"127.0.0.1:{ports['prom']}"},
             },
-            "service": {
-                "pipelines": {
-                    "traces": {"receivers": ["otlp"], "processors": ["chaos"], "exporters": ["debug", "otlp/dead"]},
-                    "metrics": {"receivers": ["otlp", "prometheus_remote_write"], "exporters": ["prometheus"]},
-                    "logs": {"receivers": ["otlp"], "exporters": ["debug", "blackhole"]},
-                },
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "plugins": {"cache_dir": str(cache), "reload_interval": "0s"},
-                "shutdown_timeout": "5s",
+            receivers={"otlp": otlp_receiver(ports), "prometheus_remote_write": {}},
+            processors={
+                "chaos": {"plugin": str(chaos), "config": {"mode": "keep_even"}, "on_error": "drop"},
             },
-        }
+            pipelines={
+                "traces": pipeline(["debug", "otlp/dead"], processors=["chaos"]),
+                "metrics": pipeline(["prometheus"], receivers=["otlp", "prometheus_remote_write"]),
+                "logs": pipeline(["debug", "blackhole"]),
+            },
+            plugins={"cache_dir": str(cache), "reload_interval": "0s"},
+            shutdown_timeout="5s",
+        )
 
     return make
 
@@ -292,7 +282,7 @@ def chaos_cache(tmp_path_factory, chaos_wasm) -> Path:
     cache = tmp_path_factory.mktemp("docs-plugin-cache")
     work = tmp_path_factory.mktemp("docs-plugin-cache-fill")
     ports = {"grpc": free_port(), "http": free_port(), "admin": free_port()}
-    path = write_config(work / "fill.yaml", gateway_config(chaos_wasm, cache)(ports))
+    path = write_config(work / "fill.yaml", every_component_config(chaos_wasm, cache)(ports))
     r = subprocess.run(
         [str(SLUICE_BIN), "validate", "--config", str(path)],
         capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL,
@@ -355,7 +345,7 @@ def send_traffic(gw) -> None:
 
 
 def test_every_exposed_gateway_metric_is_documented(gateway, chaos_wasm, chaos_cache):
-    gw = gateway(config=gateway_config(chaos_wasm, chaos_cache))
+    gw = gateway(config=every_component_config(chaos_wasm, chaos_cache))
     send_traffic(gw)
     gw.wait_metric("sluice_plugin_reloads_total", 1, timeout=WAIT)
     gw.wait_metric("sluice_plugin_restarts_total", 1, timeout=WAIT)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import grpc_export, simple_trace_request
 from support.polling import wait_until
 from support.ports import free_port
@@ -51,14 +52,13 @@ def test_admin_endpoint_with_credentials_keeps_probes_open(gateway, downstream, 
     ds = downstream()
 
     def config(ports):
-        return {
-            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
-            "exporters": {"otlp/down": {"endpoint": ds.endpoint}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}", "auth": auth_block(creds)},
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint}},
+            receivers={"otlp": otlp_receiver(ports, grpc=False)},
+            pipelines={"traces": pipeline(["otlp/down"])},
+            admin={"auth": auth_block(creds)},
+        )
 
     gw = gateway(config=config)
     for probe in ("/health/live", "/health/ready"):
@@ -87,16 +87,13 @@ def test_prometheus_scrapes_the_gateway_over_tls_with_basic_auth(gateway, promet
 
     def config(ports):
         ports["scrape"] = free_port()
-        return {
-            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"}}}},
-            "exporters": {
-                "prometheus": {"endpoint": f"127.0.0.1:{ports['scrape']}", "tls": tls, "auth": auth_block(creds)}
-            },
-            "service": {
-                "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}", "tls": tls, "auth": auth_block(creds)},
-            },
-        }
+        return gateway_config(
+            ports,
+            {"prometheus": {"endpoint": f"127.0.0.1:{ports['scrape']}", "tls": tls, "auth": auth_block(creds)}},
+            receivers={"otlp": otlp_receiver(ports, http=False)},
+            pipelines={"metrics": pipeline(["prometheus"])},
+            admin={"tls": tls, "auth": auth_block(creds)},
+        )
 
     gw = gateway(config=config, wait_ready=False)
     gw.wait_ready(admin_url=f"https://127.0.0.1:{gw.ports['admin']}")
@@ -209,16 +206,14 @@ def test_admin_refuses_cross_site_requests_and_sends_security_headers(gateway, t
     plugin = chaos_plugin()
 
     def config(ports):
-        return {
-            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
-            "processors": {"chaos": {"plugin": str(plugin)}},
-            "exporters": {"debug": {"verbosity": "basic"}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["chaos"], "exporters": ["debug"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "plugins": {"cache_dir": str(tmp_path / "plugin-cache"), "reload_interval": "0s"},
-            },
-        }
+        return gateway_config(
+            ports,
+            {"debug": {"verbosity": "basic"}},
+            receivers={"otlp": otlp_receiver(ports, grpc=False)},
+            processors={"chaos": {"plugin": str(plugin)}},
+            pipelines={"traces": pipeline(["debug"], processors=["chaos"])},
+            plugins={"cache_dir": str(tmp_path / "plugin-cache"), "reload_interval": "0s"},
+        )
 
     gw = gateway(config=config)
     reload_url = f"{gw.admin_url}/api/v1/plugins/chaos/reload"
@@ -272,14 +267,13 @@ def test_credentials_check_answers_with_security_headers(gateway, downstream, cr
     ds = downstream()
 
     def config(ports):
-        return {
-            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
-            "exporters": {"otlp/down": {"endpoint": ds.endpoint}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}", "auth": auth_block(creds)},
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint}},
+            receivers={"otlp": otlp_receiver(ports, grpc=False)},
+            pipelines={"traces": pipeline(["otlp/down"])},
+            admin={"auth": auth_block(creds)},
+        )
 
     gw = gateway(config=config)
     r = gw.get("/api/v1/status")
@@ -303,7 +297,7 @@ def exposed_config(tmp_path, admin: dict) -> Path:
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{free_port()}"}}}},
         "exporters": {"debug": {}},
         "service": {
-            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["debug"]}},
+            "pipelines": {"traces": pipeline(["debug"])},
             "admin": admin,
         },
     }))

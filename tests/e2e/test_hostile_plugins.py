@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from support.config import pipeline
 from support.polling import wait_until
 from test_plugins import (  # noqa: F401 (fixtures)
     PROC,
@@ -112,7 +113,7 @@ def plugin_errors(gw) -> dict[str, float]:
 def test_hostile_plugins_are_contained(on_error, gateway, downstream, chaos_wasm, plugin_cache):
     ds = downstream()
     pipelines = traces_through_chaos(["otlp/down"])
-    pipelines["logs"] = {"receivers": ["otlp"], "exporters": ["otlp/down"]}
+    pipelines["logs"] = pipeline(["otlp/down"])
     gw = start_chaos(
         gateway,
         ds,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ import grpc
 import pytest
 import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import grpc_export, simple_trace_request
 from test_abuse import rss_mib
 from test_bad_input import error_body
@@ -74,27 +74,20 @@ def live(gw) -> None:
 
 
 def config(ports, ds_endpoint, auth=None):
-    otlp = {
-        "protocols": {
-            "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-            "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-        }
-    }
+    otlp = otlp_receiver(ports)
     if auth:
         otlp["auth"] = auth
-    return {
-        "receivers": {"otlp": otlp, "prometheus_remote_write": {}},
-        "exporters": {"otlp/down": {"endpoint": ds_endpoint}},
-        "service": {
-            "pipelines": {
-                "traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
-                "logs": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
-                "metrics": {"receivers": ["otlp", "prometheus_remote_write"], "exporters": ["otlp/down"]},
-            },
-            "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-            "shutdown_timeout": "5s",
+    return gateway_config(
+        ports,
+        {"otlp/down": {"endpoint": ds_endpoint}},
+        receivers={"otlp": otlp, "prometheus_remote_write": {}},
+        pipelines={
+            "traces": pipeline(["otlp/down"]),
+            "logs": pipeline(["otlp/down"]),
+            "metrics": pipeline(["otlp/down"], receivers=["otlp", "prometheus_remote_write"]),
         },
-    }
+        shutdown_timeout="5s",
+    )
 
 
 def _len(n: int, payload: bytes) -> bytes:

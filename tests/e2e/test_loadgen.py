@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from support.config import one_slot_exporter
+from support.config import one_slot_exporter, pipeline
 from support.ports import free_port
 from support.process import SLUICE_BIN, clean_env
 
@@ -58,7 +58,7 @@ def test_loadgen_reports_refusals_and_errors(gateway, downstream):
     ds.hang()
     gw = gateway(
         one_slot_exporter(ds),
-        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"], "queue_size": 1}},
+        pipelines={"traces": pipeline(["otlp/down"], queue_size=1)},
         service={"shutdown_timeout": "2s"},
     )
     code, run, err = loadgen(

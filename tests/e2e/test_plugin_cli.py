@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.config import pipeline
 from support.process import REPO as REPO_ROOT, SLUICE_BIN
 
 # The scaffold's dependencies are the workspace's: building into the workspace's target
@@ -110,7 +111,7 @@ def test_validate_loads_and_instantiates_plugins(scaffolded, tmp_path):
             "processors": {"edge": {"plugin": path, "config": plugin_config}},
             "exporters": {"debug": {}},
             "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["edge"], "exporters": ["debug"]}},
+                "pipelines": {"traces": pipeline(["debug"], processors=["edge"])},
                 "plugins": {"cache_dir": ""},
             },
         }))

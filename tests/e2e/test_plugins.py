@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from support.config import config_for, one_slot_exporter, write_config
+from support.config import config_for, one_slot_exporter, pipeline, write_config
 from support.otlp import grpc_export, kv, new_ids, span, trace_request
 from support.polling import wait_until
 from support.ports import free_port, port_is_listening
@@ -105,7 +105,7 @@ def plugin_cache(tmp_path_factory, chaos_wasm) -> Path:
 
 
 def traces_through_chaos(exporters: list[str]) -> dict:
-    return {"traces": {"receivers": ["otlp"], "processors": [PROC], "exporters": exporters}}
+    return {"traces": pipeline(exporters, processors=[PROC])}
 
 
 def with_plugin(
@@ -589,7 +589,7 @@ def test_count_mode_emits_the_number_of_spans_into_the_metrics_pipeline(gateway,
     ds = downstream()
     pipelines = {
         **traces_through_chaos(["otlp/down"]),
-        "metrics": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
+        "metrics": pipeline(["otlp/down"]),
     }
     gw = start_chaos(
         gateway, ds, chaos_wasm, plugin_cache, pipelines=pipelines, plugin_config={"mode": "count"}
@@ -615,7 +615,7 @@ def test_count_state_survives_a_trap_through_snapshot_and_restore(gateway, downs
     ds = downstream()
     pipelines = {
         **traces_through_chaos(["otlp/down"]),
-        "metrics": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
+        "metrics": pipeline(["otlp/down"]),
     }
     gw = start_chaos(
         gateway, ds, chaos_wasm, plugin_cache, pipelines=pipelines, plugin_config={"mode": "count"}
@@ -730,7 +730,7 @@ def test_changing_the_file_reloads_the_plugin_and_keeps_its_state(gateway, downs
     plugin, relative = local_plugin(tmp_path, chaos_wasm)
     pipelines = {
         **traces_through_chaos(["otlp/down"]),
-        "metrics": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
+        "metrics": pipeline(["otlp/down"]),
     }
     gw = start_chaos(
         gateway,
@@ -769,7 +769,7 @@ def test_sighup_forces_a_reload_that_keeps_state(gateway, downstream, chaos_wasm
     ds = downstream()
     pipelines = {
         **traces_through_chaos(["otlp/down"]),
-        "metrics": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
+        "metrics": pipeline(["otlp/down"]),
     }
     gw = start_chaos(
         gateway,
@@ -951,7 +951,7 @@ def test_other_pipelines_keep_flowing_while_a_plugin_fails(gateway, downstream, 
     ds = downstream()
     pipelines = {
         **traces_through_chaos(["otlp/down"]),
-        "logs": {"receivers": ["otlp"], "exporters": ["otlp/down"]},
+        "logs": pipeline(["otlp/down"]),
     }
     gw = start_chaos(
         gateway,
@@ -1029,16 +1029,9 @@ def stuck_plugin_pipeline(ds, chaos_wasm, plugin_cache, mode: str, shutdown_time
         cfg = config_for(
             ports,
             one_slot_exporter(ds),
-            pipelines={
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": [PROC],
-                    "exporters": ["otlp/down"],
-                    "queue_size": 64,
-                }
-            },
+            pipelines={"traces": pipeline(["otlp/down"], processors=[PROC], queue_size=64)},
+            service={"shutdown_timeout": shutdown_timeout},
         )
-        cfg["service"]["shutdown_timeout"] = shutdown_timeout
         return with_plugin(cfg, chaos_wasm, plugin_cache, plugin_config={"mode": mode})
 
     return config

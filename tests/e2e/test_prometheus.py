@@ -39,6 +39,7 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.exposition import parse_prometheus
 from support.polling import wait_until
 from support.ports import free_port
@@ -182,28 +183,16 @@ def sluice_config(prometheus=None, remote_write_exporter=None, max_decoded_size_
                 "retry_on_failure": {"initial_interval": "200ms", "max_elapsed_time": "10s"},
                 **remote_write_exporter,
             }
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                    }
-                },
+        return gateway_config(
+            ports,
+            exporters,
+            receivers={
+                "otlp": otlp_receiver(ports),
                 "prometheus_remote_write": {"max_decoded_size_mib": max_decoded_size_mib},
             },
-            "exporters": exporters,
-            "service": {
-                "pipelines": {
-                    "metrics": {
-                        "receivers": ["otlp", "prometheus_remote_write"],
-                        "exporters": list(exporters),
-                    }
-                },
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "shutdown_timeout": "10s",
-            },
-        }
+            pipelines={"metrics": pipeline(exporters, receivers=["otlp", "prometheus_remote_write"])},
+            shutdown_timeout="10s",
+        )
 
     return make
 

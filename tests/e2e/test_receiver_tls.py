@@ -10,6 +10,7 @@ import grpc
 import pytest
 import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import GRPC_METHODS, simple_trace_request
 from support.process import SLUICE_BIN
 from test_tls import make_pki
@@ -26,22 +27,13 @@ def tls_gateway(gateway, downstream_endpoint: str, pki, mutual: bool = False):
         tls["client_ca_file"] = str(pki / "ca.crt")
 
     def config(ports):
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}", "tls": tls},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}", "tls": tls},
-                    }
-                }
-            },
-            "exporters": {"otlp/down": {"endpoint": downstream_endpoint}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "shutdown_timeout": "5s",
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": downstream_endpoint}},
+            receivers={"otlp": otlp_receiver(ports, grpc={"tls": tls}, http={"tls": tls})},
+            pipelines={"traces": pipeline(["otlp/down"])},
+            shutdown_timeout="5s",
+        )
 
     return gateway(config=config)
 
@@ -121,7 +113,7 @@ def test_sluice_forwards_to_sluice_over_mutual_tls(gateway, downstream, tmp_path
             "tls": {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "client.crt"),
                     "key_file": str(pki / "client.key")},
         }
-    }, pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/central"]}})
+    }, pipelines={"traces": pipeline(["otlp/central"])})
     req, _ = simple_trace_request(3)
     assert edge.post("traces", req.SerializeToString()).status_code == 200
     (got,) = ds.wait_for("traces", 1, timeout=15)

@@ -2,7 +2,7 @@
 produces a `request` span with `batch` and `export` children, sent over OTLP/HTTP, continuing
 the client's W3C trace context."""
 
-from support.config import config_for
+from support.config import config_for, pipeline
 from support.otlp import span
 from support.polling import wait_until
 
@@ -31,7 +31,7 @@ def test_own_spans_follow_a_batch_and_continue_the_client_trace(gateway, http_do
         config=lambda ports: config_for(
             ports,
             {"debug": {"verbosity": "basic"}},
-            pipelines={"traces": {"receivers": ["otlp"], "exporters": ["debug"]}},
+            pipelines={"traces": pipeline(["debug"])},
             service={"telemetry": {"traces": {"endpoint": collector.endpoint}}},
         )
     )
@@ -68,7 +68,7 @@ def test_no_own_spans_unless_configured(gateway, http_downstream):
         config=lambda ports: config_for(
             ports,
             {"otlp/down": {"endpoint": collector.endpoint, "protocol": "http"}},
-            pipelines={"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
+            pipelines={"traces": pipeline(["otlp/down"])},
         )
     )
     request = trace_service_pb2.ExportTraceServiceRequest(

@@ -1,6 +1,6 @@
 """`GET /api/v1/slos`: the SLO figures the `slo` plugin computes, as this gateway sees them."""
 
-from support.config import config_for
+from support.config import gateway_config, pipeline
 from support.otlp import kv, span
 from support.polling import wait_until
 
@@ -23,16 +23,16 @@ def test_slo_status_endpoint_reports_events_burn_rates_and_budget(gateway):
     }
 
     def config(ports):
-        c = config_for(
+        return gateway_config(
             ports,
             {"debug": {"verbosity": "basic"}},
+            processors={"slo": {"plugin": "builtin/slo", "config": slos}},
             pipelines={
-                "traces": {"receivers": ["otlp"], "processors": ["slo"], "exporters": ["debug"]},
-                "metrics": {"receivers": ["otlp"], "exporters": ["debug"]},
+                "traces": pipeline(["debug"], processors=["slo"]),
+                "metrics": pipeline(["debug"]),
             },
+            shutdown_timeout="10s",
         )
-        c["processors"] = {"slo": {"plugin": "builtin/slo", "config": slos}}
-        return c
 
     gw = gateway(config=config)
     spans = []

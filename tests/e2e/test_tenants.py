@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.otlp import grpc_export, simple_trace_request
 from support.polling import wait_until
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -32,34 +33,26 @@ def secrets_dir(tmp_path):
 
 
 def tenants_gateway(gateway, ds, s, limits_a: dict | None = None):
+    auth = {
+        "api_key_header": "X-API-Key",
+        "tenants": [
+            {"tenant": "team-a", "bearer_token_file": s["a_file"], "limits": limits_a or {}},
+            {"tenant": "team-b", "bearer_token_file": s["b_file"]},
+            {
+                "tenant": "team-c",
+                "basic_auth": {"username": "collector-c", "password_file": s["password_file"]},
+            },
+        ],
+    }
+
     def config(ports):
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                    },
-                    "auth": {
-                        "api_key_header": "X-API-Key",
-                        "tenants": [
-                            {"tenant": "team-a", "bearer_token_file": s["a_file"], "limits": limits_a or {}},
-                            {"tenant": "team-b", "bearer_token_file": s["b_file"]},
-                            {
-                                "tenant": "team-c",
-                                "basic_auth": {"username": "collector-c", "password_file": s["password_file"]},
-                            },
-                        ],
-                    },
-                }
-            },
-            "exporters": {"otlp/down": {"endpoint": ds.endpoint, "tenant_header": "X-Scope-OrgID"}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/down"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "shutdown_timeout": "5s",
-            },
-        }
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint, "tenant_header": "X-Scope-OrgID"}},
+            receivers={"otlp": otlp_receiver(ports, auth=auth)},
+            pipelines={"traces": pipeline(["otlp/down"])},
+            shutdown_timeout="5s",
+        )
 
     return gateway(config=config)
 

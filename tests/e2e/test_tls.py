@@ -7,8 +7,8 @@ import time
 
 import requests
 
+from support.config import gateway_config, otlp_receiver, pipeline
 from support.polling import wait_until
-from support.ports import free_port
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -87,20 +87,18 @@ def query(prom, pki, client, promql):
 
 def gateway_writing_to(gateway, prom, tls):
     def config(ports):
-        return {
-            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
-            "exporters": {
+        return gateway_config(
+            ports,
+            {
                 "prometheus_remote_write": {
                     "endpoint": f"https://127.0.0.1:{prom.port}/api/v1/write",
                     "tls": tls,
                     "retry_on_failure": {"initial_interval": "100ms", "max_elapsed_time": "2s"},
                 }
             },
-            "service": {
-                "pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus_remote_write"]}},
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-            },
-        }
+            receivers={"otlp": otlp_receiver(ports, grpc=False)},
+            pipelines={"metrics": pipeline(["prometheus_remote_write"])},
+        )
 
     return gateway(config=config)
 
@@ -163,9 +161,9 @@ def test_otlp_grpc_exporter_over_tls_with_mutual_auth(gateway, tmp_path):
     server.start()
     try:
         def config(ports):
-            return {
-                "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
-                "exporters": {
+            return gateway_config(
+                ports,
+                {
                     "otlp/tls": {
                         "endpoint": f"https://127.0.0.1:{port}",
                         "protocol": "grpc",
@@ -176,11 +174,9 @@ def test_otlp_grpc_exporter_over_tls_with_mutual_auth(gateway, tmp_path):
                         },
                     }
                 },
-                "service": {
-                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/tls"]}},
-                    "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                },
-            }
+                receivers={"otlp": otlp_receiver(ports, grpc=False)},
+                pipelines={"traces": pipeline(["otlp/tls"])},
+            )
 
         gw = gateway(config=config)
         request = trace_service_pb2.ExportTraceServiceRequest(

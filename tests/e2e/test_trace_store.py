@@ -13,6 +13,7 @@ import time
 
 import requests
 
+from support.config import gateway_config, pipeline
 from support.polling import wait_until
 from support.ports import free_port
 from support.process import SLUICE_BIN, clean_env
@@ -29,25 +30,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 def memory_config(max_spans: int = 1000, max_logs: int = 1000, max_age: str = "1h"):
     def build(ports):
-        return {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
-                        "http": {"endpoint": f"127.0.0.1:{ports['http']}"},
-                    }
-                }
-            },
-            "exporters": {"memory": {"max_spans": max_spans, "max_logs": max_logs, "max_age": max_age}},
-            "service": {
-                "pipelines": {
-                    "traces": {"receivers": ["otlp"], "exporters": ["memory"]},
-                    "logs": {"receivers": ["otlp"], "exporters": ["memory"]},
-                },
-                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
-                "shutdown_timeout": "5s",
-            },
-        }
+        return gateway_config(
+            ports,
+            {"memory": {"max_spans": max_spans, "max_logs": max_logs, "max_age": max_age}},
+            pipelines={"traces": pipeline(["memory"]), "logs": pipeline(["memory"])},
+            shutdown_timeout="5s",
+        )
 
     return build
 

@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from support.config import config_for, write_config
+from support.config import config_for, pipeline, write_config
 from support.gateway import Gateway, validate_with_plugins
 from support.polling import wait_until
 from support.ports import free_port
@@ -174,9 +174,9 @@ def store_config(ports: dict[str, int]) -> dict[str, Any]:
         ports,
         {"memory": {"max_spans": 10000, "max_logs": 10000, "max_age": "1h"}, "debug": {"verbosity": "basic"}},
         pipelines={
-            "traces": {"receivers": ["otlp"], "exporters": ["memory", "debug"]},
-            "metrics": {"receivers": ["otlp"], "exporters": ["debug"]},
-            "logs": {"receivers": ["otlp"], "exporters": ["memory"]},
+            "traces": pipeline(["memory", "debug"]),
+            "metrics": pipeline(["debug"]),
+            "logs": pipeline(["memory"]),
         },
     )
 
