@@ -35,8 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BIN, REPO, cpu_seconds, free_port, metric_sum, peak_rss_mib, start, stop  # noqa: E402
+from harness import BIN, REPO, cpu_seconds, free_port, metric_sum, peak_rss_mib, start, stop
 
 SERIES = 100_000
 

@@ -23,7 +23,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from run import BIN, free_port, metric_sum, start, stop
+from harness import free_port, metric_sum, start, stop
 
 
 def request(series: int, t_ns: int) -> bytes:

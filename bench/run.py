@@ -35,73 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(os.environ.get("SLUICE_BENCH_BIN", REPO / "target" / "release" / "sluice"))
-PLUGINS = REPO / "target" / "wasm32-wasip2" / "release"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def metric_sum(admin: str, name: str, **labels) -> float:
-    text = urllib.request.urlopen(f"http://{admin}/metrics", timeout=5).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def start(config: dict, workdir: Path, name: str) -> subprocess.Popen:
-    path = workdir / f"{name}.yaml"
-    path.write_text(json.dumps(config))
-    log = open(workdir / f"{name}.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN), "run", "--config", str(path), "--log-level", "warn"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "SLUICE_PLUGIN_DIR": str(PLUGINS)},
-    )
-    admin = config["service"]["admin"]["endpoint"]
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited: {(workdir / f'{name}.log').read_text()[-2000:]}")
-        try:
-            if urllib.request.urlopen(f"http://{admin}/health/ready", timeout=1).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{name} did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+from harness import BIN, PLUGINS, REPO, cpu_seconds, free_port, metric_sum, peak_rss_mib, start, stop
 
 
 def processors_for(scenario: str) -> dict:
@@ -367,7 +301,7 @@ def main() -> None:
               f"(median {cached[2]} ms of 5)")
         print(json.dumps({"startup_compiled_ms": cold, "startup_cached_ms": cached}))
         return
-    sys.path.insert(0, str(REPO / "bench"))
+    # Imported here: --startup runs without the OpenTelemetry packages make_batch needs.
     from make_batch import batch as make
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
