@@ -692,7 +692,7 @@ def test_hpa_and_pdb_target_the_deployment():
     by_type = {m["type"]: m for m in hpa["metrics"]}
     assert by_type["Resource"]["resource"]["name"] == "cpu"
     pods_metric = by_type["Pods"]["pods"]["metric"]["name"]
-    assert f'"{pods_metric}"' in (REPO / "gateway" / "src" / "admin" / "metrics.rs").read_text(), (
+    assert f'"{pods_metric}"' in (REPO / "gateway" / "src" / "telemetry" / "metrics.rs").read_text(), (
         f"the HPA scales on {pods_metric}, which the gateway does not export"
     )
     assert pods_metric == "sluice_exporter_queue_depth_batches"
