@@ -1,9 +1,23 @@
-//! Sluice: a telemetry gateway. OTLP (gRPC and HTTP) in, a bounded pipeline per signal, OTLP and
-//! debug exporters out, with the gateway's own health and metrics on the admin endpoint.
+//! Sluice: a telemetry gateway. OTLP (gRPC and HTTP) and Prometheus remote write in, a bounded
+//! pipeline per signal running sandboxed WebAssembly plugins, OTLP, Prometheus (scrape and
+//! remote write), debug and in-memory exporters out, with the gateway's own health, metrics,
+//! UI and Jaeger query API on the admin endpoint.
 //!
-//! Data enters at [`receivers`], becomes a [`pipeline::Batch`], passes its [`pipeline`], and leaves
-//! through [`exporters`]. [`config`] turns the YAML file into a validated topology, and
-//! [`gateway::run`] assembles and runs it.
+//! Data enters at [`receivers`], becomes a [`model::Batch`], passes its [`pipeline`] (whose
+//! processors are [`plugins`]), and leaves through [`exporters`]. [`config`] loads the YAML file
+//! into a validated topology, and [`gateway::run`] assembles and runs it.
+//!
+//! The modules form layers, and imports only point down (`tests/layers.rs` checks it; see
+//! `docs/architecture.md`):
+//!
+//! 1. [`gateway`]: assembly, start and shutdown.
+//! 2. [`server`] and [`admin`]: the listeners' server loop; the admin endpoint.
+//! 3. [`pipeline`]: queues, the processor chain, fan-out to exporters.
+//! 4. Components: [`receivers`], [`plugins`], [`exporters`], [`store`], [`limiter`], [`slo`].
+//! 5. [`config`]'s load step (the files a config names).
+//! 6. Leaves: [`telemetry`], [`tls`], [`inlet`], [`rt`], [`catch_panic`], [`grpc_codec`],
+//!    [`build_info`]; and from the `sluice-core` crate [`model`], [`prompb`], [`naming`] and
+//!    the config schema.
 
 pub use sluice_core::{model, naming, prompb};
 
