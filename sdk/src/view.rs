@@ -2,7 +2,8 @@
 //!
 //! Decoding a batch allocates for every span, attribute and string; for a plugin that only
 //! reads (counts, checks, decides which records to keep) that is most of its cost. A view walks
-//! the protobuf the gateway hands over and lends out `&str` and `&[u8]` slices of it instead.
+//! the protobuf the gateway hands over and lends out `&str` and `&[u8]` slices of it instead,
+//! reading it with the gateway's own wire reader ([`sluice_wire::Reader`]).
 //!
 //! Implement [`crate::Plugin::read_traces`] (or `read_logs`) to use it: return `Some(verdict)`
 //! to answer from the view, or `None` to be called again through [`crate::Plugin::traces`] with
@@ -22,6 +23,8 @@
 //! # Ok(errors) }
 //! ```
 
+use sluice_wire::{Reader, Value};
+
 use crate::Error;
 
 #[derive(Debug)]
@@ -35,84 +38,17 @@ impl From<Malformed> for Error {
     }
 }
 
-#[derive(Clone)]
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+impl From<sluice_wire::Error> for Malformed {
+    #[inline]
+    fn from(_: sluice_wire::Error) -> Malformed {
+        Malformed
+    }
 }
 
-/// One field as it is on the wire.
-#[derive(Clone, Copy)]
-enum Field<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Fixed32,
-    Len(&'a [u8]),
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    #[inline]
-    fn varint(&mut self) -> R<u64> {
-        // Field keys, lengths of short strings and small numbers fit in one byte.
-        if let Some(&b) = self.buf.get(self.pos)
-            && b < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(b));
-        }
-        self.varint_slow()
-    }
-
-    fn varint_slow(&mut self) -> R<u64> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or(Malformed)?;
-            self.pos += 1;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(Malformed)
-    }
-
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or(Malformed)?;
-        let s = self.buf.get(self.pos..end).ok_or(Malformed)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    /// The next field, or `None` at the end.
-    #[inline]
-    fn next(&mut self) -> R<Option<(u32, Field<'a>)>> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let number = (key >> 3) as u32;
-        let field = match key & 7 {
-            0 => Field::Varint(self.varint()?),
-            1 => {
-                let b = self.take(8)?;
-                Field::Fixed64(u64::from_le_bytes(b.try_into().map_err(|_| Malformed)?))
-            }
-            2 => {
-                let n = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-                Field::Len(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Field::Fixed32
-            }
-            _ => return Err(Malformed),
-        };
-        Ok(Some((number, field)))
-    }
+/// The next field of a message, or `None` at its end.
+#[inline]
+fn next<'a>(r: &mut Reader<'a>) -> R<Option<(u32, Value<'a>)>> {
+    Ok(r.next_value()?)
 }
 
 /// The part of a message that holds every occurrence of one field: fields that are walked again
@@ -147,9 +83,9 @@ fn each_len<'a>(
     mut f: impl FnMut(&'a [u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut r = Reader::new(buf);
-    while let Some((n, field)) = r.next()? {
+    while let Some((n, field)) = next(&mut r)? {
         if n == number
-            && let Field::Len(b) = field
+            && let Value::Len(b) = field
         {
             f(b)?;
         }
@@ -172,10 +108,10 @@ fn raw_key_value(kv: &[u8]) -> R<(&[u8], Option<&[u8]>)> {
     }
     let (mut key, mut value): (&[u8], _) = (&[], None);
     let mut r = Reader::new(kv);
-    while let Some((n, field)) = r.next()? {
+    while let Some((n, field)) = next(&mut r)? {
         match (n, field) {
-            (1, Field::Len(b)) => key = b,
-            (2, Field::Len(b)) => value = Some(b),
+            (1, Value::Len(b)) => key = b,
+            (2, Value::Len(b)) => value = Some(b),
             _ => {}
         }
     }
@@ -198,10 +134,10 @@ fn key_value(kv: &[u8]) -> R<(&str, ValueView<'_>)> {
     let mut key = "";
     let mut value = ValueView::Empty;
     let mut r = Reader::new(kv);
-    while let Some((n, field)) = r.next()? {
+    while let Some((n, field)) = next(&mut r)? {
         match (n, field) {
-            (1, Field::Len(b)) => key = utf8(b)?,
-            (2, Field::Len(b)) => value = ValueView::parse(b)?,
+            (1, Value::Len(b)) => key = utf8(b)?,
+            (2, Value::Len(b)) => value = ValueView::parse(b)?,
             _ => {}
         }
     }
@@ -219,7 +155,7 @@ pub enum ValueView<'a> {
     Bytes(&'a [u8]),
     /// An array: walk it with [`ValueView::for_each_element`].
     Array(&'a [u8]),
-    /// A key-value list: walk it with [`for_each_attribute`] on [`AttributesView`].
+    /// A key-value list: walk it with [`AttributesView::for_each`].
     KvList(AttributesView<'a>),
 }
 
@@ -234,15 +170,15 @@ impl<'a> ValueView<'a> {
         }
         let mut v = ValueView::Empty;
         let mut r = Reader::new(buf);
-        while let Some((n, field)) = r.next()? {
+        while let Some((n, field)) = next(&mut r)? {
             v = match (n, field) {
-                (1, Field::Len(b)) => ValueView::Str(utf8(b)?),
-                (2, Field::Varint(x)) => ValueView::Bool(x != 0),
-                (3, Field::Varint(x)) => ValueView::Int(x as i64),
-                (4, Field::Fixed64(x)) => ValueView::Double(f64::from_bits(x)),
-                (5, Field::Len(b)) => ValueView::Array(b),
-                (6, Field::Len(b)) => ValueView::KvList(AttributesView { buf: b, field: 1 }),
-                (7, Field::Len(b)) => ValueView::Bytes(b),
+                (1, Value::Len(b)) => ValueView::Str(utf8(b)?),
+                (2, Value::Varint(x)) => ValueView::Bool(x != 0),
+                (3, Value::Varint(x)) => ValueView::Int(x as i64),
+                (4, Value::Fixed64(x)) => ValueView::Double(f64::from_bits(x)),
+                (5, Value::Len(b)) => ValueView::Array(b),
+                (6, Value::Len(b)) => ValueView::KvList(AttributesView { buf: b, field: 1 }),
+                (7, Value::Len(b)) => ValueView::Bytes(b),
                 _ => v,
             };
         }
@@ -338,8 +274,8 @@ impl<'a> AttributesView<'a> {
         }
         let mut missing = N;
         let mut r = Reader::new(self.buf);
-        while let Some((n, field)) = r.next()? {
-            let Field::Len(kv) = field else { continue };
+        while let Some((n, field)) = next(&mut r)? {
+            let Value::Len(kv) = field else { continue };
             if n != self.field {
                 continue;
             }
@@ -408,25 +344,27 @@ impl<'a> SpanView<'a> {
         let (mut attributes, mut events, mut links) =
             (Window::default(), Window::default(), Window::default());
         loop {
-            let at = r.pos;
-            let Some((n, field)) = r.next()? else { break };
+            let at = r.position();
+            let Some((n, field)) = next(&mut r)? else {
+                break;
+            };
             match (n, field) {
-                (9, _) => attributes.note(at, r.pos),
-                (11, _) => events.note(at, r.pos),
-                (13, _) => links.note(at, r.pos),
-                (1, Field::Len(b)) => s.trace_id = b,
-                (2, Field::Len(b)) => s.span_id = b,
-                (4, Field::Len(b)) => s.parent_span_id = b,
-                (5, Field::Len(b)) => s.name = utf8(b)?,
-                (6, Field::Varint(x)) => s.kind = x as i32,
-                (7, Field::Fixed64(x)) => s.start_time_unix_nano = x,
-                (8, Field::Fixed64(x)) => s.end_time_unix_nano = x,
-                (15, Field::Len(b)) => {
+                (9, _) => attributes.note(at, r.position()),
+                (11, _) => events.note(at, r.position()),
+                (13, _) => links.note(at, r.position()),
+                (1, Value::Len(b)) => s.trace_id = b,
+                (2, Value::Len(b)) => s.span_id = b,
+                (4, Value::Len(b)) => s.parent_span_id = b,
+                (5, Value::Len(b)) => s.name = utf8(b)?,
+                (6, Value::Varint(x)) => s.kind = x as i32,
+                (7, Value::Fixed64(x)) => s.start_time_unix_nano = x,
+                (8, Value::Fixed64(x)) => s.end_time_unix_nano = x,
+                (15, Value::Len(b)) => {
                     let mut st = Reader::new(b);
-                    while let Some((n, f)) = st.next()? {
+                    while let Some((n, f)) = next(&mut st)? {
                         match (n, f) {
-                            (2, Field::Len(m)) => s.status_message = utf8(m)?,
-                            (3, Field::Varint(c)) => s.status_code = c as i32,
+                            (2, Value::Len(m)) => s.status_message = utf8(m)?,
+                            (3, Value::Varint(c)) => s.status_code = c as i32,
                             _ => {}
                         }
                     }
@@ -457,10 +395,10 @@ impl<'a> SpanView<'a> {
                 attributes: AttributesView { buf: e, field: 3 },
             };
             let mut r = Reader::new(e);
-            while let Some((n, field)) = r.next()? {
+            while let Some((n, field)) = next(&mut r)? {
                 match (n, field) {
-                    (1, Field::Fixed64(t)) => ev.time_unix_nano = t,
-                    (2, Field::Len(b)) => ev.name = utf8(b)?,
+                    (1, Value::Fixed64(t)) => ev.time_unix_nano = t,
+                    (2, Value::Len(b)) => ev.name = utf8(b)?,
                     _ => {}
                 }
             }
@@ -507,18 +445,20 @@ impl<'a> LogView<'a> {
         let mut r = Reader::new(buf);
         let mut attributes = Window::default();
         loop {
-            let at = r.pos;
-            let Some((n, field)) = r.next()? else { break };
+            let at = r.position();
+            let Some((n, field)) = next(&mut r)? else {
+                break;
+            };
             match (n, field) {
-                (6, _) => attributes.note(at, r.pos),
-                (1, Field::Fixed64(t)) => l.time_unix_nano = t,
-                (11, Field::Fixed64(t)) => l.observed_time_unix_nano = t,
-                (2, Field::Varint(x)) => l.severity_number = x as i32,
-                (3, Field::Len(b)) => l.severity_text = utf8(b)?,
-                (5, Field::Len(b)) => l.body = ValueView::parse(b)?,
-                (9, Field::Len(b)) => l.trace_id = b,
-                (10, Field::Len(b)) => l.span_id = b,
-                (12, Field::Len(b)) => l.event_name = utf8(b)?,
+                (6, _) => attributes.note(at, r.position()),
+                (1, Value::Fixed64(t)) => l.time_unix_nano = t,
+                (11, Value::Fixed64(t)) => l.observed_time_unix_nano = t,
+                (2, Value::Varint(x)) => l.severity_number = x as i32,
+                (3, Value::Len(b)) => l.severity_text = utf8(b)?,
+                (5, Value::Len(b)) => l.body = ValueView::parse(b)?,
+                (9, Value::Len(b)) => l.trace_id = b,
+                (10, Value::Len(b)) => l.span_id = b,
+                (12, Value::Len(b)) => l.event_name = utf8(b)?,
                 _ => {}
             }
         }
@@ -560,10 +500,10 @@ fn walk_records<'a>(
                     field: 3,
                 };
                 let mut r = Reader::new(scope);
-                while let Some((n, field)) = r.next()? {
+                while let Some((n, field)) = next(&mut r)? {
                     match (n, field) {
-                        (1, Field::Len(b)) => view.scope_name = utf8(b)?,
-                        (2, Field::Len(b)) => view.scope_version = utf8(b)?,
+                        (1, Value::Len(b)) => view.scope_name = utf8(b)?,
+                        (2, Value::Len(b)) => view.scope_version = utf8(b)?,
                         _ => {}
                     }
                 }

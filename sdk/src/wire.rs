@@ -10,7 +10,7 @@
 //! whose field 1 is the `Resource`, so one function serves every signal.
 
 use prost::Message;
-use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use sluice_wire::{WireType, encode_key, encode_varint, fields};
 
 use crate::Error;
 use crate::otlp::resource::v1::Resource;
@@ -28,61 +28,18 @@ fn invalid(e: impl std::fmt::Display) -> Error {
     Error::Input(format!("invalid OTLP batch: {e}"))
 }
 
-/// One field of a message: its number, wire type and the whole encoded field (key included).
-struct Field<'a> {
-    number: u32,
-    /// For length-delimited fields, the payload.
-    payload: &'a [u8],
-    raw: &'a [u8],
-}
-
-fn fields(mut buf: &[u8]) -> impl Iterator<Item = Result<Field<'_>, Error>> {
-    std::iter::from_fn(move || {
-        if buf.is_empty() {
-            return None;
-        }
-        let start = buf;
-        let item = (|| {
-            let (number, wire) = decode_key(&mut buf).map_err(invalid)?;
-            let payload: &[u8] = match wire {
-                WireType::Varint => {
-                    decode_varint(&mut buf).map_err(invalid)?;
-                    &[]
-                }
-                WireType::SixtyFourBit => take(&mut buf, 8)?,
-                WireType::ThirtyTwoBit => take(&mut buf, 4)?,
-                WireType::LengthDelimited => {
-                    let len = decode_varint(&mut buf).map_err(invalid)?;
-                    let len = usize::try_from(len).map_err(invalid)?;
-                    take(&mut buf, len)?
-                }
-                _ => return Err(invalid("groups are not supported")),
-            };
-            let used = start.len() - buf.len();
-            Ok(Field {
-                number,
-                payload,
-                raw: &start[..used],
-            })
-        })();
-        if item.is_err() {
-            buf = &[];
-        }
-        Some(item)
-    })
-}
-
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
-    if buf.len() < n {
-        return Err(invalid("a field runs past the end of its message"));
+/// A malformed field, in the words of prost's decoder for the faults it shares with the
+/// reader: a plugin then reports a bad key the same way whether the walk below or
+/// `Resource::merge` found it.
+fn malformed(e: sluice_wire::Error) -> Error {
+    match e {
+        sluice_wire::Error::Group | sluice_wire::Error::Truncated => invalid(e),
+        _ => invalid(format_args!("failed to decode Protobuf message: {e}")),
     }
-    let (head, tail) = buf.split_at(n);
-    *buf = tail;
-    Ok(head)
 }
 
 fn put_len_field(out: &mut Vec<u8>, number: u32, payload_len: usize) {
-    encode_key(number, WireType::LengthDelimited, out);
+    encode_key(number, WireType::Len, out);
     encode_varint(payload_len as u64, out);
 }
 
@@ -98,7 +55,7 @@ pub fn rewrite_resources(
     let mut changed = false;
     let mut inner = Vec::new();
     for field in fields(request) {
-        let field = field?;
+        let field = field.map_err(malformed)?;
         if field.number != 1 {
             out.extend_from_slice(field.raw);
             continue;
@@ -107,7 +64,7 @@ pub fn rewrite_resources(
         let mut resource: Option<Resource> = None;
         let mut rest: Vec<&[u8]> = Vec::new();
         for f in fields(field.payload) {
-            let f = f?;
+            let f = f.map_err(malformed)?;
             if f.number == 1 {
                 // As prost does, a repeated occurrence merges into the first.
                 let r = resource.get_or_insert_with(Resource::default);
@@ -179,5 +136,44 @@ mod tests {
 
         assert_eq!(rewrite_resources(&bytes, |_| false).expect("valid"), None);
         assert!(rewrite_resources(&bytes[..bytes.len() - 3], |_| true).is_err());
+    }
+
+    #[test]
+    fn malformed_batches_name_their_fault() {
+        let error = |bytes: &[u8]| match rewrite_resources(bytes, |_| true) {
+            Err(Error::Input(m)) => m,
+            other => panic!("{bytes:?}: {other:?}"),
+        };
+        let prost = "invalid OTLP batch: failed to decode Protobuf message:";
+        for (bytes, message) in [
+            (
+                &[0x0a, 5, 1][..],
+                "invalid OTLP batch: a field runs past the end of its message".to_string(),
+            ),
+            (
+                &[0x09, 1, 2],
+                "invalid OTLP batch: a field runs past the end of its message".to_string(),
+            ),
+            (
+                &[0x0b],
+                "invalid OTLP batch: groups are not supported".to_string(),
+            ),
+            (&[0x80], format!("{prost} invalid varint")),
+            (&[0x0a, 0x80], format!("{prost} invalid varint")),
+            (&[0x00], format!("{prost} invalid tag value: 0")),
+            (&[0x0e], format!("{prost} invalid wire type value: 6")),
+            (
+                &[0x80, 0x80, 0x80, 0x80, 0x10],
+                format!("{prost} invalid key value: 4294967296"),
+            ),
+            // Inside a resource-level message.
+            (
+                &[0x0a, 2, 0x12, 9],
+                "invalid OTLP batch: a field runs past the end of its message".to_string(),
+            ),
+            (&[0x0a, 1, 0x03], format!("{prost} invalid tag value: 0")),
+        ] {
+            assert_eq!(error(bytes), message, "{bytes:?}");
+        }
     }
 }
