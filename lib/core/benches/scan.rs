@@ -52,9 +52,12 @@ fn span(i: usize) -> Span {
             ),
             kv("network.protocol.version", text("1.1")),
             kv("client.address", text("10.1.2.3")),
-            kv("app.cache_hit", any_value::Value::BoolValue(i % 2 == 0)),
+            kv(
+                "app.cache_hit",
+                any_value::Value::BoolValue(i.is_multiple_of(2)),
+            ),
         ],
-        status: (i % 10 == 0).then(|| Status {
+        status: i.is_multiple_of(10).then(|| Status {
             message: "upstream timed out".into(),
             code: 2,
         }),

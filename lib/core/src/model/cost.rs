@@ -5,9 +5,10 @@
 //! and about 70. A body within the size limit can so decode into a hundred times its size, and
 //! a 15 KiB gzip body that inflates to millions of empty spans takes gigabytes. The receivers
 //! therefore ask [`protobuf`] (or [`json`]) what the decoded form would take, walking the wire
-//! format without allocating, and refuse a request whose decoded form exceeds
-//! [`EXPANSION`] times the bytes received, and hold a share of a global in-flight budget
-//! (the receivers' in-flight budget) for the estimate while they decode it.
+//! format without allocating (with [`sluice_wire::Reader`], as the scan does), and refuse a
+//! request whose decoded form exceeds [`EXPANSION`] times the bytes received, and hold a share
+//! of a global in-flight budget (the receivers' in-flight budget) for the estimate while they
+//! decode it.
 //!
 //! The estimate is an upper bound of what prost allocates: the size of every element of every
 //! repeated message field, doubled for the capacity a growing `Vec` may hold, plus the bytes of
@@ -25,8 +26,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 
+use sluice_wire::{self as wire, Reader, WireType};
+
 use super::Signal;
-use super::scan::{Reader, Stop};
 use crate::prompb as rw;
 
 /// How many times the bytes received the decoded form of a request may take. Real OTLP
@@ -296,8 +298,9 @@ pub fn remote_write(buf: &[u8]) -> Result<Cost, (Malformed, Cost)> {
     }
 }
 
-impl From<Stop> for Malformed {
-    fn from(_: Stop) -> Malformed {
+impl From<wire::Error> for Malformed {
+    #[inline]
+    fn from(_: wire::Error) -> Malformed {
         Malformed
     }
 }
@@ -307,25 +310,14 @@ fn walk(m: M, buf: &[u8], depth: u32, cost: &mut Cost) -> Result<(), Malformed> 
         return Err(Malformed);
     }
     let mut r = Reader::new(buf);
-    while !r.done() {
-        let key = r.varint()?;
-        let number = u32::try_from(key >> 3).map_err(|_| Malformed)?;
-        let wire = (key & 7) as u8;
+    while !r.at_end() {
+        let (number, wire) = r.key()?;
         let payload = match wire {
-            0 => {
-                r.varint()?;
+            WireType::Len => Some(r.bytes()?),
+            scalar => {
+                r.skip(scalar)?;
                 None
             }
-            1 => {
-                r.skip(8)?;
-                None
-            }
-            2 => Some(r.bytes()?),
-            5 => {
-                r.skip(4)?;
-                None
-            }
-            _ => return Err(Malformed),
         };
         match (field(m, number), payload) {
             (F::Skip, _) => {}
@@ -658,6 +650,11 @@ mod tests {
         assert!(malformed(&[0x0b]));
         // A message field sent as a varint.
         assert!(malformed(&[0x08, 1]));
+        // Field 0 and a key beyond 32 bits: the decoder stops there, and so does the walk.
+        for key in [&[0x00, 0x01][..], &[0x80, 0x80, 0x80, 0x80, 0x10, 0x01]] {
+            assert!(malformed(key), "{key:?}");
+            assert!(crate::model::Payload::decode_protobuf(Signal::Traces, key).is_err());
+        }
         // What comes before the fault is charged.
         let mut late = [0x0a, 0].repeat(1000);
         late.push(0xff);
