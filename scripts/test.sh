@@ -9,6 +9,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (broken links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p sluice-wire -p sluice-core -p sluice -p sluice-sdk
 echo "== plugins (wasm32-wasip2; the example configs that use builtin/* need them)"
 ./scripts/build-plugins.sh
 echo "== cargo test"

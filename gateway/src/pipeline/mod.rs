@@ -4,7 +4,7 @@
 //! pipeline's bounded queue, passes its processors (Wasm plugins, once per batch), and is
 //! put into every exporter's own bounded queue. Full queues push back: a pipeline whose
 //! exporters are all full waits for room before processing its next batch, its queue fills,
-//! and a receiver holds a request briefly for a place in it ([`ADMISSION_WAIT`]) before
+//! and a receiver holds a request briefly for a place in it ([`ADMISSION_WAIT`](crate::inlet::ADMISSION_WAIT)) before
 //! refusing with a retryable error, so a well-behaved client retries and nothing accepted is
 //! lost for want of room. When one exporter of several is full (a slow backend), the others
 //! keep flowing and that exporter's drops are counted

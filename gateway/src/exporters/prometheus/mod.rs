@@ -1,7 +1,7 @@
 //! The `prometheus` exporter: a scrape endpoint (`GET /metrics`, default `127.0.0.1:9464`)
 //! serving the metrics pipelines' data translated to Prometheus series.
 //!
-//! Batches update a [`store::Store`]; a scrape renders it in the text format 0.0.4, or in
+//! Batches update a [`super::series::Store`]; a scrape renders it in the text format 0.0.4, or in
 //! OpenMetrics 1.0 (with exemplars) when the scraper asks for `application/openmetrics-text`.
 
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! What every exporter shares, as the Collector's `exporterhelper`: a bounded sending queue
-//! (in memory, or on disk: [`disk`]), consumers that retry ([`worker`]), a circuit breaker for
+//! (in memory, or on disk: [`disk`]), consumers that retry (`worker`), a circuit breaker for
 //! network exporters ([`breaker`]), and the handle pipelines offer batches through
-//! ([`ExporterHandle`]). An exporter kind only provides its [`Export`]; [`start`] puts this
+//! ([`ExporterHandle`]). An exporter kind only provides its [`Export`](super::Export); `start` puts this
 //! machinery around it.
 //!
 //! A pipeline offers every batch to each of its exporters; the batch waits in that exporter's

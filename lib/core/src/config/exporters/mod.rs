@@ -1,7 +1,7 @@
-//! `exporters`: one file per kind, the settings all share ([`queue`]), and the table of kinds
-//! ([`EXPORTER_KINDS`], [`ExporterKind`], [`parse`]). Adding an exporter kind is a file here
+//! `exporters`: one file per kind, the settings all share (`queue`), and the table of kinds
+//! ([`EXPORTER_KINDS`], [`ExporterKind`], `parse`). Adding an exporter kind is a file here
 //! with its config and `validate`, a variant of [`ExporterKind`] with its line in the table and
-//! in [`parse`], and its folder in the gateway's `exporters/`.
+//! in `parse`, and its folder in the gateway's `exporters/`.
 
 mod blackhole;
 mod debug;

@@ -1,6 +1,6 @@
-//! `receivers`: one file per kind, and the table of kinds ([`RECEIVER_KINDS`], [`parse`]).
+//! `receivers`: one file per kind, and the table of kinds ([`RECEIVER_KINDS`], `parse`).
 //! Adding a receiver kind is a file here with its config and `validate`, a line in the table
-//! and the `match` of [`parse`], and its folder in the gateway's `receivers/`.
+//! and the `match` of `parse`, and its folder in the gateway's `receivers/`.
 
 mod otlp;
 mod remote_write;
