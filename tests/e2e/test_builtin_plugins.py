@@ -49,7 +49,7 @@ from support.polling import wait_until
 from support.ports import free_port
 from support.process import REPO
 
-BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality")
+BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality", "spanmetrics")
 # Arrival at the downstream, and one plugin tick (about a second) plus export.
 ARRIVAL = 10.0
 # How long to wait for anything more to arrive after what was expected did.
@@ -963,3 +963,133 @@ def test_redact_rejects_by_default_what_it_could_not_scrub(gateway, downstream, 
     assert "Retry-After" in r.headers
     time.sleep(SETTLE)
     assert ds.requests("traces") == []
+
+
+# --------------------------------------------------------------------------------- spanmetrics
+
+
+def prometheus_scraping(scrape_port: int) -> dict:
+    """A Prometheus config scraping the gateway's endpoint every second, keeping the exposed
+    `job` and `instance` (`honor_labels`, as recommended for a gateway)."""
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "sluice",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{scrape_port}"]}],
+            }
+        ],
+    }
+
+
+def timed_spans(durations_ms: list[int], errors: set[int], name: str, **resource: Any) -> list:
+    """Server spans made with the SDK, span i lasting `durations_ms[i]` exactly, with an ERROR
+    status for the indices in `errors`."""
+
+    def build(tracer):
+        start = time.time_ns() - 60 * 10**9
+        for i, ms in enumerate(durations_ms):
+            sp = tracer.start_span(name, kind=SpanKind.SERVER, start_time=start,
+                                   attributes={"http.route": "/users/{id}", "http.request.method": "GET"})
+            if i in errors:
+                sp.set_status(Status(StatusCode.ERROR, "boom"))
+            sp.end(end_time=start + ms * 10**6)
+
+    return sdk_spans(build, **resource)
+
+
+def test_spanmetrics_rates_errors_and_quantiles_match_what_was_sent_in_prometheus(
+    gateway, downstream, prometheus, plugin_dir, plugin_cache
+):
+    """Spans of known durations and statuses, sent with the official SDK through two traces
+    pipelines that both run the one `spanmetrics` processor, are counted once each; a real
+    Prometheus scraping the gateway computes the error ratio and the quantiles of what was sent
+    (within the buckets' resolution), and the OpenMetrics scrape carries exemplars that name
+    sent spans."""
+    ds = downstream()
+    config = {"metrics_flush_interval": "1s", "dimensions": [{"name": "http.request.method"}]}
+    gw = start(
+        gateway,
+        plugin_dir,
+        plugin_cache,
+        {"spanmetrics": processor("spanmetrics", config, on_error="pass")},
+        {"traces": ["spanmetrics"], "traces/copy": ["spanmetrics"], "metrics": []},
+        ds,
+        prometheus_port=True,
+    )
+    prom = prometheus(prometheus_scraping(gw.ports["scrape"]))
+    durations = [i + 1 for i in range(100)]  # 1 ms .. 100 ms
+    errors = set(range(0, 100, 10))  # ten errors
+    spans = timed_spans(durations, errors, "GET /users/:id",
+                        **{"service.name": "users", "service.instance.id": "users-1"})
+    send_spans(gw, spans[:50])
+    send_spans(gw, spans[50:])
+
+    calls = 'traces_span_metrics_calls_total{job="users",span_name="GET /users/:id"}'
+    prom.wait_query(f"sum({calls})", lambda r: r and r[0][1] == 100.0, timeout=30,
+                    what="100 calls counted once (two pipelines)")
+    errors_q = f'sum({calls[:-1]},status_code="STATUS_CODE_ERROR"}}) / sum({calls})'
+    assert abs(prom.query(errors_q)[0][1] - 0.1) < 1e-9
+    labels = prom.query(f'{calls[:-1]},status_code="STATUS_CODE_UNSET"}}')[0][0]
+    assert labels["span_kind"] == "SPAN_KIND_SERVER", labels
+    assert labels["service_name"] == "users" and labels["instance"] == "users-1", labels
+    assert labels["http_request_method"] == "GET", labels
+
+    buckets = 'sum by (le) (traces_span_metrics_duration_seconds_bucket{job="users"})'
+    p50 = prom.query(f"histogram_quantile(0.5, {buckets})")[0][1]
+    p95 = prom.query(f"histogram_quantile(0.95, {buckets})")[0][1]
+    # The true median is 50.5 ms and the 95th percentile 95 ms; the buckets around them are
+    # (10 ms, 50 ms] and (50 ms, 100 ms].
+    assert 0.01 <= p50 <= 0.1 and abs(p50 - 0.0505) <= 0.04, p50
+    assert 0.05 <= p95 <= 0.1 and abs(p95 - 0.095) <= 0.01, p95
+    total = prom.query('sum(traces_span_metrics_duration_seconds_sum{job="users"})')[0][1]
+    assert abs(total - sum(durations) / 1000) < 1e-6, total
+
+    # Exemplars on the OpenMetrics scrape name spans that were sent.
+    sent = {format(sp.context.trace_id, "032x") for sp in spans}
+    r = requests.get(f"http://127.0.0.1:{gw.ports['scrape']}/metrics",
+                     headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=5)
+    assert r.status_code == 200
+    exemplar_traces = {
+        line.split('trace_id="', 1)[1].split('"', 1)[0]
+        for line in r.text.splitlines()
+        if line.startswith("traces_span_metrics_duration_seconds_bucket") and 'trace_id="' in line
+    }
+    assert exemplar_traces and exemplar_traces <= sent, (exemplar_traces, r.text[:2000])
+    # The gateway forwarded every span on both pipelines: counting is not filtering.
+    ds.wait_records("traces", 200, timeout=ARRIVAL)
+
+
+def test_spanmetrics_keeps_cardinality_under_its_cap_under_a_flood_of_span_names(
+    gateway, downstream, prometheus, plugin_dir, plugin_cache
+):
+    """A thousand distinct span names against `max_series: 50`: Prometheus sees at most 50
+    series plus the overflow series, and the overflow is counted."""
+    gw = start(
+        gateway,
+        plugin_dir,
+        plugin_cache,
+        {"spanmetrics": processor("spanmetrics", {"metrics_flush_interval": "1s", "max_series": 50,
+                                                   "histogram": {"disable": True}}, on_error="pass")},
+        {"traces": ["spanmetrics"], "metrics": []},
+        downstream(),
+        prometheus_port=True,
+    )
+    prom = prometheus(prometheus_scraping(gw.ports["scrape"]))
+
+    def build(tracer):
+        for i in range(1000):
+            tracer.start_span(f"GET /item/{i}", kind=SpanKind.SERVER).end()
+
+    spans = sdk_spans(build, **{"service.name": "flood"})
+    for i in range(0, 1000, 250):
+        send_spans(gw, spans[i : i + 250])
+    prom.wait_query("sum(traces_span_metrics_calls_total)", lambda r: r and r[0][1] == 1000.0, timeout=30,
+                    what="1000 calls in all")
+    series = prom.query("count(traces_span_metrics_calls_total)")[0][1]
+    assert series == 51, series
+    overflow = prom.query('sum(traces_span_metrics_calls_total{otel_metric_overflow="true"})')[0][1]
+    assert overflow == 950
+    assert prom.query("sum(sluice_spanmetrics_overflow_total)")[0][1] == 950
+    assert gw.alive()

@@ -11,7 +11,14 @@ use super::errors::{ConfigError, err, mapping_entries, suggestion, typed};
 use super::secrets::{expand_env, mask_secrets};
 
 /// The plugins that ship with Sluice, usable as `plugin: builtin/NAME`.
-pub const BUILTIN_PLUGINS: &[&str] = &["redact", "sample", "enrich", "slo", "limit_cardinality"];
+pub const BUILTIN_PLUGINS: &[&str] = &[
+    "redact",
+    "sample",
+    "enrich",
+    "slo",
+    "limit_cardinality",
+    "spanmetrics",
+];
 
 /// What happens to a batch a plugin fails on (trap, timeout, memory, plugin error).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
