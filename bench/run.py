@@ -53,6 +53,20 @@ def processors_for(scenario: str) -> dict:
     if scenario == "slo":
         return {"slo": {"plugin": "builtin/slo", "config": {"slos": [
             {"name": "orders-availability", "service": "orders", "objective": 99.9, "sli": {"availability": {}}}]}}}
+    if scenario in ("spanmetrics", "spanmetrics_dedupe"):
+        # wrk sends the same batch over and over: with the default dedupe window every span after
+        # the first request is a duplicate (spanmetrics_dedupe measures that path); with it off
+        # (spanmetrics) every span is counted into its series, the aggregation's full cost.
+        config = {"dimensions": [{"name": "http.request.method"}]}
+        if scenario == "spanmetrics":
+            config["dedupe_window"] = 0
+        return {"spanmetrics": {"plugin": "builtin/spanmetrics", "on_error": "pass", "config": config}}
+    if scenario == "red_graph":
+        # spanmetrics and servicegraph, every span counted by both (dedupe off, as above).
+        return {
+            **processors_for("spanmetrics"),
+            "servicegraph": {"plugin": "builtin/servicegraph", "on_error": "pass", "config": {"dedupe_window": 0}},
+        }
     if scenario == "readers3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {name: {"plugin": chaos, "config": {"mode": "pass"}} for name in ("a", "b", "c")}
@@ -277,7 +291,9 @@ def main() -> None:
         default="passthrough,redact,redact_clean,chain3",
         help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
         "redact); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
-        "to redact); chain3_dirty (the same, one client IP per span to mask); readers3 (three "
+        "to redact); chain3_dirty (the same, one client IP per span to mask); spanmetrics (every "
+        "span counted); spanmetrics_dedupe (repeats skipped as already counted); red_graph "
+        "(spanmetrics and servicegraph); readers3 (three "
         "plugins that only read: the test plugin in pass mode); passthrough_gzip (exports "
         "gzip-compressed); rotel, rotel_gzip, rotel_blackhole (the Rotel collector in the "
         "gateway's place: forwarding to the same downstream uncompressed or gzip-compressed, "

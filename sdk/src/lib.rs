@@ -47,6 +47,7 @@
 pub mod host;
 pub mod metrics;
 pub mod records;
+pub mod seen;
 pub mod testing;
 pub mod view;
 pub mod wire;
@@ -155,6 +156,51 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, E
         config
     };
     serde_json::from_str(text).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Parses a duration in a plugin's config into nanoseconds: `250ms`, `1.5s`, `100us`, `2m`,
+/// `1h`, `500ns`; a bare number (or numeric string) counts `bare_unit` nanoseconds per unit.
+/// `what` names the setting in the error.
+///
+/// ```
+/// use sluice_sdk::{parse_duration, serde_json::json};
+/// assert_eq!(parse_duration(&json!("250ms"), 1e9, "ttl").unwrap(), 250e6);
+/// assert_eq!(parse_duration(&json!(2), 1e9, "ttl").unwrap(), 2e9);
+/// assert!(parse_duration(&json!("soon"), 1e9, "ttl").is_err());
+/// ```
+pub fn parse_duration(v: &serde_json::Value, bare_unit: f64, what: &str) -> Result<f64, Error> {
+    use serde_json::Value;
+    let nanos = match v {
+        Value::Number(n) => n.as_f64().map(|x| x * bare_unit),
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(s.len());
+            let (number, unit) = s.split_at(split);
+            let per = match unit.trim() {
+                "ns" => Some(1.0),
+                "us" | "µs" => Some(1e3),
+                "ms" => Some(1e6),
+                "s" => Some(1e9),
+                "m" => Some(60e9),
+                "h" => Some(3600e9),
+                "" => Some(bare_unit),
+                _ => None,
+            };
+            match (number.parse::<f64>(), per) {
+                (Ok(n), Some(per)) => Some(n * per),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match nanos {
+        Some(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(Error::Config(format!(
+            "{what}: `{v}` is not a duration; write e.g. `250ms`, `1.5s`, `100us` or `1m`"
+        ))),
+    }
 }
 
 /// A Sluice plugin. Implement the methods for the signals listed in [`Plugin::describe`]; the

@@ -49,7 +49,7 @@ from support.polling import wait_until
 from support.ports import free_port
 from support.process import REPO
 
-BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality", "spanmetrics")
+BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality", "spanmetrics", "servicegraph")
 # Arrival at the downstream, and one plugin tick (about a second) plus export.
 ARRIVAL = 10.0
 # How long to wait for anything more to arrive after what was expected did.
@@ -1093,3 +1093,78 @@ def test_spanmetrics_keeps_cardinality_under_its_cap_under_a_flood_of_span_names
     assert overflow == 950
     assert prom.query("sum(sluice_spanmetrics_overflow_total)")[0][1] == 950
     assert gw.alive()
+
+
+# -------------------------------------------------------------------------------- servicegraph
+
+
+def topology_spans(requests_count: int, failures: int) -> dict[str, list]:
+    """Spans of a small system made with the SDK, one tracer provider per service: a user calls
+    frontend, which calls checkout, which calls payments (the first `failures` calls fail) and
+    the `orders` PostgreSQL database. Returns the finished spans by service."""
+    providers, memories = {}, {}
+    for service in ("frontend", "checkout", "payments"):
+        memories[service] = InMemorySpanExporter()
+        providers[service] = TracerProvider(resource=Resource.create({"service.name": service}))
+        providers[service].add_span_processor(SimpleSpanProcessor(memories[service]))
+    tracer = {s: p.get_tracer("e2e.topology", "1.0") for s, p in providers.items()}
+    from opentelemetry import trace as trace_api
+
+    for i in range(requests_count):
+        with tracer["frontend"].start_as_current_span("GET /cart", kind=SpanKind.SERVER):
+            with tracer["frontend"].start_as_current_span("POST checkout", kind=SpanKind.CLIENT) as c1:
+                ctx = trace_api.set_span_in_context(c1)
+                with tracer["checkout"].start_as_current_span("POST /checkout", kind=SpanKind.SERVER, context=ctx):
+                    with tracer["checkout"].start_as_current_span(
+                        "INSERT orders", kind=SpanKind.CLIENT,
+                        attributes={"db.system": "postgresql", "db.name": "orders"},
+                    ):
+                        pass
+                    with tracer["checkout"].start_as_current_span("POST payments", kind=SpanKind.CLIENT) as c2:
+                        ctx2 = trace_api.set_span_in_context(c2)
+                        with tracer["payments"].start_as_current_span(
+                            "POST /pay", kind=SpanKind.SERVER, context=ctx2
+                        ) as s3:
+                            if i < failures:
+                                s3.set_status(Status(StatusCode.ERROR, "declined"))
+    for p in providers.values():
+        p.shutdown()
+    return {s: list(m.get_finished_spans()) for s, m in memories.items()}
+
+
+def test_servicegraph_edges_and_counts_match_the_generated_topology_in_prometheus(
+    gateway, downstream, prometheus, plugin_dir, plugin_cache
+):
+    """The official SDK's spans of a known topology, each service's sent separately (halves of
+    one request in different batches), give a real Prometheus the edges user -> frontend ->
+    checkout -> payments and checkout -> orders (database), with the counts and failures sent."""
+    gw = start(
+        gateway,
+        plugin_dir,
+        plugin_cache,
+        {"servicegraph": processor("servicegraph", {"metrics_flush_interval": "1s", "store": {"ttl": "5s"}},
+                                   on_error="pass")},
+        {"traces": ["servicegraph"], "metrics": []},
+        downstream(),
+        prometheus_port=True,
+    )
+    prom = prometheus(prometheus_scraping(gw.ports["scrape"]))
+    spans = topology_spans(20, failures=3)
+    # The server halves first, then the clients: pairing does not depend on order.
+    for service in ("payments", "checkout", "frontend"):
+        send_spans(gw, spans[service])
+
+    total = "traces_service_graph_request_total"
+    prom.wait_query(f"count({total})", lambda r: r and r[0][1] == 4.0, timeout=30, what="four edges")
+    got = {(l["client"], l["server"], l.get("connection_type", "")): v for l, v in prom.query(total)}
+    assert got == {
+        ("user", "frontend", "virtual_node"): 20.0,
+        ("frontend", "checkout", ""): 20.0,
+        ("checkout", "payments", ""): 20.0,
+        ("checkout", "orders", "database"): 20.0,
+    }, got
+    failed = {(l["client"], l["server"]): v for l, v in prom.query("traces_service_graph_request_failed_total")}
+    assert failed[("checkout", "payments")] == 3.0 and failed[("frontend", "checkout")] == 0.0, failed
+    count = prom.query('traces_service_graph_request_server_seconds_count{client="checkout",server="payments"}')
+    assert count and count[0][1] == 20.0, count
+    assert prom.query("sum(traces_service_graph_unpaired_spans_total)")[0][1] == 0.0

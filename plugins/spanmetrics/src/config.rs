@@ -3,8 +3,8 @@
 //! connector's block carries over (see the plugin's README for the differences).
 
 use serde::Deserialize;
-use sluice_sdk::Error;
 use sluice_sdk::serde_json::Value;
+use sluice_sdk::{Error, parse_duration};
 
 /// Series one instance keeps at most (all resources together): its snapshot must stay under
 /// the gateway's 16 MiB snapshot cap and a flush under the emit caps.
@@ -193,42 +193,6 @@ const DEFAULT_FLUSH_NANOS: u64 = 15_000_000_000;
 const DEFAULT_MAX_SERIES: usize = 5_000;
 const DEFAULT_DEDUPE_WINDOW: usize = 200_000;
 const FIXED: [&str; 4] = ["service.name", "span.name", "span.kind", "status.code"];
-
-/// Parses a duration: `250ms`, `1.5s`, `100us`, `2m`, `1h`, `500ns`; a bare number is `bare_unit`
-/// nanoseconds per unit.
-pub fn parse_duration(v: &Value, bare_unit: f64, what: &str) -> Result<f64, Error> {
-    let nanos = match v {
-        Value::Number(n) => n.as_f64().map(|x| x * bare_unit),
-        Value::String(s) => {
-            let s = s.trim();
-            let split = s
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(s.len());
-            let (number, unit) = s.split_at(split);
-            let per = match unit.trim() {
-                "ns" => Some(1.0),
-                "us" | "µs" => Some(1e3),
-                "ms" => Some(1e6),
-                "s" => Some(1e9),
-                "m" => Some(60e9),
-                "h" => Some(3600e9),
-                "" => Some(bare_unit),
-                _ => None,
-            };
-            match (number.parse::<f64>(), per) {
-                (Ok(n), Some(per)) => Some(n * per),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    match nanos {
-        Some(n) if n.is_finite() && n >= 0.0 => Ok(n),
-        _ => Err(Error::Config(format!(
-            "{what}: `{v}` is not a duration; write e.g. `250ms`, `1.5s`, `100us` or `1m`"
-        ))),
-    }
-}
 
 fn temporality(t: Option<&str>) -> Result<bool, Error> {
     match t {

@@ -31,13 +31,14 @@ use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 pub use config::Config;
 use config::Histogram;
 use histogram::Dist;
-use series::{Exemplar, Resource, Seen, Series, Store, Val, ValRef};
+use series::{Exemplar, Resource, Series, Store, Val, ValRef};
+use sluice_sdk::seen::SeenSpans;
 
 #[derive(Debug)]
 pub struct SpanMetrics {
     config: Config,
     store: Store,
-    seen: Seen,
+    seen: SeenSpans,
     /// When counting began (the start of the plugin's own counters).
     started: u64,
     last_flush: u64,
@@ -320,7 +321,7 @@ impl Plugin for SpanMetrics {
     fn new(config: &str) -> Result<Self, Error> {
         let config = Config::parse(config)?;
         Ok(SpanMetrics {
-            seen: Seen::new(config.dedupe_window),
+            seen: SeenSpans::new(config.dedupe_window),
             config,
             store: Store::default(),
             started: 0,

@@ -2,7 +2,7 @@
 //! call count, its duration distribution and its latest exemplars; the resources they belong
 //! to; and the spans recently counted, so that a span is counted once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::view::ValueView;
@@ -191,52 +191,6 @@ pub struct Resource {
     pub attrs: Vec<(String, Val)>,
     /// How many series belong to it.
     pub series: usize,
-}
-
-/// Spans counted recently, by trace and span id: two generations of `window / 2` each, so the
-/// last `window / 2` to `window` spans are remembered.
-#[derive(Debug, Default)]
-pub struct Seen {
-    current: HashSet<u64>,
-    previous: HashSet<u64>,
-    window: usize,
-}
-
-impl Seen {
-    pub fn new(window: usize) -> Seen {
-        Seen {
-            window,
-            ..Seen::default()
-        }
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
-    }
-
-    /// Whether the span was seen already; remembers it if not. Spans without ids are always
-    /// new.
-    pub fn first_time(&mut self, trace_id: &[u8], span_id: &[u8]) -> bool {
-        if self.window == 0 || span_id.iter().all(|b| *b == 0) {
-            return true;
-        }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for chunk in trace_id.chunks(8).chain(span_id.chunks(8)) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            h ^= h >> 32;
-        }
-        if self.previous.contains(&h) || self.current.contains(&h) {
-            return false;
-        }
-        if self.current.len() >= self.window.div_ceil(2) {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(h);
-        true
-    }
 }
 
 /// Everything the plugin counts.

@@ -18,6 +18,7 @@ pub const BUILTIN_PLUGINS: &[&str] = &[
     "slo",
     "limit_cardinality",
     "spanmetrics",
+    "servicegraph",
 ];
 
 /// What happens to a batch a plugin fails on (trap, timeout, memory, plugin error).
