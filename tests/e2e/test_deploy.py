@@ -1100,3 +1100,57 @@ def test_dashboards_and_alerts_work_on_a_real_gateway(gateway, prometheus, tmp_p
         if r.get("health") == "err"
     ]
     assert not broken, broken
+
+
+# ------------------------------------------------------------------ two tiers (loadbalancing)
+
+TWO_TIER = K8S / "two-tier"
+
+
+def test_two_tier_example_routes_traces_to_its_headless_service(tmp_path):
+    """deploy/kubernetes/two-tier, checked statically (no cluster here): the overlay builds on
+    the base and patches its ConfigMap; the routing config resolves the processing tier's
+    headless Service on the port its pods listen on; and both configs pass `sluice validate`
+    (the processing one with the built-in plugins it names)."""
+    kustomization = load_yaml(TWO_TIER / "kustomization.yaml")
+    assert "../" in kustomization["resources"]
+    for r in kustomization["resources"][1:]:
+        assert (TWO_TIER / r).is_file(), r
+    patch = load_yaml(TWO_TIER / kustomization["patches"][0]["path"])
+    base_configmap = k8s_objects()["ConfigMap"]
+    assert (patch["kind"], patch["metadata"]["name"]) == ("ConfigMap", base_configmap["metadata"]["name"])
+
+    objects = {d["kind"]: d for d in load_yaml_docs(TWO_TIER / "processing.yaml")}
+    service, deployment, configmap = objects["Service"], objects["Deployment"], objects["ConfigMap"]
+    assert service["spec"]["clusterIP"] == "None", "headless: DNS answers with every ready pod"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pod_labels["app.kubernetes.io/instance"] != "sluice", "not selected by the base's Service, HPA or PDB"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for p in service["spec"]["ports"]:
+        assert p["targetPort"] in container_ports, p
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
+
+    yaml = need_yaml()
+    routing = yaml.safe_load(patch["data"]["sluice.yaml"])
+    dns = routing["exporters"]["loadbalancing"]["resolver"]["dns"]
+    assert dns["hostname"] == service["metadata"]["name"]
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "otlp-grpc")
+    assert dns["port"] == grpc_port == container_ports["otlp-grpc"]
+    processing = yaml.safe_load(configmap["data"]["sluice.yaml"])
+    listen = processing["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    assert listen.endswith(f":{container_ports['otlp-grpc']}")
+    assert set(processing["service"]["pipelines"]["traces"]["processors"]) == {"spanmetrics", "servicegraph"}
+
+    plugins = Path(os.environ.get("SLUICE_TEST_PLUGINS", REPO / "target" / "wasm32-wasip2" / "release"))
+    for name, text in (("routing", patch["data"]["sluice.yaml"]), ("processing", configmap["data"]["sluice.yaml"])):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text.replace("/var/cache/sluice", str(tmp_path / f"{name}-cache")))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        env.update({ADMIN_TOKEN_ENV: ADMIN_TOKEN, "SLUICE_PLUGIN_DIR": str(plugins)})
+        r = subprocess.run([str(SLUICE_BIN), "validate", "--config", str(path)],
+                           capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"

@@ -397,4 +397,6 @@ EXERCISED_ELSEWHERE = {
     "sluice_tenant_accepted_records_total": "test_tenants.py (receiver auth)",
     "sluice_tenant_limited_total": "test_tenants.py (tenant limits)",
     "sluice_admin_requests_refused_total": "test_endpoint_security.py (cross-site requests)",
+    "sluice_exporter_backends": "test_loadbalancing.py (loadbalancing exporter)",
+    "sluice_exporter_backend_changes_total": "test_loadbalancing.py (DNS resolver)",
 }

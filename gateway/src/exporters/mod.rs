@@ -8,6 +8,7 @@
 
 mod blackhole;
 mod debug;
+mod loadbalancing;
 mod memory;
 mod otlp;
 pub mod prometheus;
@@ -71,6 +72,10 @@ pub struct Delivered {
 /// breaker and the queue around it are [`queue`]'s.
 pub trait Export: Send + Sync + 'static {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, ExportError>>;
+
+    /// Called by each consumer once the queue is closed and drained (at shutdown): an exporter
+    /// that holds queues of its own (`loadbalancing`) lets them drain.
+    fn finish(&self) {}
 }
 
 /// What building an exporter kind gives the shared machinery.
@@ -83,6 +88,8 @@ pub struct Built {
     pub listener: Option<(String, axum::Router)>,
     /// The store of a `memory` exporter, read by the admin endpoint.
     pub store: Option<Arc<MemoryStore>>,
+    /// Tasks of the exporter's own that shutdown waits for, with its consumers.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Built {
@@ -96,6 +103,7 @@ impl Built {
             },
             listener: None,
             store: None,
+            tasks: Vec::new(),
         }
     }
 
@@ -116,6 +124,7 @@ impl Exporter {
             ExporterKind::RemoteWrite(c) => remote_write::build(name, c, &metrics)?,
             ExporterKind::Blackhole(_) => Built::new(blackhole::Blackhole),
             ExporterKind::Memory(c) => memory::build(c, &metrics),
+            ExporterKind::LoadBalancing(c) => loadbalancing::build(name, c, &metrics)?,
         };
         queue::start(
             name,

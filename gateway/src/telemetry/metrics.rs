@@ -63,6 +63,10 @@ pub struct SelfMetrics {
     /// 1 while the process is above the memory limiter's soft or hard limit.
     pub memory_limiter_state: IntGaugeVec,
     pub exporter_breaker_state: IntGaugeVec,
+    /// Backends a `loadbalancing` exporter routes to now.
+    pub exporter_backends: IntGaugeVec,
+    /// Changes of a `loadbalancing` exporter's backends.
+    pub exporter_backend_changes: IntCounterVec,
     /// Connections open on each listener, and those closed at once at its limit.
     pub listener_connections: IntGaugeVec,
     pub listener_connections_refused: IntCounterVec,
@@ -401,6 +405,18 @@ impl SelfMetrics {
                 &r,
                 "sluice_exporter_breaker_state",
                 "The exporter's circuit breaker: 0 closed, 1 open (sends paused), 2 half-open (one trial send).",
+                &["exporter"],
+            ),
+            exporter_backends: gauge(
+                &r,
+                "sluice_exporter_backends",
+                "Backends a loadbalancing exporter routes to now.",
+                &["exporter"],
+            ),
+            exporter_backend_changes: counter(
+                &r,
+                "sluice_exporter_backend_changes_total",
+                "Times a loadbalancing exporter's set of backends changed (a DNS answer that differs).",
                 &["exporter"],
             ),
             memory_limiter_state: gauge(

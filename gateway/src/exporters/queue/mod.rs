@@ -249,6 +249,7 @@ pub(super) fn start(
         let gauge = metrics.exporter_breaker_state.with_label_values(&[&name]);
         let _ = status.breaker.set(Arc::new(Breaker::new(c.clone(), gauge)));
     }
+    tasks.extend(built.tasks);
     let worker = Arc::new(Worker {
         name: name.clone(),
         sender: built.sender,

@@ -66,6 +66,7 @@ impl Worker {
                 crate::rt::blocking(|| q.done(t));
             }
         }
+        self.sender.finish();
     }
 
     async fn deliver(&self, batch: &Batch) {

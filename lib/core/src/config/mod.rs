@@ -401,6 +401,78 @@ mod tests {
     }
 
     #[test]
+    fn loadbalancing_exporters_check_their_resolver_and_backend_template() {
+        let config = |exporter: &str| {
+            format!(
+                "receivers: {{ otlp: {{ protocols: {{ grpc: {{ endpoint: 127.0.0.1:4317 }} }} }} }}\n\
+                 exporters: {{ loadbalancing: {exporter} }}\n\
+                 service: {{ pipelines: {{ traces: {{ receivers: [otlp], exporters: [loadbalancing] }} }} }}\n"
+            )
+        };
+        let ok = config(
+            "{ protocol: { otlp: { timeout: 2s } }, resolver: { static: { hostnames: [a:4317, 'http://b:4317'] } } }",
+        );
+        assert_eq!(errors_of(&ok), Vec::<String>::new());
+        let parsed = Config::from_yaml(&ok, "t.yaml", &Overrides::default()).expect("valid");
+        let ExporterKind::LoadBalancing(lb) = &parsed.exporters[0].kind else {
+            panic!("loadbalancing")
+        };
+        assert_eq!(
+            lb.static_endpoints(),
+            vec!["http://a:4317", "http://b:4317"]
+        );
+        assert_eq!(lb.routing_key, RoutingKey::TraceId);
+        assert_eq!(
+            lb.protocol
+                .otlp
+                .for_endpoint("http://a:4317")
+                .timeout
+                .as_secs(),
+            2
+        );
+        for (exporter, says) in [
+            (
+                "{ protocol: { otlp: {} }, resolver: {} }",
+                "exactly one of `static` and `dns`",
+            ),
+            (
+                "{ protocol: { otlp: { endpoint: 'http://x:4317' } }, resolver: { static: { hostnames: [a:1] } } }",
+                "no `endpoint` here",
+            ),
+            (
+                "{ protocol: { otlp: {} }, resolver: { static: { hostnames: [] } } }",
+                "at least one backend",
+            ),
+            (
+                "{ protocol: { otlp: {} }, resolver: { static: { hostnames: [a:1, a:1] } } }",
+                "listed twice",
+            ),
+            (
+                "{ protocol: { otlp: { tls: {} } }, resolver: { static: { hostnames: ['http://a:1'] } } }",
+                "https://",
+            ),
+            (
+                "{ protocol: { otlp: {} }, resolver: { dns: { hostname: 'svc:4317' } } }",
+                "the port goes in `port`",
+            ),
+            (
+                "{ protocol: { otlp: {} }, resolver: { dns: { hostname: svc, interval: 1ms } } }",
+                "at least 100ms",
+            ),
+            (
+                "{ protocol: { otlp: {} }, routing_key: span, resolver: { dns: { hostname: svc } } }",
+                "routing_key",
+            ),
+        ] {
+            let errors = errors_of(&config(exporter));
+            assert!(
+                errors.iter().any(|e| e.contains(says)),
+                "{exporter}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_admin_endpoint_beyond_loopback_needs_credentials_or_the_opt_out() {
         let config = |admin: &str| {
             format!(

@@ -5,6 +5,7 @@
 
 mod blackhole;
 mod debug;
+mod loadbalancing;
 mod memory;
 mod otlp;
 mod prometheus;
@@ -15,6 +16,10 @@ use serde_yaml_ng::Value;
 
 pub use blackhole::BlackholeExporterConfig;
 pub use debug::{DebugExporterConfig, Verbosity};
+pub use loadbalancing::{
+    BalancedProtocol, DnsResolver, LoadBalancingExporterConfig, OtlpTemplate, ResolverConfig,
+    RoutingKey, StaticResolver, backend_endpoint,
+};
 pub use memory::MemoryExporterConfig;
 pub use otlp::{Compression, OtlpExporterConfig, OtlpProtocol};
 pub use prometheus::PrometheusExporterConfig;
@@ -34,6 +39,7 @@ pub const EXPORTER_KINDS: &[&str] = &[
     "prometheus_remote_write",
     "blackhole",
     "memory",
+    "loadbalancing",
 ];
 
 #[derive(Debug, Clone)]
@@ -46,6 +52,8 @@ pub enum ExporterKind {
     Blackhole(BlackholeExporterConfig),
     /// Keeps traces and logs in memory for the admin UI and the Jaeger query API.
     Memory(MemoryExporterConfig),
+    /// OTLP to several backends, each trace to one (consistent hashing by trace id).
+    LoadBalancing(LoadBalancingExporterConfig),
 }
 
 impl ExporterKind {
@@ -57,6 +65,7 @@ impl ExporterKind {
             ExporterKind::RemoteWrite(c) => &c.sending_queue,
             ExporterKind::Blackhole(c) => &c.sending_queue,
             ExporterKind::Memory(c) => &c.sending_queue,
+            ExporterKind::LoadBalancing(c) => &c.sending_queue,
         }
     }
 
@@ -67,6 +76,7 @@ impl ExporterKind {
             ExporterKind::Prometheus(c) => c.validate(path, errors),
             ExporterKind::RemoteWrite(c) => c.validate(path, errors),
             ExporterKind::Memory(c) => c.validate(path, errors),
+            ExporterKind::LoadBalancing(c) => c.validate(path, errors),
             ExporterKind::Debug(_) | ExporterKind::Blackhole(_) => {}
         }
     }
@@ -124,6 +134,7 @@ pub(super) fn parse(
             "debug" => typed(value, &path, errors).map(ExporterKind::Debug),
             "blackhole" => typed(value, &path, errors).map(ExporterKind::Blackhole),
             "memory" => typed(value, &path, errors).map(ExporterKind::Memory),
+            "loadbalancing" => typed(value, &path, errors).map(ExporterKind::LoadBalancing),
             "prometheus" => typed(value, &path, errors).map(ExporterKind::Prometheus),
             "prometheus_remote_write" => typed(value, &path, errors).map(ExporterKind::RemoteWrite),
             kind => {
