@@ -1168,3 +1168,32 @@ def test_servicegraph_edges_and_counts_match_the_generated_topology_in_prometheu
     count = prom.query('traces_service_graph_request_server_seconds_count{client="checkout",server="payments"}')
     assert count and count[0][1] == 20.0, count
     assert prom.query("sum(traces_service_graph_unpaired_spans_total)")[0][1] == 0.0
+
+
+def test_spanmetrics_counts_survive_a_plugin_reload(gateway, downstream, plugin_dir, plugin_cache):
+    """The counts go on from where they were after `POST /api/v1/plugins/NAME/reload`: the
+    gateway hands the old instance's snapshot to the new one."""
+    gw = start(
+        gateway,
+        plugin_dir,
+        plugin_cache,
+        {"spanmetrics": processor("spanmetrics", {"metrics_flush_interval": "1s"}, on_error="pass")},
+        {"traces": ["spanmetrics"], "metrics": []},
+        downstream(),
+        prometheus_port=True,
+    )
+
+    def calls() -> list[float]:
+        return sample_values(scrape(gw), "traces_span_metrics_calls_total", span_name="GET /reload")
+
+    def build(tracer):
+        for _ in range(10):
+            tracer.start_span("GET /reload", kind=SpanKind.SERVER).end()
+
+    send_spans(gw, sdk_spans(build, **{"service.name": "reloaded"}))
+    wait_until(lambda: calls() == [10.0], ARRIVAL, "10 calls before the reload")
+    r = requests.post(f"{gw.admin_url}/api/v1/plugins/spanmetrics/reload",
+                      headers={"X-Sluice-Request": "1"}, timeout=60)
+    assert r.status_code == 200, r.text
+    send_spans(gw, sdk_spans(build, **{"service.name": "reloaded"}))
+    wait_until(lambda: calls() == [20.0], ARRIVAL, "20 calls after the reload, not 10")

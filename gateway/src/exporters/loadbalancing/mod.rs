@@ -25,6 +25,10 @@ use crate::config::{DnsResolver, LoadBalancingExporterConfig, OtlpTemplate, Rout
 use crate::model::Batch;
 use crate::telemetry::metrics::SelfMetrics;
 
+/// Backends at most: a DNS answer with more addresses is cut to the first of them in address
+/// order (each backend has its own queue and consumers).
+const MAX_BACKENDS: usize = 256;
+
 /// One backend: its endpoint, its weight seed and its queue.
 struct Backend {
     endpoint: String,
@@ -102,6 +106,10 @@ impl Shared {
     fn set(&self, mut endpoints: Vec<String>) -> Result<bool, ExportError> {
         endpoints.sort();
         endpoints.dedup();
+        if endpoints.len() > MAX_BACKENDS {
+            tracing::warn!(exporter = %self.name, answered = endpoints.len(), kept = MAX_BACKENDS, "More backends than a loadbalancing exporter keeps; using the first in address order.");
+            endpoints.truncate(MAX_BACKENDS);
+        }
         if self.is_finished() {
             return Ok(false);
         }
