@@ -48,6 +48,7 @@ pub mod host;
 pub mod metrics;
 pub mod records;
 pub mod seen;
+pub mod state;
 pub mod testing;
 pub mod view;
 pub mod wire;

@@ -31,6 +31,7 @@ use sluice_sdk::otlp::metrics::v1::{
 };
 use sluice_sdk::prost::Message;
 use sluice_sdk::seen::SeenSpans;
+use sluice_sdk::state;
 use sluice_sdk::view::{AttributesView, SpanView, TracesView, ValueView};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 
@@ -120,7 +121,6 @@ struct Totals {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Snapshot {
-    shape: String,
     edges: Vec<(EdgeKey, Counts)>,
     totals: Totals,
 }
@@ -608,7 +608,6 @@ impl Plugin for ServiceGraph {
 
     fn snapshot(&self) -> Vec<u8> {
         let snap = Snapshot {
-            shape: self.config.shape(),
             edges: self
                 .edges
                 .iter()
@@ -616,22 +615,14 @@ impl Plugin for ServiceGraph {
                 .collect(),
             totals: Totals { ..self.totals },
         };
-        sluice_sdk::serde_json::to_vec(&snap).unwrap_or_default()
+        state::save(&self.config.shape(), &snap)
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        if state.is_empty() {
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let Some(snap) = state::load::<Snapshot>(bytes, &self.config.shape(), "service graph")?
+        else {
             return Ok(());
-        }
-        let snap: Snapshot = sluice_sdk::serde_json::from_slice(state)
-            .map_err(|e| Error::Input(format!("cannot restore the service graph: {e}")))?;
-        if snap.shape != self.config.shape() {
-            host::log(
-                host::Level::Info,
-                "The buckets or dimensions changed; the service graph starts afresh.",
-            );
-            return Ok(());
-        }
+        };
         let n = self.config.buckets.len() + 1;
         let dims = 2 * self.config.dimensions.len();
         self.edges = snap

@@ -33,6 +33,7 @@ use config::Histogram;
 use histogram::Dist;
 use series::{Exemplar, Resource, Series, Store, Val, ValRef};
 use sluice_sdk::seen::SeenSpans;
+use sluice_sdk::state;
 
 #[derive(Debug)]
 pub struct SpanMetrics {
@@ -94,7 +95,6 @@ impl<'a> CurrentResource<'a> {
 /// What a snapshot holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct Snapshot {
-    shape: String,
     started: u64,
     last_flush: u64,
     resources: Vec<Option<Resource>>,
@@ -368,7 +368,6 @@ impl Plugin for SpanMetrics {
 
     fn snapshot(&self) -> Vec<u8> {
         let snap = Snapshot {
-            shape: self.config.shape(),
             started: self.started,
             last_flush: self.last_flush,
             resources: self.store.resource_table.clone(),
@@ -377,23 +376,13 @@ impl Plugin for SpanMetrics {
             overflowed: self.store.overflowed,
             duplicates: self.store.duplicates,
         };
-        sluice_sdk::serde_json::to_vec(&snap).unwrap_or_default()
+        state::save(&self.config.shape(), &snap)
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        if state.is_empty() {
-            return Ok(());
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(snap) = state::load(bytes, &self.config.shape(), "span metrics")? {
+            self.take_over(snap);
         }
-        let snap: Snapshot = sluice_sdk::serde_json::from_slice(state)
-            .map_err(|e| Error::Input(format!("cannot restore span metrics: {e}")))?;
-        if snap.shape != self.config.shape() {
-            host::log(
-                host::Level::Info,
-                "The configuration changed what a series is; span metrics start afresh.",
-            );
-            return Ok(());
-        }
-        self.take_over(snap);
         Ok(())
     }
 }
