@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers that face untrusted input (OTLP protobuf and JSON, remote_write, config)
-# with cargo fuzz (libFuzzer), each for FUZZ_SECONDS (default 20), and prints the executions
-# run. A crash fails the run and leaves its input in fuzz/artifacts/TARGET/; add that input to
-# fuzz/seeds/TARGET/ (and fix the bug) so it stays a regression test.
+# Fuzzes the parsers that face untrusted input (OTLP protobuf and JSON, remote_write, config,
+# scrape bodies) with cargo fuzz (libFuzzer), each for FUZZ_SECONDS (default 20), and prints the
+# executions run. A crash fails the run and leaves its input in fuzz/artifacts/TARGET/; add that
+# input to fuzz/seeds/TARGET/ (and fix the bug) so it stays a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-20}"
@@ -11,7 +11,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # Without a sanitizer cargo fuzz needs no nightly toolchain; coverage guidance still works.
 cargo fuzz build -s none -O
-for target in otlp_protobuf otlp_json remote_write decode_budget config; do
+for target in otlp_protobuf otlp_json remote_write decode_budget config expfmt; do
     mkdir -p "corpus/$target"
     extra=()
     if [ "$target" = config ]; then extra=(../deploy/examples); fi
