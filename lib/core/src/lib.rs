@@ -15,3 +15,4 @@ pub mod config;
 pub mod model;
 pub mod naming;
 pub mod prompb;
+pub mod scrape;
