@@ -42,6 +42,8 @@ pub enum GatewayError {
     Plugin(String),
     #[error("{0}")]
     Tls(String),
+    #[error("receiver: {0}")]
+    Receiver(String),
 }
 
 /// Ticks every plugin about once a second (routing what they emit), reloads plugins whose
@@ -383,8 +385,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         }
     }
 
+    // Scrapes: the prometheus receivers listen on nothing; their jobs pull.
+    let mut scrapes = Vec::new();
+    for spec in &config.receivers {
+        let ReceiverKind::Prometheus(c) = &spec.kind else {
+            continue;
+        };
+        let Some(intake) = intake_of(&spec.name) else {
+            continue;
+        };
+        let (tasks, registry) =
+            crate::receivers::prometheus::start(&spec.name, c, intake, receivers_token.clone())
+                .map_err(GatewayError::Receiver)?;
+        receiver_tasks.extend(tasks);
+        receiver_views.push(ReceiverView {
+            name: spec.name.clone(),
+            transport: "scrape",
+            endpoint: String::new(),
+        });
+        scrapes.push(registry);
+    }
+
     // Admin.
     let admin_state = Arc::new(AdminState {
+        scrapes,
         metrics: metrics.clone(),
         health: health.clone(),
         started,

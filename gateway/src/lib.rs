@@ -19,7 +19,7 @@
 //!    [`build_info`]; and from the `sluice-core` crate [`model`], [`prompb`], [`naming`] and
 //!    the config schema.
 
-pub use sluice_core::{model, naming, prompb};
+pub use sluice_core::{model, naming, prompb, scrape};
 
 pub mod admin;
 pub mod build_info;

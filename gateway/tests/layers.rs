@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("model", 0),
     ("naming", 0),
     ("prompb", 0),
+    ("scrape", 0),
     ("rt", 0),
     ("telemetry", 0),
     ("tls", 0),

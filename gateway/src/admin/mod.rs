@@ -85,6 +85,8 @@ pub struct AdminState {
     pub emit: Arc<crate::pipeline::EmitRouter>,
     /// The `memory` exporter's store, if one is configured.
     pub store: Option<Arc<crate::store::MemoryStore>>,
+    /// The targets of each `prometheus` receiver.
+    pub scrapes: Vec<Arc<crate::receivers::prometheus::ScrapeRegistry>>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -99,6 +101,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/slos", get(slos))
         .route("/api/v1/metrics", get(metrics_json))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/targets", get(targets))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
         .with_state(state.clone())
@@ -175,7 +178,14 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
     let receivers: Vec<_> = st
         .receivers
         .iter()
-        .map(|r| json!({"name": r.name, "transport": r.transport, "endpoint": r.endpoint, "status": phase}))
+        .map(|r| {
+            let mut v = json!({"name": r.name, "transport": r.transport, "endpoint": r.endpoint, "status": phase});
+            if let Some(scrape) = st.scrapes.iter().find(|s| s.receiver == r.name) {
+                v["targets"] = json!(scrape.targets());
+                v["discovery_errors"] = json!(scrape.discovery_errors());
+            }
+            v
+        })
         .collect();
     let processors: Vec<_> = st
         .processors
@@ -239,6 +249,23 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         "pipelines": pipelines,
     }))
     .into_response()
+}
+
+/// Every scrape target with its health and last error, by receiver: what Prometheus's
+/// `/api/v1/targets` tells, for the web UI's Targets view.
+async fn targets(State(st): State<Arc<AdminState>>) -> Response {
+    let receivers: Vec<_> = st
+        .scrapes
+        .iter()
+        .map(|s| {
+            json!({
+                "receiver": s.receiver,
+                "targets": s.targets(),
+                "discovery_errors": s.discovery_errors(),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "receivers": receivers })).into_response()
 }
 
 /// The SLOs the `slo` plugin computes, as this gateway sees them: events, burn rates per

@@ -422,6 +422,7 @@ mod tests {
             processors: Vec::new(),
             emit: crate::pipeline::EmitRouter::new(),
             store: None,
+            scrapes: Vec::new(),
         });
         let admin = super::super::router(state);
         let forged = reload()

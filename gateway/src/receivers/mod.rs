@@ -9,6 +9,7 @@ pub mod body;
 mod error;
 pub mod in_flight;
 pub mod otlp;
+pub mod prometheus;
 pub mod remote_write;
 
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct Listener {
 pub enum Transport {
     Grpc,
     Http,
+    /// Pulled by the `prometheus` receiver.
+    Scrape,
 }
 
 impl Transport {
@@ -62,6 +65,7 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
+            Transport::Scrape => "scrape",
         }
     }
 }
@@ -152,6 +156,12 @@ impl Intake {
             Ok(r) => Ok(r),
             Err(e) => refuse(e, "in_flight_budget"),
         }
+    }
+
+    /// The in-flight budget, for receivers that pull data (a scrape reserves as its body
+    /// arrives).
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
     }
 
     /// Applies these attribute limits (the defaults otherwise).

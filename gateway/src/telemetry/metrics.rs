@@ -67,6 +67,15 @@ pub struct SelfMetrics {
     pub exporter_backends: IntGaugeVec,
     /// Changes of a `loadbalancing` exporter's backends.
     pub exporter_backend_changes: IntCounterVec,
+    /// Targets a `prometheus` receiver scrapes, per job.
+    pub scrape_targets: IntGaugeVec,
+    /// Scrapes by result (`success`, or why one failed).
+    pub scrape_requests: IntCounterVec,
+    pub scrape_duration: HistogramVec,
+    /// Samples scraped and kept after metric relabeling.
+    pub scrape_samples: IntCounterVec,
+    /// Service-discovery refreshes that failed (the last good targets are kept).
+    pub scrape_discovery_failures: IntCounterVec,
     /// Connections open on each listener, and those closed at once at its limit.
     pub listener_connections: IntGaugeVec,
     pub listener_connections_refused: IntCounterVec,
@@ -418,6 +427,36 @@ impl SelfMetrics {
                 "sluice_exporter_backend_changes_total",
                 "Times a loadbalancing exporter's set of backends changed (a DNS answer that differs).",
                 &["exporter"],
+            ),
+            scrape_targets: gauge(
+                &r,
+                "sluice_scrape_targets",
+                "Targets a prometheus receiver scrapes now, per job.",
+                &["receiver", "job"],
+            ),
+            scrape_requests: counter(
+                &r,
+                "sluice_scrape_requests_total",
+                "Scrapes of targets by result: success, timeout, connection, http_status, body_too_large, parse_error, sample_limit, in_flight_budget, refused (the pipeline did not take the batch).",
+                &["receiver", "job", "result"],
+            ),
+            scrape_duration: histogram(
+                &r,
+                "sluice_scrape_duration_seconds",
+                "Time from a scrape's request to its batch entering the pipelines.",
+                &["receiver", "job"],
+            ),
+            scrape_samples: counter(
+                &r,
+                "sluice_scrape_samples_total",
+                "Samples read from targets (stage=scraped) and kept after metric relabeling (stage=kept).",
+                &["receiver", "job", "stage"],
+            ),
+            scrape_discovery_failures: counter(
+                &r,
+                "sluice_scrape_discovery_failures_total",
+                "Service-discovery refreshes (file_sd, http_sd) that failed; the last good targets stay.",
+                &["receiver", "job", "mechanism"],
             ),
             memory_limiter_state: gauge(
                 &r,

@@ -3,12 +3,18 @@
 //! and the `match` of `parse`, and its folder in the gateway's `receivers/`.
 
 mod otlp;
+mod prometheus;
 mod remote_write;
 
 use serde_yaml_ng::Value;
 
 pub use otlp::{
     AttributeLimitsConfig, GrpcServerConfig, HttpServerConfig, OtlpProtocols, OtlpReceiverConfig,
+};
+pub use prometheus::{
+    Authorization, FileSdConfig, GlobalConfig, HttpSdConfig, MAX_TARGETS, PromConfig,
+    PrometheusReceiverConfig, ScrapeBasicAuth, ScrapeConfig, ScrapeTlsConfig, StaticConfig,
+    check_address, is_label_name, parse_byte_size, parse_prom_duration,
 };
 pub use remote_write::RemoteWriteReceiverConfig;
 
@@ -18,20 +24,22 @@ use super::errors::{ConfigError, err, kind_of, mapping_entries, suggestion, type
 use crate::model::Signal;
 
 /// The kinds of receiver this build knows.
-pub const RECEIVER_KINDS: &[&str] = &["otlp", "prometheus_remote_write"];
+pub const RECEIVER_KINDS: &[&str] = &["otlp", "prometheus", "prometheus_remote_write"];
 
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
     Otlp(Box<OtlpReceiverConfig>),
     /// Served on the OTLP/HTTP listener at `/api/v1/write`.
     RemoteWrite(RemoteWriteReceiverConfig),
+    /// Scrapes Prometheus targets; listens on nothing.
+    Prometheus(Box<PrometheusReceiverConfig>),
 }
 
 impl ReceiverKind {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ReceiverKind::Otlp(_) => &Signal::ALL,
-            ReceiverKind::RemoteWrite(_) => &[Signal::Metrics],
+            ReceiverKind::RemoteWrite(_) | ReceiverKind::Prometheus(_) => &[Signal::Metrics],
         }
     }
 }
@@ -54,7 +62,7 @@ impl ReceiverSpec {
     fn new(name: String, kind: ReceiverKind) -> ReceiverSpec {
         let auth = match &kind {
             ReceiverKind::Otlp(c) => c.auth.as_ref(),
-            ReceiverKind::RemoteWrite(_) => None,
+            ReceiverKind::RemoteWrite(_) | ReceiverKind::Prometheus(_) => None,
         };
         ReceiverSpec {
             name,
@@ -74,7 +82,7 @@ impl ReceiverSpec {
     pub fn tenants(&self) -> &[TenantConfig] {
         match &self.kind {
             ReceiverKind::Otlp(c) => c.auth.as_ref().map_or(&[], |a| &a.tenants),
-            ReceiverKind::RemoteWrite(_) => &[],
+            ReceiverKind::RemoteWrite(_) | ReceiverKind::Prometheus(_) => &[],
         }
     }
 }
@@ -101,6 +109,10 @@ pub(super) fn parse(
             }),
             "prometheus_remote_write" => typed::<RemoteWriteReceiverConfig>(value, &path, errors)
                 .map(ReceiverKind::RemoteWrite),
+            "prometheus" => typed::<PrometheusReceiverConfig>(value, &path, errors).map(|c| {
+                c.validate(&path, errors);
+                ReceiverKind::Prometheus(Box::new(c))
+            }),
             kind => {
                 err(
                     errors,
