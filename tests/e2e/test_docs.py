@@ -398,5 +398,10 @@ EXERCISED_ELSEWHERE = {
     "sluice_tenant_limited_total": "test_tenants.py (tenant limits)",
     "sluice_admin_requests_refused_total": "test_endpoint_security.py (cross-site requests)",
     "sluice_exporter_backends": "test_loadbalancing.py (loadbalancing exporter)",
+    "sluice_scrape_targets": "test_scrape.py (prometheus receiver)",
+    "sluice_scrape_requests_total": "test_scrape.py (hostile targets, sample_limit)",
+    "sluice_scrape_duration_seconds": "test_scrape.py (hostile targets)",
+    "sluice_scrape_samples_total": "test_scrape.py (metric relabeling)",
+    "sluice_scrape_discovery_failures_total": "test_scrape.py (a bad file_sd edit)",
     "sluice_exporter_backend_changes_total": "test_loadbalancing.py (DNS resolver)",
 }

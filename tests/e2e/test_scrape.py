@@ -375,6 +375,8 @@ def test_hostile_targets_are_counted_and_do_not_delay_a_good_one(gateway, target
 
     statuses = {t["job"]: t for t in target_statuses(gw)}
     assert statuses["good"]["health"] == "up" and statuses["good"]["last_error"] is None
+    durations = self_metric(gw, "sluice_scrape_duration_seconds_count", job="good")
+    assert durations >= 5, durations
     assert statuses["hang"]["health"] == "down"
     assert "timeout" in statuses["hang"]["last_error"]
     assert "body_size_limit" in statuses["huge"]["last_error"]
@@ -429,6 +431,10 @@ def test_relabeling_limits_and_file_sd(gateway, targets, tmp_path):
     post = [v for n, l, v in samples if n == "scrape_samples_post_metric_relabeling" and l.get("job") == "filed"]
     scraped = [v for n, l, v in samples if n == "scrape_samples_scraped" and l.get("job") == "filed"]
     assert post and scraped and post[0] < scraped[0]
+    kept = self_metric(gw, "sluice_scrape_samples_total", job="filed", stage="kept")
+    read = self_metric(gw, "sluice_scrape_samples_total", job="filed", stage="scraped")
+    assert 0 < kept < read, (kept, read)
+    assert self_metric(gw, "sluice_scrape_targets", job="filed") == 1
     # More samples than sample_limit: the scrape fails as a whole, as in Prometheus.
     wait_until(
         lambda: self_metric(gw, "sluice_scrape_requests_total", job="limited", result="sample_limit") >= 1,
@@ -458,6 +464,16 @@ def test_relabeling_limits_and_file_sd(gateway, targets, tmp_path):
         "the new target scraped",
     )
     assert time.monotonic() - started < 5
+    # A bad edit: counted, and the targets the file had stay.
+    (tmp_path / "targets.json").write_text("[{not json")
+    wait_until(
+        lambda: self_metric(gw, "sluice_scrape_discovery_failures_total", job="filed", mechanism="file_sd") >= 1,
+        10,
+        "the bad file_sd edit counted",
+    )
+    errors = requests.get(gw.admin_url + "/api/v1/targets", timeout=5).json()["receivers"][0]["discovery_errors"]
+    assert "targets.json" in errors.get("filed", ""), errors
+    assert len([t for t in target_statuses(gw) if t["job"] == "filed"]) == 2
     # The file goes away: the target is dropped and its series are marked stale (gone).
     (tmp_path / "extra-targets.json").unlink()
     wait_until(

@@ -616,3 +616,66 @@ def test_logs_tail_filters_by_severity_and_links_to_the_trace(gateway, ui):
     expect(page.locator(".wf-row.span")).to_have_count(2)
     expect(page.locator(".trace-id")).to_have_text(trace_id)
     tab.assert_sound()
+
+
+def test_targets_page_shows_scrape_targets_with_their_health_and_errors(gateway, ui):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    Gauge("queue_depth", "Waiting.", registry=registry).set(3)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            body = generate_latest(registry) if self.path == "/metrics" else b"{{ garbage\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+
+        def config(ports):
+            jobs = [
+                {"job_name": "good", "scrape_interval": "1s", "scrape_timeout": "1s", "static_configs": [{"targets": [address]}]},
+                {
+                    "job_name": "broken",
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "metrics_path": "/broken",
+                    "static_configs": [{"targets": [address], "labels": {"team": "shop"}}],
+                },
+            ]
+            return {
+                "receivers": {"prometheus": {"config": {"scrape_configs": jobs}}},
+                "exporters": {"debug": {"verbosity": "basic"}},
+                "service": {
+                    "pipelines": {"metrics": pipeline(["debug"], receivers=["prometheus"])},
+                    "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
+                },
+            }
+
+        gw = gateway(config=config)
+        tab = ui(gw)
+        page = tab.open("targets")
+        good = page.locator('tr[data-job="good"]')
+        broken = page.locator('tr[data-job="broken"]')
+        expect(good.locator(".badge")).to_have_text("up", timeout=15000)
+        expect(broken.locator(".badge")).to_have_text("down", timeout=15000)
+        expect(broken).to_contain_text(f"http://{address}/broken")
+        expect(broken).to_contain_text('team="shop"')
+        expect(broken.locator(".error-text")).to_contain_text("line 1")
+        expect(good.locator(".error-text")).to_have_text("")
+        tab.screenshot("targets")
+        tab.assert_sound()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -209,6 +209,12 @@ impl JobManager {
                 errors.insert(self.job.name.clone(), f.message.clone());
             }
             if changed {
+                if failures.is_empty()
+                    && let Ok(mut errors) = self.registry.discovery_errors.lock()
+                {
+                    // The sources read cleanly again: the last problem is over.
+                    errors.remove(&self.job.name);
+                }
                 self.reconcile();
             }
         }

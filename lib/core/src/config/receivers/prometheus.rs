@@ -52,9 +52,6 @@ pub struct GlobalConfig {
     pub scrape_interval: Duration,
     #[serde(default = "default_timeout", deserialize_with = "prom_duration")]
     pub scrape_timeout: Duration,
-    /// Labels added to every series, as Prometheus adds them when it sends data on.
-    #[serde(default)]
-    pub external_labels: BTreeMap<String, String>,
 }
 
 impl Default for GlobalConfig {
@@ -62,7 +59,6 @@ impl Default for GlobalConfig {
         GlobalConfig {
             scrape_interval: default_interval(),
             scrape_timeout: default_timeout(),
-            external_labels: BTreeMap::new(),
         }
     }
 }
@@ -270,15 +266,6 @@ impl PrometheusReceiverConfig {
                 format!("{base}.global.scrape_timeout"),
                 "must not be longer than global.scrape_interval",
             );
-        }
-        for name in global.external_labels.keys() {
-            if !is_label_name(name) {
-                err(
-                    errors,
-                    format!("{base}.global.external_labels.{name}"),
-                    "not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)",
-                );
-            }
         }
         if self.config.scrape_configs.is_empty() {
             err(
