@@ -20,6 +20,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -92,8 +93,19 @@ struct SeriesState {
     generation: u64,
     metric: String,
     shape: Shape,
-    resource: (String, String),
+    origin: Origin,
     attributes: Vec<KeyValue>,
+}
+
+/// A series' `(job, instance)`: its resource. Shared, as nearly every series of a target has
+/// the target's.
+type Origin = Arc<(String, String)>;
+
+/// A sample's value and time, and its exemplar.
+struct Point {
+    value: f64,
+    time_ns: u64,
+    exemplar: Option<Exemplar>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,8 +155,8 @@ impl SeriesMemory {
         for (key, point) in builder.points {
             self.record(key, point, time_ns, &mut out, &mut counts);
         }
-        for resource in builder.target_info {
-            out.resource(target, resource.0, resource.1);
+        for (origin, attributes) in builder.target_info {
+            out.resource(&origin, attributes);
         }
         counts.stale = self.mark_stale(target, time_ns, &mut out, false);
         Ok((out.finish(target), counts))
@@ -200,7 +212,7 @@ impl SeriesMemory {
                     generation,
                     metric: point.metric.clone(),
                     shape: point.shape,
-                    resource: point.resource.clone(),
+                    origin: point.origin.clone(),
                     attributes: point.attributes.clone(),
                 });
                 (start, point.created_ns)
@@ -230,9 +242,9 @@ impl SeriesMemory {
 #[derive(Debug)]
 struct Pending {
     metric: String,
-    help: String,
+    help: Arc<str>,
     shape: Shape,
-    resource: (String, String),
+    origin: Origin,
     attributes: Vec<KeyValue>,
     time_ns: u64,
     created_ns: Option<u64>,
@@ -279,9 +291,10 @@ struct Builder<'a> {
     /// In the order first seen, so that the output follows the exposition.
     points: Vec<(u64, Pending)>,
     index: HashMap<u64, usize>,
-    /// `target_info` labels by (job, instance).
-    target_info: Vec<((String, String), Vec<KeyValue>)>,
-    labels: Labels,
+    /// `target_info` labels by origin.
+    target_info: Vec<(Origin, Vec<KeyValue>)>,
+    /// The target's own `(job, instance)`.
+    origin: Origin,
 }
 
 impl<'a> Builder<'a> {
@@ -295,7 +308,10 @@ impl<'a> Builder<'a> {
             points: Vec::new(),
             index: HashMap::new(),
             target_info: Vec::new(),
-            labels: Labels::new(),
+            origin: Arc::new((
+                target.label("job").to_string(),
+                target.label("instance").to_string(),
+            )),
         }
     }
 
@@ -307,11 +323,27 @@ impl<'a> Builder<'a> {
             samples,
             ..
         } = family;
-        let help = help.unwrap_or_default();
+        let help: Arc<str> = help.unwrap_or_default().into();
         for sample in samples {
             self.scraped += 1;
-            let Some((name, labels)) = self.relabel(&sample) else {
-                continue;
+            let Sample {
+                name,
+                labels,
+                value,
+                timestamp_ms,
+                exemplar,
+            } = sample;
+            let renamed;
+            let (name, labels, origin) = if self.options.metric_relabel.is_empty() {
+                renamed = false;
+                let (labels, origin) = self.merge(labels);
+                (name, labels, origin)
+            } else {
+                let Some((new_name, labels, origin)) = self.relabel(&name, labels) else {
+                    continue;
+                };
+                renamed = new_name != name;
+                (new_name, labels, origin)
             };
             self.kept += 1;
             if self.options.sample_limit > 0 && self.kept > self.options.sample_limit {
@@ -319,30 +351,46 @@ impl<'a> Builder<'a> {
                     limit: self.options.sample_limit,
                 });
             }
-            let renamed = name != sample.name;
             let role = if renamed {
                 Role::Plain(Shape::Gauge)
             } else {
                 role_of(kind, &family_name, &name)
             };
-            self.add(&family_name, &help, name, labels, &sample, role);
+            let time_ns = match timestamp_ms.and_then(|ms| u64::try_from(ms).ok()) {
+                Some(ms) if self.options.honor_timestamps => ms.saturating_mul(1_000_000),
+                _ => self.time_ns,
+            };
+            let sample = Point {
+                value,
+                time_ns,
+                exemplar,
+            };
+            self.add(&family_name, &help, name, labels, origin, sample, role);
         }
         Ok(())
     }
 
-    /// The sample's labels merged with the target's and metric-relabeled: its name and the
-    /// rest, or `None` when a rule dropped it.
-    fn relabel(&mut self, sample: &Sample) -> Option<(String, Labels)> {
-        let labels = &mut self.labels;
-        labels.clear();
-        for (k, v) in &sample.labels {
-            if !v.is_empty() {
-                labels.push((k.clone(), v.clone()));
-            }
-        }
+    /// The sample's labels merged with the target's as Prometheus merges them, without the
+    /// `job` and `instance` that make its origin (the resource): the target's, or with
+    /// `honor_labels` the sample's own. The sample's strings are moved, not copied.
+    fn merge(&self, mut labels: Labels) -> (Labels, Origin) {
+        labels.retain(|(_, v)| !v.is_empty());
+        let mut origin = self.origin.clone();
+        let has = |labels: &Labels, k: &str| labels.iter().position(|(name, _)| name == k);
+        let mut own: Option<(Option<String>, Option<String>)> = None;
         for (k, v) in &self.target.labels {
-            match labels.iter().position(|(name, _)| name == k) {
-                Some(_) if self.options.honor_labels => {}
+            match has(&labels, k) {
+                Some(i) if self.options.honor_labels => {
+                    if k == "job" || k == "instance" {
+                        let (_, value) = labels.remove(i);
+                        let entry = own.get_or_insert((None, None));
+                        if k == "job" {
+                            entry.0 = Some(value);
+                        } else {
+                            entry.1 = Some(value);
+                        }
+                    }
+                }
                 Some(i) => {
                     // The scraped label yields its name: `exported_<name>`, prefixed again
                     // while that is taken too.
@@ -352,51 +400,75 @@ impl<'a> Builder<'a> {
                     {
                         renamed.insert_str(0, "exported_");
                     }
-                    labels[i].0 = renamed;
-                    labels.push((k.clone(), v.clone()));
+                    if let Some(label) = labels.get_mut(i) {
+                        label.0 = renamed;
+                    }
+                    if k != "job" && k != "instance" {
+                        labels.push((k.clone(), v.clone()));
+                    }
                 }
+                None if k == "job" || k == "instance" => {}
                 None => labels.push((k.clone(), v.clone())),
             }
         }
-        labels.push(("__name__".into(), sample.name.clone()));
+        if let Some((job, instance)) = own {
+            origin = Arc::new((
+                job.unwrap_or_else(|| self.origin.0.clone()),
+                instance.unwrap_or_else(|| self.origin.1.clone()),
+            ));
+        }
         labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|a, b| a.0 == b.0);
-        if !self.options.metric_relabel.is_empty() && !process(labels, self.options.metric_relabel)
-        {
-            return None;
-        }
-        let at = labels.iter().position(|(k, _)| k == "__name__")?;
-        let (_, name) = labels.remove(at);
-        Some((name, std::mem::take(labels)))
+        (labels, origin)
     }
 
+    /// The merged labels with `__name__`, through `metric_relabel_configs`: the name, the rest
+    /// and the origin, or `None` when a rule dropped the sample.
+    fn relabel(&mut self, name: &str, labels: Labels) -> Option<(String, Labels, Origin)> {
+        let (mut labels, origin) = self.merge(labels);
+        labels.push(("job".into(), origin.0.clone()));
+        labels.push(("instance".into(), origin.1.clone()));
+        labels.push(("__name__".into(), name.to_string()));
+        labels.retain(|(_, v)| !v.is_empty());
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if !process(&mut labels, self.options.metric_relabel) {
+            return None;
+        }
+        let mut take = |key: &str| {
+            let i = labels.iter().position(|(k, _)| k == key)?;
+            Some(labels.remove(i).1)
+        };
+        let name = take("__name__")?;
+        let job = take("job").unwrap_or_default();
+        let instance = take("instance").unwrap_or_default();
+        let origin = if (job.as_str(), instance.as_str()) == (origin.0.as_str(), origin.1.as_str())
+        {
+            origin
+        } else {
+            Arc::new((job, instance))
+        };
+        Some((name, labels, origin))
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one sample's parts, moved in")]
     fn add(
         &mut self,
         family: &str,
-        help: &str,
+        help: &Arc<str>,
         name: String,
         mut labels: Labels,
-        sample: &Sample,
+        origin: Origin,
+        sample: Point,
         role: Role,
     ) {
-        let time_ns = if self.options.honor_timestamps {
-            sample
-                .timestamp_ms
-                .and_then(|ms| u64::try_from(ms).ok())
-                .map_or(self.time_ns, |ms| ms.saturating_mul(1_000_000))
-        } else {
-            self.time_ns
-        };
         let take = |labels: &mut Labels, key: &str| -> Option<String> {
             let i = labels.iter().position(|(k, _)| k == key)?;
             Some(labels.remove(i).1)
         };
-        let job = take(&mut labels, "job").unwrap_or_default();
-        let instance = take(&mut labels, "instance").unwrap_or_default();
-        let resource = (job, instance);
+        let time_ns = sample.time_ns;
         if let Role::Info = role {
-            let attributes = labels.into_iter().map(|(k, v)| string_kv(&k, &v)).collect();
-            self.target_info.push((resource, attributes));
+            let attributes = labels.into_iter().map(|(k, v)| owned_kv(k, v)).collect();
+            self.target_info.push((origin, attributes));
             return;
         }
         let (metric, shape, part) = match role {
@@ -410,11 +482,11 @@ impl<'a> Builder<'a> {
             Part::Quantile => take(&mut labels, "quantile"),
             _ => None,
         };
-        let key = series_key(&metric, shape, &resource, &labels);
+        let key = series_key(&metric, shape, &origin, &labels);
         let index = match self.index.get(&key) {
             Some(i) => *i,
             None => {
-                let attributes = labels.iter().map(|(k, v)| string_kv(k, v)).collect();
+                let attributes = labels.into_iter().map(|(k, v)| owned_kv(k, v)).collect();
                 let value = match shape {
                     Shape::Gauge | Shape::Counter => Value::Number(f64::NAN, None),
                     Shape::Histogram => Value::Histogram {
@@ -433,9 +505,9 @@ impl<'a> Builder<'a> {
                     key,
                     Pending {
                         metric,
-                        help: help.to_string(),
+                        help: help.clone(),
                         shape,
-                        resource,
+                        origin,
                         attributes,
                         time_ns,
                         created_ns: None,
@@ -450,6 +522,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let v = sample.value;
+        let exemplar = sample.exemplar;
         match (part, &mut p.value) {
             (Part::Created, _) if v.is_finite() && v > 0.0 => {
                 p.created_ns = Some((v * 1e9) as u64);
@@ -457,7 +530,7 @@ impl<'a> Builder<'a> {
             (Part::Value, Value::Number(value, ex)) => {
                 *value = v;
                 p.time_ns = time_ns;
-                *ex = sample.exemplar.as_ref().map(|e| otlp_exemplar(e, time_ns));
+                *ex = exemplar.as_ref().map(|e| otlp_exemplar(e, time_ns));
             }
             (
                 Part::Bucket,
@@ -472,7 +545,7 @@ impl<'a> Builder<'a> {
                 if !le.is_nan() {
                     buckets.push((le, v));
                 }
-                if let Some(e) = &sample.exemplar {
+                if let Some(e) = &exemplar {
                     exemplars.push(otlp_exemplar(e, time_ns));
                 }
                 p.time_ns = time_ns;
@@ -552,7 +625,7 @@ fn family_metric(family: &str, shape: Shape) -> String {
     }
 }
 
-fn series_key(metric: &str, shape: Shape, resource: &(String, String), labels: &Labels) -> u64 {
+fn series_key(metric: &str, shape: Shape, resource: &Origin, labels: &Labels) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     metric.hash(&mut h);
     shape.hash(&mut h);
@@ -598,6 +671,16 @@ fn hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+fn owned_kv(key: String, value: String) -> KeyValue {
+    KeyValue {
+        key,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
 fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -608,8 +691,8 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// A resource being assembled: its (job, instance), `target_info` attributes, and metrics.
-type ResourceParts = ((String, String), Vec<KeyValue>, Vec<Metric>);
+/// A resource being assembled: its origin, `target_info` attributes, and metrics.
+type ResourceParts = (Origin, Vec<KeyValue>, Vec<Metric>);
 
 /// The request being assembled: metrics by resource, in order.
 #[derive(Default)]
@@ -617,11 +700,14 @@ struct Output {
     resources: Vec<ResourceParts>,
     /// (resource index, metric name, shape) -> metric index.
     metrics: HashMap<(usize, String, Shape), usize>,
+    /// The metric the last point went to: points of one metric arrive together.
+    last: Option<(usize, Shape, usize)>,
 }
 
 impl Output {
-    fn resource_index(&mut self, resource: &(String, String)) -> usize {
-        match self.resources.iter().position(|(r, _, _)| r == resource) {
+    fn resource_index(&mut self, resource: &Origin) -> usize {
+        let same = |r: &Origin| Arc::ptr_eq(r, resource) || r == resource;
+        match self.resources.iter().position(|(r, _, _)| same(r)) {
             Some(i) => i,
             None => {
                 self.resources
@@ -632,13 +718,8 @@ impl Output {
     }
 
     /// `target_info` labels for a resource.
-    fn resource(
-        &mut self,
-        _target: &Target,
-        resource: (String, String),
-        attributes: Vec<KeyValue>,
-    ) {
-        let i = self.resource_index(&resource);
+    fn resource(&mut self, resource: &Origin, attributes: Vec<KeyValue>) {
+        let i = self.resource_index(resource);
         if let Some((_, extra, _)) = self.resources.get_mut(i) {
             for kv in attributes {
                 if !extra.iter().any(|e| e.key == kv.key) {
@@ -650,12 +731,23 @@ impl Output {
 
     fn metric(
         &mut self,
-        resource: &(String, String),
+        resource: &Origin,
         name: &str,
         help: &str,
         shape: Shape,
     ) -> Option<&mut Metric> {
         let r = self.resource_index(resource);
+        if let Some((lr, ls, li)) = self.last
+            && lr == r
+            && ls == shape
+            && self
+                .resources
+                .get(r)
+                .and_then(|(_, _, m)| m.get(li))
+                .is_some_and(|m| m.name == name)
+        {
+            return self.resources.get_mut(r)?.2.get_mut(li);
+        }
         let key = (r, name.to_string(), shape);
         let (_, _, metrics) = self.resources.get_mut(r)?;
         let i = match self.metrics.get(&key) {
@@ -684,6 +776,7 @@ impl Output {
                 metrics.len() - 1
             }
         };
+        self.last = Some((r, shape, i));
         metrics.get_mut(i)
     }
 
@@ -692,13 +785,13 @@ impl Output {
             metric: name,
             help,
             shape,
-            resource,
+            origin,
             attributes,
             time_ns,
             value,
             ..
         } = p;
-        let Some(metric) = self.metric(&resource, &name, &help, shape) else {
+        let Some(metric) = self.metric(&origin, &name, &help, shape) else {
             return;
         };
         let start = if shape == Shape::Gauge {
@@ -777,7 +870,7 @@ impl Output {
     }
 
     fn stale(&mut self, s: &SeriesState, time_ns: u64) {
-        let Some(metric) = self.metric(&s.resource, &s.metric, "", s.shape) else {
+        let Some(metric) = self.metric(&s.origin, &s.metric, "", s.shape) else {
             return;
         };
         let attributes = s.attributes.clone();
@@ -822,9 +915,9 @@ impl Output {
         let resource_metrics = self
             .resources
             .into_iter()
-            .map(|((job, instance), extra, metrics)| ResourceMetrics {
+            .map(|(origin, extra, metrics)| ResourceMetrics {
                 resource: Some(Resource {
-                    attributes: resource_attributes(target, &job, &instance, extra),
+                    attributes: resource_attributes(target, &origin.0, &origin.1, extra),
                     ..Default::default()
                 }),
                 // No scope: a scope's name would become an `otel_scope_name` label on every
@@ -964,7 +1057,7 @@ pub fn report(
         ),
     ];
     let mut out = Output::default();
-    let r = out.resource_index(&(job, instance));
+    let r = out.resource_index(&Arc::new((job, instance)));
     if let Some((_, _, m)) = out.resources.get_mut(r) {
         *m = metrics;
     }
