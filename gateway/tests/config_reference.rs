@@ -90,6 +90,8 @@ fn every_config_key_is_in_the_reference() {
         ("static_configs", fields::<StaticConfig>()),
         ("file_sd_configs", fields::<FileSdConfig>()),
         ("http_sd_configs", fields::<HttpSdConfig>()),
+        ("kubernetes_sd_configs", fields::<KubernetesSdConfig>()),
+        ("kubernetes namespaces", fields::<KubernetesNamespaces>()),
         (
             "relabel_configs",
             fields::<sluice::scrape::relabel::RelabelConfig>(),

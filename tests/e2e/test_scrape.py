@@ -517,5 +517,158 @@ def test_bad_scrape_configs_are_refused_with_their_paths(tmp_path):
     # A value of the wrong form names its field and the form expected.
     out = validate(tmp_path, [{"job_name": "b", "scrape_interval": "1x"}])
     assert "scrape_configs[0].scrape_interval" in out and "1m30s" in out, out
-    out = validate(tmp_path, [{"job_name": "b", "kubernetes_sd_configs": [{"role": "pod"}]}])
-    assert "kubernetes_sd_configs" in out, out
+    out = validate(tmp_path, [{"job_name": "b", "kubernetes_sd_configs": [{"role": "node"}]}])
+    assert "kubernetes_sd_configs" in out and "node" in out, out
+    out = validate(tmp_path, [{"job_name": "b", "consul_sd_configs": [{"server": "x:8500"}]}])
+    assert "consul_sd_configs" in out, out
+
+
+class FakeKubernetesApi:
+    """The part of the Kubernetes API server that pod discovery reads: `GET
+    /api/v1/namespaces/{ns}/pods` and `/api/v1/pods`, answering a `PodList` of the objects in
+    `pods` (written in the API's own JSON shape; the client decodes them with the types
+    generated from Kubernetes's OpenAPI definitions, so a deviation would fail). No cluster runs
+    here, hence the fake. `fail` makes it answer 500; every Authorization header is kept."""
+
+    def __init__(self):
+        self.pods: list[dict] = []
+        self.fail = False
+        self.authorizations: list[str] = []
+        self.paths: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                api.authorizations.append(self.headers.get("Authorization", ""))
+                path = self.path.split("?", 1)[0]
+                api.paths.append(path)
+                if api.fail:
+                    body, status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd is down", "code": 500}), 500
+                elif path == "/api/v1/pods" or (path.startswith("/api/v1/namespaces/") and path.endswith("/pods")):
+                    ns = path.split("/")[4] if path.startswith("/api/v1/namespaces/") else None
+                    items = [p for p in api.pods if ns is None or p["metadata"]["namespace"] == ns]
+                    body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
+                    status = 200
+                else:
+                    body, status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}), 404
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def k8s_pod(name: str, namespace: str, ip: str, port: int, annotations: dict | None = None, labels: dict | None = None) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-{name}",
+            "labels": labels or {},
+            "annotations": annotations or {},
+        },
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "shop:1", "ports": [{"name": "http", "containerPort": port}]}]},
+        "status": {"phase": "Running", "podIP": ip, "hostIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+# The relabeling the Prometheus documentation and Helm charts use for pods: scrape those
+# annotated prometheus.io/scrape=true, on the annotated port and path, with the pod's labels.
+ANNOTATION_RELABELING = [
+    {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep", "regex": "true"},
+    {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"], "action": "replace", "target_label": "__metrics_path__", "regex": "(.+)"},
+    {
+        "source_labels": ["__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+        "action": "replace",
+        "regex": "([^:]+)(?::\\d+)?;(\\d+)",
+        "replacement": "$1:$2",
+        "target_label": "__address__",
+    },
+    {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+]
+
+
+def test_kubernetes_pods_discovered_by_the_scrape_annotation(gateway, targets, tmp_path):
+    registry, _ = shop_registry()
+    a = targets(registry)
+    b = targets(registry)
+    api = FakeKubernetesApi()
+    try:
+        api.pods = [
+            k8s_pod("shop-1", "prod", "127.0.0.1", 8080, {"prometheus.io/scrape": "true", "prometheus.io/port": str(a.port)}, {"app": "shop"}),
+            k8s_pod("batch-1", "prod", "127.0.0.1", b.port, {}, {"app": "batch"}),
+            k8s_pod("other-1", "staging", "127.0.0.1", b.port, {"prometheus.io/scrape": "true"}, {"app": "other"}),
+        ]
+        token = tmp_path / "token"
+        token.write_text("k8s-token\n")
+        jobs = [
+            {
+                "job_name": "kubernetes-pods",
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "kubernetes_sd_configs": [
+                    {
+                        "role": "pod",
+                        "api_server": api.url,
+                        "namespaces": {"names": ["prod"]},
+                        "refresh_interval": "1s",
+                        "bearer_token_file": str(token),
+                    }
+                ],
+                "relabel_configs": ANNOTATION_RELABELING,
+            }
+        ]
+        gw = gateway(config=sluice_scraping(jobs))
+
+        def ups():
+            return {
+                (l.get("pod"), l.get("instance")): (l, v) for n, l, v in exposed(gw) if n == "up" and l.get("job") == "kubernetes-pods"
+            }
+
+        wait_until(lambda: ("shop-1", a.address) in ups(), 20, "the annotated pod scraped")
+        labels, value = ups()[("shop-1", a.address)]
+        assert value == 1.0
+        assert labels["app"] == "shop" and labels["namespace"] == "prod", labels
+        assert len(ups()) == 1, "neither the unannotated pod nor the other namespace's"
+        assert "/api/v1/namespaces/prod/pods" in api.paths and "/api/v1/pods" not in api.paths
+        assert "Bearer k8s-token" in api.authorizations
+        assert any(n == "shop_orders_total" and l.get("pod") == "shop-1" for n, l, _ in exposed(gw))
+
+        # A new pod appears: scraped within about a refresh and an interval.
+        api.pods.append(k8s_pod("shop-2", "prod", "127.0.0.1", b.port, {"prometheus.io/scrape": "true"}, {"app": "shop"}))
+        wait_until(lambda: ("shop-2", b.address) in ups(), 10, "the new pod scraped")
+        # The API fails: counted, and the pods stay.
+        api.fail = True
+        wait_until(
+            lambda: self_metric(gw, "sluice_scrape_discovery_failures_total", job="kubernetes-pods", mechanism="kubernetes_sd") >= 1,
+            10,
+            "the failed list counted",
+        )
+        assert len([t for t in target_statuses(gw) if t["job"] == "kubernetes-pods"]) == 2
+        # It recovers without the first pod: its target goes.
+        api.pods = [p for p in api.pods if p["metadata"]["name"] != "shop-1"]
+        api.fail = False
+        wait_until(
+            lambda: [t["labels"].get("pod") for t in target_statuses(gw) if t["job"] == "kubernetes-pods"] == ["shop-2"],
+            10,
+            "the deleted pod's target removed",
+        )
+    finally:
+        api.stop()

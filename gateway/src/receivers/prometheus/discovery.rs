@@ -43,6 +43,7 @@ pub enum Source {
     Static(Vec<StaticConfig>),
     File(FileSource),
     Http(Box<HttpSource>),
+    Kubernetes(Box<super::kubernetes::KubernetesSource>),
 }
 
 /// A file's modification time and length, `None` when it could not be read.
@@ -98,6 +99,16 @@ impl Source {
             Source::Static(_) => false,
             Source::File(f) => f.refresh(failures).await,
             Source::Http(h) => h.refresh(failures).await,
+            Source::Kubernetes(k) => match k.refresh().await {
+                Ok(changed) => changed,
+                Err(message) => {
+                    failures.push(SdFailure {
+                        mechanism: "kubernetes_sd",
+                        message,
+                    });
+                    false
+                }
+            },
         }
     }
 
@@ -106,6 +117,7 @@ impl Source {
             Source::Static(g) => Box::new(g.iter()),
             Source::File(f) => Box::new(f.files.values().flat_map(|(_, g)| g.iter())),
             Source::Http(h) => Box::new(h.groups.iter()),
+            Source::Kubernetes(k) => Box::new(k.groups.iter()),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod discovery;
 pub mod http;
+pub mod kubernetes;
 pub mod scrape;
 
 use std::collections::{BTreeMap, HashMap};
@@ -102,6 +103,11 @@ pub fn start(
                 None,
             );
             sources.push(Source::http(sd.clone(), client, credentials));
+        }
+        for sd in &job_config.kubernetes_sd_configs {
+            sources.push(Source::Kubernetes(Box::new(
+                kubernetes::KubernetesSource::new(sd.clone()),
+            )));
         }
         let manager = JobManager {
             job: Arc::new(job),

@@ -12,9 +12,10 @@ pub use otlp::{
     AttributeLimitsConfig, GrpcServerConfig, HttpServerConfig, OtlpProtocols, OtlpReceiverConfig,
 };
 pub use prometheus::{
-    Authorization, FileSdConfig, GlobalConfig, HttpSdConfig, MAX_TARGETS, PromConfig,
-    PrometheusReceiverConfig, ScrapeBasicAuth, ScrapeConfig, ScrapeTlsConfig, StaticConfig,
-    check_address, is_label_name, parse_byte_size, parse_prom_duration,
+    Authorization, FileSdConfig, GlobalConfig, HttpSdConfig, KubernetesNamespaces, KubernetesRole,
+    KubernetesSdConfig, MAX_TARGETS, PromConfig, PrometheusReceiverConfig, ScrapeBasicAuth,
+    ScrapeConfig, ScrapeTlsConfig, StaticConfig, check_address, is_label_name, parse_byte_size,
+    parse_prom_duration,
 };
 pub use remote_write::RemoteWriteReceiverConfig;
 

@@ -126,6 +126,8 @@ pub struct ScrapeConfig {
     #[serde(default)]
     pub http_sd_configs: Vec<HttpSdConfig>,
     #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    #[serde(default)]
     pub relabel_configs: Vec<RelabelConfig>,
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
@@ -247,6 +249,49 @@ pub struct HttpSdConfig {
 
 fn default_http_refresh() -> Duration {
     Duration::from_secs(60)
+}
+
+/// Targets from the Kubernetes API: pods, or the addresses behind services' endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    pub role: KubernetesRole,
+    /// The API server; unset: the cluster the gateway runs in (its service account).
+    pub api_server: Option<String>,
+    #[serde(default)]
+    pub namespaces: KubernetesNamespaces,
+    /// How often the objects are listed again (Prometheus watches instead).
+    #[serde(
+        default = "default_kubernetes_refresh",
+        deserialize_with = "prom_duration"
+    )]
+    pub refresh_interval: Duration,
+    pub basic_auth: Option<ScrapeBasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls_config: Option<ScrapeTlsConfig>,
+}
+
+fn default_kubernetes_refresh() -> Duration {
+    Duration::from_secs(15)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesRole {
+    Pod,
+    Endpoints,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesNamespaces {
+    /// Only these namespaces; empty: all.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Also the namespace the gateway runs in (read from its service account).
+    #[serde(default)]
+    pub own_namespace: bool,
 }
 
 impl PrometheusReceiverConfig {
@@ -410,6 +455,34 @@ impl ScrapeConfig {
                     errors,
                     format!("{p}.url"),
                     "must be an http:// or https:// URL",
+                );
+            }
+            check_auth(
+                sd.basic_auth.as_ref(),
+                sd.authorization.as_ref(),
+                &p,
+                errors,
+            );
+            if let Some(tls) = &sd.tls_config {
+                check_tls(tls, &format!("{p}.tls_config"), errors);
+            }
+        }
+        for (k, sd) in self.kubernetes_sd_configs.iter().enumerate() {
+            let p = format!("{at}.kubernetes_sd_configs[{k}]");
+            if let Some(url) = &sd.api_server
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                err(
+                    errors,
+                    format!("{p}.api_server"),
+                    "must be an http:// or https:// URL",
+                );
+            }
+            if sd.refresh_interval < Duration::from_secs(1) {
+                err(
+                    errors,
+                    format!("{p}.refresh_interval"),
+                    "must be at least 1s",
                 );
             }
             check_auth(
