@@ -166,13 +166,7 @@ def run_prometheus(addresses: list[str], args, workdir: Path) -> dict:
         result["failed_scrapes"] = len(json.loads(down)["data"]["result"])
         return result
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
 
 
 def main() -> None:

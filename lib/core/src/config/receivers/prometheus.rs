@@ -450,49 +450,31 @@ impl ScrapeConfig {
         }
         for (h, sd) in self.http_sd_configs.iter().enumerate() {
             let p = format!("{at}.http_sd_configs[{h}]");
-            if !(sd.url.starts_with("http://") || sd.url.starts_with("https://")) {
-                err(
-                    errors,
-                    format!("{p}.url"),
-                    "must be an http:// or https:// URL",
-                );
-            }
-            check_auth(
+            check_client(
+                Some((&sd.url, "url")),
                 sd.basic_auth.as_ref(),
                 sd.authorization.as_ref(),
+                sd.tls_config.as_ref(),
                 &p,
                 errors,
             );
-            if let Some(tls) = &sd.tls_config {
-                check_tls(tls, &format!("{p}.tls_config"), errors);
-            }
         }
         for (k, sd) in self.kubernetes_sd_configs.iter().enumerate() {
             let p = format!("{at}.kubernetes_sd_configs[{k}]");
-            if let Some(url) = &sd.api_server
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                err(
-                    errors,
-                    format!("{p}.api_server"),
-                    "must be an http:// or https:// URL",
-                );
-            }
+            check_client(
+                sd.api_server.as_deref().map(|url| (url, "api_server")),
+                sd.basic_auth.as_ref(),
+                sd.authorization.as_ref(),
+                sd.tls_config.as_ref(),
+                &p,
+                errors,
+            );
             if sd.refresh_interval < Duration::from_secs(1) {
                 err(
                     errors,
                     format!("{p}.refresh_interval"),
                     "must be at least 1s",
                 );
-            }
-            check_auth(
-                sd.basic_auth.as_ref(),
-                sd.authorization.as_ref(),
-                &p,
-                errors,
-            );
-            if let Some(tls) = &sd.tls_config {
-                check_tls(tls, &format!("{p}.tls_config"), errors);
             }
         }
         for (field, rules) in [
@@ -505,6 +487,30 @@ impl ScrapeConfig {
                 }
             }
         }
+    }
+}
+
+/// A discovery source's HTTP client: its URL (and the key naming it), credentials and TLS.
+fn check_client(
+    url: Option<(&str, &str)>,
+    basic: Option<&ScrapeBasicAuth>,
+    authorization: Option<&Authorization>,
+    tls: Option<&ScrapeTlsConfig>,
+    at: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some((url, key)) = url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        err(
+            errors,
+            format!("{at}.{key}"),
+            "must be an http:// or https:// URL",
+        );
+    }
+    check_auth(basic, authorization, at, errors);
+    if let Some(tls) = tls {
+        check_tls(tls, &format!("{at}.tls_config"), errors);
     }
 }
 
