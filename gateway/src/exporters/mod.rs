@@ -136,17 +136,7 @@ impl Exporter {
     }
 }
 
-/// An error with its sources, for messages a person can act on ("connection refused").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::telemetry::error_chain;
 
 /// A backend's `Retry-After` in seconds.
 pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {

@@ -21,6 +21,7 @@ use crate::receivers::{InFlight, Intake, Reservation, Transport};
 use crate::scrape::expfmt::{self, Format, Limits};
 use crate::scrape::otlp::{Counts, Options, SeriesMemory, report};
 use crate::scrape::relabel::Rule;
+use crate::telemetry::error_chain;
 
 /// Bodies at least this large are parsed on the blocking pool.
 const OFFLOAD_BYTES: usize = 64 * 1024;
@@ -266,7 +267,7 @@ impl Loop {
             let response = request
                 .send()
                 .await
-                .map_err(|e| ScrapeError::Connection(describe(&e)))?;
+                .map_err(|e| ScrapeError::Connection(error_chain(&e)))?;
             if response.status() != http::StatusCode::OK {
                 return Err(ScrapeError::Status(response.status()));
             }
@@ -363,7 +364,7 @@ async fn read_reserving(
             Err(e) => {
                 return Err(ScrapeError::Connection(format!(
                     "reading the body: {}",
-                    describe(&e)
+                    error_chain(&e)
                 )));
             }
         };
@@ -385,18 +386,6 @@ async fn read_reserving(
         }
         body.extend_from_slice(&chunk);
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn now_ns() -> u64 {

@@ -13,3 +13,15 @@ pub mod limits;
 pub mod scan;
 
 pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
+
+/// A string attribute.
+pub fn string_kv(key: &str, value: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}

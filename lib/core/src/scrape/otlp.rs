@@ -32,6 +32,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use crate::model::string_kv;
+
 use super::expfmt::{Exemplar, Family, MetricType, Sample};
 use super::relabel::{Labels, Rule, process};
 
@@ -158,7 +160,7 @@ impl SeriesMemory {
         for (origin, attributes) in builder.target_info {
             out.resource(&origin, attributes);
         }
-        counts.stale = self.mark_stale(target, time_ns, &mut out, false);
+        counts.stale = self.mark_stale(time_ns, &mut out, false);
         Ok((out.finish(target), counts))
     }
 
@@ -170,7 +172,7 @@ impl SeriesMemory {
     ) -> (ExportMetricsServiceRequest, usize) {
         self.generation = self.generation.wrapping_add(1);
         let mut out = Output::default();
-        let n = self.mark_stale(target, time_ns, &mut out, true);
+        let n = self.mark_stale(time_ns, &mut out, true);
         (out.finish(target), n)
     }
 
@@ -183,7 +185,7 @@ impl SeriesMemory {
         counts: &mut Counts,
     ) {
         let generation = self.generation;
-        let (start_ns, created) = match self.series.entry(key) {
+        let start_ns = match self.series.entry(key) {
             Entry::Occupied(mut e) => {
                 let s = e.get_mut();
                 s.generation = generation;
@@ -201,7 +203,7 @@ impl SeriesMemory {
                     start = c;
                 }
                 s.start_ns = start;
-                (start, point.created_ns)
+                start
             }
             Entry::Vacant(v) => {
                 counts.series_added += 1;
@@ -215,14 +217,13 @@ impl SeriesMemory {
                     origin: point.origin.clone(),
                     attributes: point.attributes.clone(),
                 });
-                (start, point.created_ns)
+                start
             }
         };
-        let _ = created;
         out.push(point, start_ns);
     }
 
-    fn mark_stale(&mut self, target: &Target, time_ns: u64, out: &mut Output, all: bool) -> usize {
+    fn mark_stale(&mut self, time_ns: u64, out: &mut Output, all: bool) -> usize {
         let generation = self.generation;
         let mut n = 0;
         self.series.retain(|_, s| {
@@ -233,7 +234,6 @@ impl SeriesMemory {
             out.stale(s, time_ns);
             false
         });
-        let _ = target;
         n
     }
 }
@@ -676,16 +676,6 @@ fn owned_kv(key: String, value: String) -> KeyValue {
         key,
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
         }),
         ..Default::default()
     }
