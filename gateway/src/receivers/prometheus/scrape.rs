@@ -184,20 +184,28 @@ impl Loop {
         let outcome = self.scrape_once(memory, time_ns).await;
         let took = started.elapsed();
         let m = &self.intake.self_metrics;
+        // The samples and the `up`/`scrape_*` series travel in one batch, so no reader sees a
+        // target up before its samples arrive.
         let (up, counts, error) = match outcome {
-            Ok((request, counts)) => match self.hand_over(request).await {
-                Ok(()) => (true, counts, None),
-                Err(e) => (true, counts, Some(e)),
-            },
+            Ok((mut request, counts)) => {
+                let report = report(&self.spec.target, time_ns, true, took, &counts);
+                request.resource_metrics.extend(report.resource_metrics);
+                (true, counts, self.hand_over(request).await.err())
+            }
             Err(e) => {
                 let mut counts = Counts::default();
-                if let Some(mem) = memory.as_mut() {
-                    let (request, n) = mem.all_stale(&self.spec.target, time_ns);
-                    counts.stale = n;
-                    if n > 0 {
-                        let _ = self.hand_over(request).await;
+                let mut request = match memory.as_mut() {
+                    Some(mem) => {
+                        let (request, n) = mem.all_stale(&self.spec.target, time_ns);
+                        counts.stale = n;
+                        request
                     }
-                }
+                    None => Default::default(),
+                };
+                let report = report(&self.spec.target, time_ns, false, took, &counts);
+                request.resource_metrics.extend(report.resource_metrics);
+                // A refusal here changes nothing: the scrape's own failure is what is reported.
+                let _ = self.hand_over(request).await;
                 (false, counts, Some(e))
             }
         };
@@ -214,16 +222,12 @@ impl Loop {
         m.scrape_samples
             .with_label_values(&[labels[0], labels[1], "kept"])
             .inc_by(counts.post_relabel as u64);
-        let report = report(&self.spec.target, time_ns, up, took, &counts);
-        let reported = self.hand_over(report).await;
         if let Some(e) = &error {
             tracing::debug!(receiver = %job.receiver, job = %job.name, url = %self.spec.url, error = %e, "Scrape failed.");
         }
         if let Ok(mut s) = self.status.lock() {
             s.health = if up { "up" } else { "down" };
-            s.last_error = error
-                .map(|e| e.to_string())
-                .or_else(|| reported.err().map(|e| e.to_string()));
+            s.last_error = error.map(|e| e.to_string());
             s.last_scrape = Some(time_ns as f64 / 1e9);
             s.last_scrape_duration_seconds = took.as_secs_f64();
             s.last_samples = counts.scraped;
