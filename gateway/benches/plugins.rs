@@ -51,6 +51,7 @@ fn load(engine: &Arc<PluginEngine>, name: &str, path: PathBuf, config: &str) -> 
         name: name.into(),
         path,
         builtin: None,
+        embedded: None,
         config_json: config.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb: 256,

@@ -14,6 +14,7 @@ directory on `sys.path` for its conftest and test modules, which have no `__init
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -47,7 +48,8 @@ def gateway(tmp_path, downstream, http_downstream, prometheus):
     """Factory: `gateway(exporters=..., pipelines=..., grpc_options=..., ...)` starts a gateway on
     free ports and waits until it is ready; every gateway is stopped at teardown. Pass
     `config=` (a dict or text; a callable gets the ports, and may add ports of its own to the
-    dict, which the gateway then keeps in `ports`) to use a config of your own.
+    dict, which the gateway then keeps in `ports`) to use a config of your own, and `binary=` to
+    run another copy of the gateway.
 
     It depends on the downstream factories (fake backends and Prometheus servers) so that
     gateways stop before the backends do: a gateway still delivering at teardown then finishes
@@ -62,6 +64,7 @@ def gateway(tmp_path, downstream, http_downstream, prometheus):
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
         preexec_fn: Callable[[], None] | None = None,
+        binary: Path | None = None,
         **config_kw,
     ) -> Gateway:
         last: Exception | None = None
@@ -73,7 +76,7 @@ def gateway(tmp_path, downstream, http_downstream, prometheus):
                 cfg = config(ports)
             else:
                 cfg = config
-            gw = Gateway(tmp_path, cfg, ports, args=args, env=env, preexec_fn=preexec_fn)
+            gw = Gateway(tmp_path, cfg, ports, args=args, env=env, preexec_fn=preexec_fn, binary=binary)
             started.append(gw)
             try:
                 return gw.start(wait_ready=wait_ready)

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import hmac
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -47,7 +48,7 @@ from support.gateway import validate_with_plugins
 from support.otlp import kv, new_ids, span, trace_request
 from support.polling import wait_until
 from support.ports import free_port
-from support.process import REPO
+from support.process import REPO, SLUICE_BIN
 
 BUILTINS = ("redact", "sample", "enrich", "slo", "limit_cardinality", "spanmetrics", "servicegraph")
 # Arrival at the downstream, and one plugin tick (about a second) plus export.
@@ -426,6 +427,52 @@ def test_redact_masks_secrets_in_spans_logs_and_metrics_and_counts_them(gateway,
     everything = b"".join(r.raw for s in ("traces", "logs", "metrics") for r in ds.requests(s))
     for secret in (EMAIL, "bob@example.org", "4111 1111 1111 1111", BEARER, "abc123", "hunter2", JWT, "10.1.2.3"):
         assert secret.encode() not in everything, f"{secret!r} reached the downstream"
+
+
+def test_builtin_plugins_come_with_the_binary_and_a_plugin_directory_overrides_them(
+    gateway, downstream, tmp_path, plugin_dir, plugin_cache
+):
+    """A copy of the binary in a directory of its own, with no plugin directory, runs
+    `builtin/redact` from the copy embedded in it; a `sluice_plugin_redact.wasm` in
+    `$SLUICE_PLUGIN_DIR` replaces it."""
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    binary = alone / "sluice"
+    try:
+        os.link(SLUICE_BIN, binary)
+    except OSError:
+        shutil.copy2(SLUICE_BIN, binary)
+    ds = downstream()
+
+    def config(ports):
+        return gateway_config(
+            ports,
+            {"otlp/down": {"endpoint": ds.endpoint, "protocol": "grpc"}},
+            processors={"redact": processor("redact", {}, on_error="reject")},
+            pipelines={"traces": pipeline(["otlp/down"], processors=["redact"])},
+            plugins={"cache_dir": str(plugin_cache)},
+            shutdown_timeout="10s",
+        )
+
+    gw = gateway(config=config, binary=binary)
+    (loaded,) = gw.get("/api/v1/plugins").json()["plugins"]
+    assert (loaded["path"], loaded["plugin"], loaded["state"]) == ("builtin/redact", "redact", "ok")
+    t, s1 = new_ids()
+    body = trace_request(
+        span(t, s1, "signup", attributes=[kv("user.email", "carol@example.com")]), service="e2e-embedded"
+    )
+    assert gw.post("traces", body.SerializeToString()).status_code == 200
+    ((_, got),) = wait_spans(ds, 1)
+    assert attrs(got.attributes) == {"user.email": MASK}
+
+    # A file of the same name in a plugin directory wins over the embedded copy.
+    override = tmp_path / "override"
+    override.mkdir()
+    shutil.copy2(plugin_dir / "sluice_plugin_sample.wasm", override / "sluice_plugin_redact.wasm")
+    gw2 = gateway(config=config, binary=binary, env={"SLUICE_PLUGIN_DIR": str(override)})
+    (loaded,) = gw2.get("/api/v1/plugins").json()["plugins"]
+    assert loaded["path"] == str(override / "sluice_plugin_redact.wasm")
+    assert loaded["plugin"] == "sample"
 
 
 def test_redact_forwards_a_clean_batch_byte_for_byte(gateway, downstream, plugin_dir, plugin_cache):

@@ -77,7 +77,11 @@ fn read_files(c: &mut Config, errors: &mut Vec<ConfigError>) {
     for p in &mut c.processors {
         if let Some(name) = &p.builtin {
             match builtin_plugin(name) {
-                Ok(path) => p.path = path,
+                Ok(Builtin::File(path)) => p.path = path,
+                Ok(Builtin::Embedded(bytes)) => {
+                    p.path = format!("builtin/{name}").into();
+                    p.embedded = Some(bytes);
+                }
                 Err(message) => err(errors, format!("processors.{}.plugin", p.name), message),
             }
         }
@@ -101,39 +105,68 @@ fn read_files(c: &mut Config, errors: &mut Vec<ConfigError>) {
     }
 }
 
-/// Where `builtin/NAME` is looked for, in order: `$SLUICE_PLUGIN_DIR`, `plugins/` beside the
-/// executable, the build directory of a checkout (`target/wasm32-wasip2/release`), and
-/// `/usr/lib/sluice/plugins`.
+/// The built-in plugins compiled into the binary by the build script.
+pub mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+}
+
+/// The directories that hold plugins overriding the embedded built-ins, in order:
+/// `$SLUICE_PLUGIN_DIR`, `plugins/` beside the executable, `/usr/lib/sluice/plugins`; and for a
+/// binary built without embedded plugins, the build directory of a checkout
+/// (`target/wasm32-wasip2/release`).
 pub fn builtin_plugin_dirs() -> Vec<std::path::PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("SLUICE_PLUGIN_DIR") {
         dirs.push(std::path::PathBuf::from(d));
     }
-    if let Some(exe_dir) = std::env::current_exe()
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+        .and_then(|e| e.parent().map(Path::to_path_buf));
+    if let Some(exe_dir) = &exe_dir {
         dirs.push(exe_dir.join("plugins"));
+    }
+    dirs.push("/usr/lib/sluice/plugins".into());
+    if let (Some(exe_dir), true) = (&exe_dir, embedded::EMBEDDED.is_empty()) {
         dirs.push(exe_dir.join("../wasm32-wasip2/release"));
         dirs.push(exe_dir.join("../../wasm32-wasip2/release"));
     }
-    dirs.push("/usr/lib/sluice/plugins".into());
     dirs
 }
 
-fn builtin_plugin(name: &str) -> Result<std::path::PathBuf, String> {
+/// Where `builtin/NAME` comes from: a file in one of [`builtin_plugin_dirs`], else the copy
+/// embedded in the binary.
+enum Builtin {
+    File(std::path::PathBuf),
+    Embedded(&'static [u8]),
+}
+
+fn builtin_plugin(name: &str) -> Result<Builtin, String> {
     let dirs = builtin_plugin_dirs();
     let candidates = [format!("{name}.wasm"), format!("sluice_plugin_{name}.wasm")];
-    dirs.iter()
+    if let Some(file) = dirs
+        .iter()
         .flat_map(|d| candidates.iter().map(move |c| d.join(c)))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "built-in plugin `{name}` not found in {}; build the plugins with scripts/build-plugins.sh or set SLUICE_PLUGIN_DIR",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    {
+        return Ok(Builtin::File(file));
+    }
+    if let Some((_, bytes)) = embedded::EMBEDDED.iter().find(|(n, _)| *n == name) {
+        return Ok(Builtin::Embedded(bytes));
+    }
+    let mut known: Vec<&str> = embedded::EMBEDDED.iter().map(|(n, _)| *n).collect();
+    known.sort_unstable();
+    let searched = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(match embedded::NOT_EMBEDDED {
+        None => format!(
+            "there is no built-in plugin `{name}` (built in: {}) and no {name}.wasm in {searched}",
+            known.join(", ")
+        ),
+        Some(why) => format!(
+            "built-in plugin `{name}` not found in {searched}, and this binary was {why}; build the plugins with scripts/build-plugins.sh or set SLUICE_PLUGIN_DIR"
+        ),
+    })
 }

@@ -12,7 +12,6 @@
 //! `snapshot_too_large`; the previous one is kept). A broken cap is counted in
 //! `sluice_plugin_errors_total{kind}` and the batch follows `on_error`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -185,8 +184,21 @@ fn failure_kind(e: &wasmtime::Error) -> &'static str {
     }
 }
 
-fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
+/// The plugin's component: from its file, or from the binary for an embedded built-in.
+fn compile(engine: &PluginEngine, spec: &ProcessorSpec) -> Result<Component, PluginError> {
+    match spec.embedded {
+        Some(bytes) => engine.compile_bytes(&spec.path, bytes),
+        None => engine.compile(&spec.path),
+    }
+}
+
+/// When and how large the plugin's file is; nothing for an embedded built-in, which never
+/// changes.
+fn fingerprint(spec: &ProcessorSpec) -> Option<(SystemTime, u64)> {
+    if spec.embedded.is_some() {
+        return None;
+    }
+    let m = std::fs::metadata(&spec.path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
@@ -199,7 +211,7 @@ impl Processor {
         metrics: Arc<SelfMetrics>,
     ) -> Result<Processor, PluginError> {
         let name: Arc<str> = spec.name.as_str().into();
-        let component = engine.compile(&spec.path)?;
+        let component = compile(&engine, &spec)?;
         let quotas = Arc::new(Quotas::new(
             metrics.plugin_log_suppressed.with_label_values(&[&*name]),
         ));
@@ -251,7 +263,7 @@ impl Processor {
             pre,
             signals: info.signals.into_iter().map(from_wit_signal).collect(),
             stateful: info.stateful,
-            fingerprint: fingerprint(&spec.path),
+            fingerprint: fingerprint(spec),
             instance: Some(live),
             snapshot,
             failures: 0,
@@ -616,7 +628,7 @@ impl Processor {
     /// A plugin that fails to load or init keeps the old one running. Returns whether it
     /// swapped.
     pub fn reload(&self, force: bool) -> Result<bool, PluginError> {
-        let current = fingerprint(&self.spec.path);
+        let current = fingerprint(&self.spec);
         {
             let slot = self.slot();
             if !force && (current.is_none() || current == slot.fingerprint) {
@@ -624,7 +636,7 @@ impl Processor {
             }
         }
         // Compile outside the lock: batches keep flowing on the old instance meanwhile.
-        let compiled = self.engine.compile(&self.spec.path);
+        let compiled = compile(&self.engine, &self.spec);
         let mut slot = self.slot();
         let stateful = slot.stateful;
         let last = slot.snapshot.clone();
@@ -757,7 +769,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn chaos() -> PathBuf {
+    fn chaos() -> std::path::PathBuf {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../target/wasm32-wasip2/release/sluice_plugin_chaos.wasm");
         assert!(
@@ -773,6 +785,7 @@ mod tests {
             name: "chaos".into(),
             path: chaos(),
             builtin: None,
+            embedded: None,
             config_json: "{}".into(),
             display_config: serde_json::Value::Null,
             memory_mb: 64,

@@ -215,6 +215,7 @@ pub fn run_test(
         name: "test".into(),
         path: plugin.to_path_buf(),
         builtin: None,
+        embedded: None,
         config_json: config_json.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb,

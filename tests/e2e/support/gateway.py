@@ -54,8 +54,10 @@ class Gateway:
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        binary: Path | None = None,
     ):
         Gateway._count += 1
+        self.binary = binary or SLUICE_BIN
         self.preexec_fn = preexec_fn
         self.ident = Gateway._count
         self.workdir = workdir
@@ -88,7 +90,7 @@ class Gateway:
 
     # -- lifecycle
     def start(self, wait_ready: bool = True, timeout: float = READY_TIMEOUT) -> "Gateway":
-        cmd = [str(SLUICE_BIN), "run", "--config", str(self.config_path), *self.args]
+        cmd = [str(self.binary), "run", "--config", str(self.config_path), *self.args]
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
                 cmd,

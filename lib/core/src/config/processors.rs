@@ -88,10 +88,13 @@ pub struct ProcessorConfig {
 pub struct ProcessorSpec {
     pub name: String,
     /// The `.wasm` file: resolved against the config's directory, and for a built-in plugin
-    /// (`builtin/NAME`) by the gateway's load step, which finds it on disk.
+    /// (`builtin/NAME`) by the gateway's load step, which finds it on disk or embedded.
     pub path: std::path::PathBuf,
     /// `NAME` of `plugin: builtin/NAME`.
     pub builtin: Option<String>,
+    /// The component itself, for a built-in plugin embedded in the binary (then `path` is
+    /// `builtin/NAME`, not a file).
+    pub embedded: Option<&'static [u8]>,
     pub config_json: String,
     /// The config as written (before `${env:…}` expansion), with secret-looking values masked:
     /// what the admin endpoint shows.
@@ -176,6 +179,7 @@ pub(super) fn parse(
         processors.push(ProcessorSpec {
             path: plugin_path,
             builtin,
+            embedded: None,
             name,
             config_json,
             display_config,
