@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests, and the end-to-end tests
 # that drive the real binary with the official OpenTelemetry SDK and a real Prometheus, then a
-# bounded fuzzing run of the input parsers.
+# bounded fuzzing run of the input parsers. It first installs what is missing (scripts/setup.sh:
+# apt packages on a Debian-like machine, the wasm target, the Python packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== setup (installs only what is missing)"
+./scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
