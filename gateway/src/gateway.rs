@@ -202,6 +202,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         shutdown.clone(),
     );
     let store = exporters.values().find_map(|e| e.store.clone());
+    let series = crate::exporters::prometheus::SeriesStores::default();
+    series.set(
+        exporters
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.series.clone()?)))
+            .collect(),
+    );
+    metrics.register(Box::new(series.clone()));
     let exporter_views: Vec<ExporterView> = exporters
         .values()
         .map(|e| ExporterView {
@@ -418,6 +426,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         processors: processors.values().cloned().collect(),
         emit: emit.clone(),
         store,
+        series,
     });
     let admin_router = admin::router(admin_state);
     let admin_router = if config.admin_auth.is_empty() {

@@ -679,3 +679,56 @@ def test_targets_page_shows_scrape_targets_with_their_health_and_errors(gateway,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_metrics_explorer_lists_families_series_and_charts_one(gateway, ui):
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    def config(ports):
+        ports["scrape"] = free_port()
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+            "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{ports['scrape']}", "target_info": False}},
+            "service": {
+                "pipelines": {"metrics": pipeline(["prometheus"])},
+                "admin": {"endpoint": f"127.0.0.1:{ports['admin']}"},
+            },
+        }
+
+    gw = gateway(config=config)
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"{gw.http_url}/v1/metrics", timeout=10), export_interval_millis=1000
+    )
+    provider = MeterProvider(resource=Resource.create({"service.name": "shop"}), metric_readers=[reader])
+    try:
+        orders = provider.get_meter("shop").create_counter("shop.orders", unit="{order}", description="Orders placed.")
+        for i in range(12):
+            orders.add(i + 1, {"customer": f"c{i}", "route": f"/r{i % 2}"})
+        tab = ui(gw)
+        page = tab.open("metrics")
+        row = page.locator('tr.family[data-family="shop_orders_total"]')
+        expect(row).to_be_visible(timeout=15000)
+        expect(row).to_contain_text("counter")
+        expect(row).to_contain_text("{order}")
+        expect(row.locator("td.num")).to_have_text("12")
+        # The label with the most distinct values comes first.
+        expect(row.locator(".labels-top")).to_have_text(re.compile(r"^customer \(12\), route \(2\)"))
+        expect(row).to_contain_text("Orders placed.")
+        row.click()
+        series = page.locator("table.series tbody tr")
+        expect(series).to_have_count(12)
+        # The series of customer c3 counts 4; it is charted as it grows.
+        target = series.filter(has_text='customer="c3"')
+        expect(target.locator(".value")).to_have_text("4")
+        target.click()
+        for _ in range(3):
+            orders.add(10, {"customer": "c3", "route": "/r1"})
+            time.sleep(2)
+        expect(page.locator(".chart svg polyline")).to_be_visible(timeout=20000)
+        expect(page.locator("table.series tbody tr[aria-selected=true] .value")).not_to_have_text("4", timeout=15000)
+        tab.screenshot("metrics")
+        tab.assert_sound()
+    finally:
+        provider.shutdown()

@@ -8,6 +8,9 @@
 //! - `GET /api/v1/status`: version, uptime and the running topology, as JSON.
 //! - `GET /api/v1/metrics`: the self-metrics as JSON; `GET /api/v1/events`: the same, plus
 //!   health, every second as Server-Sent Events (the web UI's live view).
+//! - `GET /api/v1/families`: the metric families each `prometheus` exporter holds (type, unit,
+//!   help, series count, the labels with the most distinct values); `GET /api/v1/series
+//!   ?family=F[&exporter=E][&label.NAME=VALUE…][&limit=N]`: a family's series and last values.
 //! - `GET /api/v1/plugins`, `POST /api/v1/plugins/{name}/reload`: plugin status (config with
 //!   secrets masked, reload history) and a forced reload.
 //! - `GET /api/services`, `/api/traces`, …: the Jaeger query API over the `memory` exporter's
@@ -87,6 +90,8 @@ pub struct AdminState {
     pub store: Option<Arc<crate::store::MemoryStore>>,
     /// The targets of each `prometheus` receiver.
     pub scrapes: Vec<Arc<crate::receivers::prometheus::ScrapeRegistry>>,
+    /// The series stores of the `prometheus` exporters, for the metrics explorer.
+    pub series: crate::exporters::prometheus::SeriesStores,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -102,6 +107,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/metrics", get(metrics_json))
         .route("/api/v1/events", get(events))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/families", get(families))
+        .route("/api/v1/series", get(series))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
         .with_state(state.clone())
@@ -272,6 +279,123 @@ async fn targets(State(st): State<Arc<AdminState>>) -> Response {
 /// window, error budget remaining.
 async fn slos(State(st): State<Arc<AdminState>>) -> Response {
     axum::Json(json!({ "slos": st.emit.slos.snapshot() })).into_response()
+}
+
+/// The metric families of every `prometheus` exporter.
+async fn families(State(st): State<Arc<AdminState>>) -> Response {
+    let stores = st.series.all();
+    let listed = tokio::task::spawn_blocking(move || {
+        stores
+            .into_iter()
+            .map(|(exporter, store)| {
+                let families = crate::exporters::series::explore::families(&store);
+                let series: usize = families.iter().map(|f| f.series).sum();
+                json!({ "exporter": exporter, "series": series, "families": families })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(json!({ "exporters": listed })).into_response()
+}
+
+/// Series listed by `/api/v1/series` unless `limit` says otherwise.
+const SERIES_LIMIT: usize = 100;
+
+/// One family's series, filtered by `label.NAME=VALUE` parameters.
+async fn series(
+    State(st): State<Arc<AdminState>>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let refuse = |status: StatusCode, message: String| {
+        if status == StatusCode::BAD_REQUEST {
+            st.metrics
+                .admin_requests_refused
+                .with_label_values(&["bad_request"])
+                .inc();
+        }
+        (status, axum::Json(json!({ "error": message }))).into_response()
+    };
+    let params = match query {
+        Ok(q) => q.0,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query string: {e}"),
+            );
+        }
+    };
+    let (mut exporter, mut family, mut limit, mut matchers) =
+        (None, None, SERIES_LIMIT, Vec::new());
+    for (k, v) in params {
+        match k.as_str() {
+            "exporter" => exporter = Some(v),
+            "family" => family = Some(v),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) => limit = n,
+                Err(_) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit must be a whole number, not {v:?}"),
+                    );
+                }
+            },
+            _ => match k.strip_prefix("label.") {
+                Some(name) if !name.is_empty() => matchers.push((name.to_string(), v)),
+                _ => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "unknown parameter {k:?}; expected family, exporter, limit or label.NAME"
+                        ),
+                    );
+                }
+            },
+        }
+    }
+    let Some(family) = family else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the family parameter is required".into(),
+        );
+    };
+    let stores = st.series.all();
+    let store = match (&exporter, stores.as_slice()) {
+        (Some(name), _) => st.series.get(name),
+        (None, [(_, only)]) => Some(only.clone()),
+        (None, []) => None,
+        (None, _) => {
+            let names: Vec<&str> = stores.iter().map(|(n, _)| n.as_str()).collect();
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("several prometheus exporters ({names:?}): name one with exporter="),
+            );
+        }
+    };
+    let Some(store) = store else {
+        let names: Vec<&str> = stores.iter().map(|(n, _)| n.as_str()).collect();
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("no prometheus exporter {exporter:?}; configured: {names:?}"),
+        );
+    };
+    let wanted = family.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        crate::exporters::series::explore::series(&store, &wanted, &matchers, limit)
+    })
+    .await
+    .ok()
+    .flatten();
+    match page {
+        Some(page) => axum::Json(page).into_response(),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            format!("no metric family {family:?} in this exporter"),
+        ),
+    }
 }
 
 async fn index() -> Response {

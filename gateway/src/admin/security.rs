@@ -423,6 +423,7 @@ mod tests {
             emit: crate::pipeline::EmitRouter::new(),
             store: None,
             scrapes: Vec::new(),
+            series: Default::default(),
         });
         let admin = super::super::router(state);
         let forged = reload()

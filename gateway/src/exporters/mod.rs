@@ -88,6 +88,8 @@ pub struct Built {
     pub listener: Option<(String, axum::Router)>,
     /// The store of a `memory` exporter, read by the admin endpoint.
     pub store: Option<Arc<MemoryStore>>,
+    /// The series store of a `prometheus` exporter, read by the metrics explorer.
+    pub series: Option<Arc<std::sync::Mutex<series::Store>>>,
     /// Tasks of the exporter's own that shutdown waits for, with its consumers.
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -103,6 +105,7 @@ impl Built {
             },
             listener: None,
             store: None,
+            series: None,
             tasks: Vec::new(),
         }
     }

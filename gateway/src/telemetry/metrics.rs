@@ -304,7 +304,7 @@ impl SelfMetrics {
             admin_requests_refused: counter(
                 &r,
                 "sluice_admin_requests_refused_total",
-                "Mutating admin requests refused as possible cross-site request forgery, by reason (cross_site, origin, missing_header).",
+                "Admin requests refused: mutating ones as possible cross-site request forgery (reason cross_site, origin, missing_header), malformed queries (bad_request).",
                 &["reason"],
             ),
             exporter_sent: counter(
@@ -465,6 +465,13 @@ impl SelfMetrics {
                 &["limit"],
             ),
             registry: r,
+        }
+    }
+
+    /// Adds a collector whose metrics are computed when the registry is gathered.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::warn!(error = %e, "A self-metric collector was not registered.");
         }
     }
 

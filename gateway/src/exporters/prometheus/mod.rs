@@ -141,7 +141,91 @@ impl Export for PrometheusExporter {
 pub(super) fn build(name: &str, c: &PrometheusExporterConfig, metrics: &Arc<SelfMetrics>) -> Built {
     let e = PrometheusExporter::new(name, c, metrics.clone());
     let listener = (c.endpoint.clone(), e.router());
+    let series = e.store.clone();
     let mut built = Built::new(e);
     built.listener = Some(listener);
+    built.series = Some(series);
     built
+}
+
+/// An exporter's name and its series store.
+pub type NamedStore = (String, Arc<Mutex<Store>>);
+
+/// The series stores of the running `prometheus` exporters, by exporter name: set by the
+/// gateway, read by the metrics explorer, and collected as `sluice_prometheus_series{exporter,
+/// family}` (the series each family holds) when the gateway's own metrics are gathered.
+#[derive(Clone)]
+pub struct SeriesStores {
+    stores: Arc<Mutex<Vec<NamedStore>>>,
+    gauge: ::prometheus::IntGaugeVec,
+}
+
+impl Default for SeriesStores {
+    fn default() -> Self {
+        let gauge = ::prometheus::IntGaugeVec::new(
+            ::prometheus::Opts::new(
+                "sluice_prometheus_series",
+                "Series a Prometheus exporter holds, per metric family.",
+            ),
+            &["exporter", "family"],
+        )
+        .expect("valid metric definition");
+        SeriesStores {
+            stores: Arc::default(),
+            gauge,
+        }
+    }
+}
+
+impl std::fmt::Debug for SeriesStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.all().into_iter().map(|(n, _)| n).collect();
+        f.debug_struct("SeriesStores")
+            .field("exporters", &names)
+            .finish()
+    }
+}
+
+impl SeriesStores {
+    pub fn set(&self, stores: Vec<NamedStore>) {
+        *self.lock() = stores;
+    }
+
+    /// The exporters' names and stores.
+    pub fn all(&self) -> Vec<NamedStore> {
+        self.lock().clone()
+    }
+
+    pub fn get(&self, exporter: &str) -> Option<Arc<Mutex<Store>>> {
+        self.lock()
+            .iter()
+            .find(|(n, _)| n == exporter)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<NamedStore>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ::prometheus::core::Collector for SeriesStores {
+    fn desc(&self) -> Vec<&::prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<::prometheus::proto::MetricFamily> {
+        // Under the list's lock, so that two gathers do not interleave their resets.
+        let stores = self.lock();
+        self.gauge.reset();
+        for (exporter, store) in stores.iter() {
+            for (family, count) in super::series::explore::series_per_family(store) {
+                self.gauge
+                    .with_label_values(&[exporter.as_str(), family.as_str()])
+                    .set(count as i64);
+            }
+        }
+        self.gauge.collect()
+    }
 }

@@ -161,6 +161,8 @@ pub struct Exporter {
     pub listener: Option<(String, axum::Router)>,
     /// The store of a `memory` exporter, read by the admin endpoint.
     pub store: Option<Arc<MemoryStore>>,
+    /// The series store of a `prometheus` exporter, read by the metrics explorer.
+    pub series: Option<Arc<std::sync::Mutex<crate::exporters::series::Store>>>,
 }
 
 /// What is left in an exporter's queue when shutdown runs out of time.
@@ -274,5 +276,6 @@ pub(super) fn start(
         leftovers,
         listener: built.listener,
         store: built.store,
+        series: built.series,
     })
 }

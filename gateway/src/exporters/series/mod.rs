@@ -7,6 +7,7 @@
 //! `metric_expiration` is removed (a live series is updated, so it never expires and never
 //! resets), and new series beyond `max_series` are refused and counted, even if nobody scrapes.
 
+pub mod explore;
 pub mod exposition;
 mod labels;
 #[cfg(test)]
@@ -103,6 +104,8 @@ pub struct Series {
 pub struct Family {
     pub kind: Kind,
     pub help: String,
+    /// The OTLP unit of the metric (`s`, `By`, `{request}`), as sent; empty if none.
+    pub unit: String,
     /// In first-seen order, so a scrape needs no sort and its output is stable.
     pub series: IndexMap<Labels, Series>,
 }
@@ -243,6 +246,7 @@ impl Store {
                             &name,
                             kind,
                             &metric.description,
+                            &metric.unit,
                             &point_labels,
                             point,
                             delta,
@@ -266,6 +270,7 @@ impl Store {
         name: &str,
         kind: Kind,
         help: &str,
+        unit: &str,
         labels: &PointLabels,
         point: Point<'_>,
         delta: bool,
@@ -282,6 +287,7 @@ impl Store {
                 .or_insert_with(|| Family {
                     kind,
                     help: help.to_string(),
+                    unit: unit.to_string(),
                     series: IndexMap::new(),
                 })
         };

@@ -300,3 +300,103 @@ fn chunked_render_starts_again_when_series_are_removed_midway() {
         Store::render_chunked(&store, false, now + Duration::from_secs(301), 4).expect("renders");
     assert!(!out.contains("pod-"), "{out}");
 }
+
+/// The explorer's view: type, unit, help and series count per family, the labels with the most
+/// distinct values first, and a family's series filtered by label values.
+#[test]
+fn the_explorer_summarises_families_and_filters_series() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        metric, number_data_point,
+    };
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    // 30 series: 30 users, 3 routes, one method.
+    let points = (0..30)
+        .map(|i| NumberDataPoint {
+            attributes: vec![
+                kv("user", format!("u{i}")),
+                kv("route", format!("/r{}", i % 3)),
+                kv("method", "GET".into()),
+            ],
+            time_unix_nano: 2_000_000_000,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "http.server.requests".into(),
+                    description: "Requests served.".into(),
+                    unit: "{request}".into(),
+                    data: Some(metric::Data::Sum(Sum {
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut store = Store::new(StoreConfig {
+        target_info: false,
+        ..config()
+    });
+    store.ingest(&request, Instant::now(), None);
+    let store = std::sync::Mutex::new(store);
+
+    let all = explore::families(&store);
+    assert_eq!(all.len(), 1);
+    let f = &all[0];
+    assert_eq!(
+        (
+            f.name.as_str(),
+            f.kind,
+            f.unit.as_str(),
+            f.help.as_str(),
+            f.series
+        ),
+        (
+            "http_server_requests_total",
+            "counter",
+            "{request}",
+            "Requests served.",
+            30
+        )
+    );
+    let labels: Vec<(&str, usize)> = f
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.distinct))
+        .collect();
+    assert_eq!(labels, vec![("user", 30), ("route", 3), ("method", 1)]);
+    assert!(f.labels.iter().all(|l| !l.capped));
+    assert_eq!(
+        explore::series_per_family(&store),
+        vec![("http_server_requests_total".to_string(), 30)]
+    );
+
+    let matcher = [("route".to_string(), "/r1".to_string())];
+    let page = explore::series(&store, "http_server_requests_total", &matcher, 4)
+        .expect("the family exists");
+    assert_eq!(page.matching, 10);
+    assert_eq!(page.series.len(), 4);
+    assert!(page.series.iter().all(|s| s.labels.contains(&matcher[0])));
+    let first = &page.series[0];
+    assert_eq!((first.value, first.sum, first.time), (1.0, None, 2.0));
+    assert!(explore::series(&store, "nope", &[], 10).is_none());
+    let none = [("route".to_string(), "/elsewhere".to_string())];
+    let empty = explore::series(&store, "http_server_requests_total", &none, 10)
+        .expect("the family exists");
+    assert_eq!((empty.matching, empty.series.len()), (0, 0));
+}
