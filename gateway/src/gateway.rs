@@ -191,6 +191,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             exporters: spec.exporters.clone(),
             queue: pipeline.probe(),
             capacity: spec.queue_size,
+            taps: pipeline.taps.clone(),
         });
         pipelines.push(pipeline);
     }
@@ -427,6 +428,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         emit: emit.clone(),
         store,
         series,
+        tap_budget: Arc::default(),
     });
     let admin_router = admin::router(admin_state);
     let admin_router = if config.admin_auth.is_empty() {

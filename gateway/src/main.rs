@@ -55,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin { command } => plugin(command),
+        Command::Tap(args) => tap(&args),
         Command::Loadgen(args) => {
             keep_freed_memory();
             loadgen(&args)
@@ -138,6 +139,27 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Exit 0 once the tap ends (limit, time or a closed output), 1 when it could not start.
+fn tap(args: &cmd::tap::TapArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cmd::tap::run(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

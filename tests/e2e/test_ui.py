@@ -732,3 +732,33 @@ def test_metrics_explorer_lists_families_series_and_charts_one(gateway, ui):
         tab.assert_sound()
     finally:
         provider.shutdown()
+
+
+def test_pipeline_page_taps_before_and_after_a_plugin(gateway, ui, plugin_dir, plugin_cache):
+    gw = start_with_plugins(gateway, plugin_dir, plugin_cache)
+    tab = ui(gw)
+    page = tab.open("pipelines")
+    node = page.locator('article[data-pipeline="traces"] [data-processor="redact"]')
+    node.locator("button.tap-open").click()
+    before = page.locator('article[data-pipeline="traces"] .tap-side[data-place="before"] .tap-record')
+    after = page.locator('article[data-pipeline="traces"] .tap-side[data-place="after"] .tap-record')
+
+    def signups():
+        memory = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer("e2e.ui").start_as_current_span("signup", attributes={"user.email": "erin@example.com"}):
+            pass
+        provider.shutdown()
+        return list(memory.get_finished_spans())
+
+    def both_shown() -> bool:
+        send_spans(gw, signups())
+        return before.count() > 0 and after.count() > 0
+
+    wait_until(both_shown, 20, "records on both sides of the tap", interval=0.5)
+    expect(before.first).to_contain_text("erin@example.com")
+    expect(after.first).to_contain_text("[REDACTED]")
+    expect(after.first).not_to_contain_text("erin@example.com")
+    tab.screenshot("tap")
+    tab.assert_sound()

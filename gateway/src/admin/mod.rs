@@ -11,6 +11,9 @@
 //! - `GET /api/v1/families`: the metric families each `prometheus` exporter holds (type, unit,
 //!   help, series count, the labels with the most distinct values); `GET /api/v1/series
 //!   ?family=F[&exporter=E][&label.NAME=VALUE…][&limit=N]`: a family's series and last values.
+//! - `GET /api/v1/tap?pipeline=P[&before=X|&after=X|&exporter=E][&limit=N][&seconds=S]`: the
+//!   records passing a point of a pipeline, sampled, as JSON lines, until `limit` records or
+//!   `seconds` ([`crate::pipeline::tap`]).
 //! - `GET /api/v1/plugins`, `POST /api/v1/plugins/{name}/reload`: plugin status (config with
 //!   secrets masked, reload history) and a forced reload.
 //! - `GET /api/services`, `/api/traces`, …: the Jaeger query API over the `memory` exporter's
@@ -65,6 +68,7 @@ pub struct PipelineView {
     pub exporters: Vec<String>,
     pub queue: QueueProbe,
     pub capacity: usize,
+    pub taps: Arc<crate::pipeline::tap::Taps>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +96,8 @@ pub struct AdminState {
     pub scrapes: Vec<Arc<crate::receivers::prometheus::ScrapeRegistry>>,
     /// The series stores of the `prometheus` exporters, for the metrics explorer.
     pub series: crate::exporters::prometheus::SeriesStores,
+    /// Bounds the taps open at once.
+    pub tap_budget: Arc<crate::pipeline::tap::TapBudget>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -109,6 +115,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/families", get(families))
         .route("/api/v1/series", get(series))
+        .route("/api/v1/tap", get(tap))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
         .with_state(state.clone())
@@ -396,6 +403,130 @@ async fn series(
             format!("no metric family {family:?} in this exporter"),
         ),
     }
+}
+
+/// Records a tap shows unless `limit` says otherwise, and at most.
+const TAP_LIMIT: (usize, usize) = (100, 10_000);
+/// How long a tap stays open unless `seconds` says otherwise, and at most.
+const TAP_SECONDS: (u64, u64) = (30, 600);
+
+/// Streams the records passing one point of a pipeline as JSON lines.
+async fn tap(
+    State(st): State<Arc<AdminState>>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    use crate::pipeline::tap::{Place, point_of, records_json};
+    let refuse = |status: StatusCode, message: String| {
+        if status == StatusCode::BAD_REQUEST {
+            st.metrics
+                .admin_requests_refused
+                .with_label_values(&["bad_request"])
+                .inc();
+        }
+        (status, axum::Json(json!({ "error": message }))).into_response()
+    };
+    let params = match query {
+        Ok(q) => q.0,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query string: {e}"),
+            );
+        }
+    };
+    let (mut pipeline, mut places) = (None, Vec::new());
+    let (mut limit, mut seconds) = (TAP_LIMIT.0, TAP_SECONDS.0);
+    for (k, v) in params {
+        match k.as_str() {
+            "pipeline" => pipeline = Some(v),
+            "before" => places.push(Place::Before(v)),
+            "after" => places.push(Place::After(v)),
+            "exporter" => places.push(Place::Exporter(v)),
+            "limit" | "seconds" => {
+                let Ok(n) = v.parse::<u64>() else {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("{k} must be a whole number, not {v:?}"),
+                    );
+                };
+                if k == "limit" {
+                    limit = (n as usize).clamp(1, TAP_LIMIT.1);
+                } else {
+                    seconds = n.clamp(1, TAP_SECONDS.1);
+                }
+            }
+            _ => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown parameter {k:?}; expected pipeline, before, after, exporter, limit or seconds"
+                    ),
+                );
+            }
+        }
+    }
+    if places.len() > 1 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "name one place: before, after or exporter".into(),
+        );
+    }
+    let place = places.pop().unwrap_or(Place::Received);
+    let Some(pipeline) = pipeline else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the pipeline parameter is required".into(),
+        );
+    };
+    let Some(view) = st.pipelines.iter().find(|p| p.name == pipeline) else {
+        let names: Vec<&str> = st.pipelines.iter().map(|p| p.name.as_str()).collect();
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline {pipeline:?}; configured: {names:?}"),
+        );
+    };
+    let point = match point_of(&place, &view.processors, &view.exporters) {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::NOT_FOUND, message),
+    };
+    let Some(mut tap) = view.taps.open(point, &st.tap_budget) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({ "error": format!("{} taps are open; close one and retry", crate::pipeline::tap::MAX_TAPS) })),
+        )
+            .into_response();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::convert::Infallible>>(2);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut left = limit;
+        while left > 0 {
+            let batch = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tx.closed() => break,
+                b = tap.rx.recv() => match b { Some(b) => b, None => break },
+            };
+            let mut out = Vec::new();
+            left -= records_json(&batch, left, &mut out);
+            if tx.send(Ok(out.into())).await.is_err() {
+                break;
+            }
+        }
+        // Dropping the tap closes it.
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        })),
+    )
+        .into_response()
 }
 
 async fn index() -> Response {

@@ -424,6 +424,7 @@ mod tests {
             store: None,
             scrapes: Vec::new(),
             series: Default::default(),
+            tap_budget: Default::default(),
         });
         let admin = super::super::router(state);
         let forged = reload()

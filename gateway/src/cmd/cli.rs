@@ -38,6 +38,9 @@ pub enum Command {
     /// Send generated OTLP load (realistic spans, metrics or logs) at a fixed rate and print
     /// sent, accepted, refused, errors and latency percentiles.
     Loadgen(super::loadgen::LoadgenArgs),
+    /// Print a sample of the records passing a point of a running gateway's pipeline (before or
+    /// after a processor, or at an exporter), from its admin API.
+    Tap(super::tap::TapArgs),
 }
 
 #[derive(Debug, Subcommand)]

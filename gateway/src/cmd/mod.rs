@@ -1,5 +1,7 @@
-//! The `sluice` command: its arguments ([`cli`]) and the `loadgen` subcommand ([`loadgen`]).
+//! The `sluice` command: its arguments ([`cli`]), the `loadgen` subcommand ([`loadgen`]) and
+//! `tap` ([`tap`]).
 //! Compiled into the binary only; the library (`sluice`) holds the gateway itself.
 
 pub mod cli;
 pub mod loadgen;
+pub mod tap;

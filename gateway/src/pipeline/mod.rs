@@ -15,6 +15,8 @@
 //! emits enters the pipelines of its signal through the [`EmitRouter`], never reaching the
 //! processor that emitted it again.
 
+pub mod tap;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -124,6 +126,8 @@ pub struct Pipeline {
     /// Stops the task between batches (shutdown timeout): it may run on a thread of its own,
     /// which aborting the task does not reach. Batches left in its queue are counted dropped.
     pub cancel: CancellationToken,
+    /// Where `sluice tap` looks at the batches passing.
+    pub taps: Arc<tap::Taps>,
 }
 
 impl Pipeline {
@@ -163,21 +167,28 @@ impl Pipeline {
         );
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        let taps = Arc::new(tap::Taps::default());
+        let tapped = taps.clone();
         let task = if processors.is_empty() {
-            tokio::spawn(run(name, rx, processors, exporters, emit, metrics, stop))
+            tokio::spawn(run(
+                name, rx, processors, exporters, emit, metrics, stop, tapped,
+            ))
         } else {
             // Plugins are CPU-bound and call WASI synchronously: they run on a thread of their
             // own instead of a runtime worker. Handing a worker over for each batch
             // (`block_in_place`) cost a thread wake-up per batch, about as much as `redact` on
             // 100 spans; a thread that finds its next batch already queued costs nothing.
             tokio::task::spawn_blocking(move || {
-                crate::rt::block_on(run(name, rx, processors, exporters, emit, metrics, stop))
+                crate::rt::block_on(run(
+                    name, rx, processors, exporters, emit, metrics, stop, tapped,
+                ))
             })
         };
         Pipeline {
             handle,
             task,
             cancel,
+            taps,
         }
     }
 }
@@ -187,8 +198,10 @@ fn run_chain(
     processors: &[Arc<Processor>],
     mut batch: Arc<Batch>,
     emitted: &mut Vec<(Arc<str>, Emitted)>,
+    taps: &tap::Taps,
 ) -> Result<Option<Arc<Batch>>, Rejection> {
-    for p in processors {
+    for (point, p) in processors.iter().enumerate() {
+        taps.offer(point, &batch);
         if batch.origin.as_deref() == Some(&*p.name) {
             continue;
         }
@@ -309,6 +322,7 @@ async fn run(
     emit: Arc<EmitRouter>,
     metrics: Arc<SelfMetrics>,
     cancel: CancellationToken,
+    taps: Arc<tap::Taps>,
 ) {
     let depth = metrics.pipeline_queue_depth.with_label_values(&[&name]);
     let mut rx = Inbox {
@@ -391,7 +405,7 @@ async fn run(
         } else {
             let _span = batch.span.enter();
             // On the pipeline's own thread (see `Pipeline::start`).
-            run_chain(&processors, batch.clone(), &mut emitted)
+            run_chain(&processors, batch.clone(), &mut emitted, &taps)
         };
         for (processor, out) in emitted {
             emit.route(&processor, out);
@@ -401,6 +415,7 @@ async fn run(
             Err(rejection) => (Err(rejection), None),
         };
         if let Some(batch) = batch {
+            taps.offer(processors.len(), &batch);
             for (exporter, slot) in exporters.iter().zip(slots) {
                 match exporter.deliver(slot, batch.clone()) {
                     Ok(true) => {}
