@@ -129,7 +129,16 @@ fn main() -> ExitCode {
                         return ExitCode::from(EXIT_BAD_CONFIG);
                     }
                 };
-            let result = run(config);
+            let watch = if args.watch_config {
+                args.config.clone()
+            } else {
+                None
+            };
+            let reload = sluice::gateway::ReloadSource {
+                load: std::sync::Arc::new(move || load(&args).map_err(|e| e.to_string())),
+                watch,
+            };
+            let result = run(config, reload);
             drop(telemetry);
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -242,7 +251,7 @@ fn plugin(command: PluginCommand) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, reload: sluice::gateway::ReloadSource) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -253,7 +262,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             wait_for_signal().await;
             trigger.cancel();
         });
-        sluice::gateway::run(config, shutdown).await?;
+        sluice::gateway::run_with_reload(config, shutdown, Some(reload)).await?;
         Ok(())
     })
 }

@@ -14,6 +14,8 @@
 //! - `GET /api/v1/tap?pipeline=P[&before=X|&after=X|&exporter=E][&limit=N][&seconds=S]`: the
 //!   records passing a point of a pipeline, sampled, as JSON lines, until `limit` records or
 //!   `seconds` ([`crate::pipeline::tap`]).
+//! - `POST /api/v1/config/reload`: loads the config file again and swaps to it, or refuses it
+//!   (422, the reason) and keeps the running one; `/health/detailed` shows the last outcome.
 //! - `GET /api/v1/plugins`, `POST /api/v1/plugins/{name}/reload`: plugin status (config with
 //!   secrets masked, reload history) and a forced reload.
 //! - `GET /api/services`, `/api/traces`, …: the Jaeger query API over the `memory` exporter's
@@ -23,6 +25,7 @@
 //! Requests that change state (the reload) must carry `X-Sluice-Request: 1` and must not come
 //! from a foreign origin; every response carries security headers ([`security`]).
 
+pub mod reload;
 pub mod security;
 
 use std::sync::Arc;
@@ -98,6 +101,8 @@ pub struct AdminState {
     pub series: crate::exporters::prometheus::SeriesStores,
     /// Bounds the taps open at once.
     pub tap_budget: Arc<crate::pipeline::tap::TapBudget>,
+    /// Config reloads: the last outcome, and where to ask for one.
+    pub reload: Arc<reload::ReloadStatus>,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -118,6 +123,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/tap", get(tap))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/plugins/{name}/reload", post(reload_plugin))
+        .route("/api/v1/config/reload", post(reload_config))
         .with_state(state.clone())
         .merge(jaeger);
     let routes = crate::catch_panic::layer(routes, "admin", state.metrics.clone());
@@ -223,6 +229,7 @@ async fn detailed(State(st): State<Arc<AdminState>>) -> Response {
             "pipelines": pipelines,
             "processors": processors,
             "exporters": exporters,
+            "config": config_json(&st),
         })),
     )
         .into_response()
@@ -261,6 +268,7 @@ async fn status(State(st): State<Arc<AdminState>>) -> Response {
         "status": phase(&st.health),
         "receivers": st.receivers.iter().map(|r| json!({"name": r.name, "transport": r.transport, "endpoint": r.endpoint})).collect::<Vec<_>>(),
         "pipelines": pipelines,
+        "config": config_json(&st),
     }))
     .into_response()
 }
@@ -580,11 +588,15 @@ fn snapshot(st: &AdminState) -> serde_json::Value {
 /// goes away or the gateway shuts down.
 async fn events(State(st): State<Arc<AdminState>>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let stream = futures_util::stream::unfold((st, true), |(st, first)| async move {
+    // A config reload ends the stream: the client reconnects and reads the new topology.
+    let reloads = st.reload.reloads.load(Ordering::Relaxed);
+    let stream = futures_util::stream::unfold((st, true), move |(st, first)| async move {
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        if st.health.shutting_down.load(Ordering::Relaxed) {
+        if st.health.shutting_down.load(Ordering::Relaxed)
+            || st.reload.reloads.load(Ordering::Relaxed) != reloads
+        {
             return None;
         }
         let event = Event::default()
@@ -640,6 +652,55 @@ fn plugin_json(st: &AdminState, p: &Processor) -> serde_json::Value {
 async fn plugins(State(st): State<Arc<AdminState>>) -> Response {
     let list: Vec<_> = st.processors.iter().map(|p| plugin_json(&st, p)).collect();
     axum::Json(json!({ "plugins": list })).into_response()
+}
+
+/// Config reloads so far and the last one, for `/health/detailed` and `/api/v1/status`.
+fn config_json(st: &AdminState) -> serde_json::Value {
+    json!({
+        "reloads": st.reload.reloads.load(Ordering::Relaxed),
+        "last_reload": st.reload.last(),
+    })
+}
+
+/// How long `POST /api/v1/config/reload` waits for the reload's outcome.
+const CONFIG_RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Reloads the config now and answers with the outcome.
+async fn reload_config(State(st): State<Arc<AdminState>>) -> Response {
+    let Some(requests) = st.reload.requests.get() else {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({ "reloaded": false, "error": "this gateway runs without a config to reload" })),
+        )
+            .into_response();
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let request = reload::ReloadRequest {
+        source: "api",
+        reply: Some(reply),
+    };
+    if requests.send(request).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "reloaded": false, "error": "the gateway is shutting down" })),
+        )
+            .into_response();
+    }
+    match tokio::time::timeout(CONFIG_RELOAD_WAIT, outcome).await {
+        Ok(Ok(record)) if record.ok => {
+            axum::Json(json!({ "reloaded": true, "reload": record })).into_response()
+        }
+        Ok(Ok(record)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({ "reloaded": false, "error": record.message, "reload": record })),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "reloaded": false, "error": "the reload did not answer in time; see /health/detailed" })),
+        )
+            .into_response(),
+    }
 }
 
 /// Reloads a plugin from its file now, whether or not the file changed.

@@ -425,6 +425,7 @@ mod tests {
             scrapes: Vec::new(),
             series: Default::default(),
             tap_budget: Default::default(),
+            reload: Default::default(),
         });
         let admin = super::super::router(state);
         let forged = reload()

@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// Log line format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Reload the config when its file changes (checked every second). SIGHUP and
+    /// `POST /api/v1/config/reload` reload it in any case.
+    #[arg(long, env = "SLUICE_WATCH_CONFIG")]
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -54,6 +54,8 @@ pub struct SelfMetrics {
     pub plugin_records_in: IntCounterVec,
     pub plugin_records_out: IntCounterVec,
     pub plugin_reloads: IntCounterVec,
+    /// Config reloads by result (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
     pub plugin_restarts: IntCounterVec,
     pub plugin_breaker_open: IntGaugeVec,
     pub plugin_log_suppressed: IntCounterVec,
@@ -300,6 +302,12 @@ impl SelfMetrics {
                 "sluice_receiver_in_flight_bytes",
                 "Estimated decoded bytes of requests being handled (state=used) and the budget they share (state=budget).",
                 &["state"],
+            ),
+            config_reloads: counter(
+                &r,
+                "sluice_config_reloads_total",
+                "Config reloads (SIGHUP, --watch-config, POST /api/v1/config/reload) by result: success, or failure (the running config stays).",
+                &["result"],
             ),
             admin_requests_refused: counter(
                 &r,
