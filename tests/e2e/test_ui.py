@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
@@ -761,4 +762,26 @@ def test_pipeline_page_taps_before_and_after_a_plugin(gateway, ui, plugin_dir, p
     expect(after.first).to_contain_text("[REDACTED]")
     expect(after.first).not_to_contain_text("erin@example.com")
     tab.screenshot("tap")
+    tab.assert_sound()
+
+
+def test_header_shows_a_refused_config_reload(gateway, ui):
+    gw = gateway(config=store_config)
+    tab = ui(gw)
+    page = tab.open("pipelines")
+    expect(page.locator("#live-text")).to_have_text("live")
+    badge = page.locator("#h-reload")
+    expect(badge).to_be_hidden()
+    good = gw.config_path.read_text()
+    gw.config_path.write_text("receivers: [unclosed\n")
+    r = requests.post(gw.admin_url + "/api/v1/config/reload", headers={"X-Sluice-Request": "1"}, timeout=60)
+    assert r.status_code == 422
+    # The live stream ends with the reload; the page reconnects and reads the outcome.
+    expect(badge).to_be_visible(timeout=15000)
+    expect(badge).to_have_text("config reload refused")
+    assert "invalid YAML" in (badge.get_attribute("title") or "")
+    gw.config_path.write_text(good)
+    assert requests.post(gw.admin_url + "/api/v1/config/reload", headers={"X-Sluice-Request": "1"}, timeout=60).status_code == 200
+    expect(badge).to_be_hidden(timeout=15000)
+    expect(page.locator('article[data-pipeline="traces"]')).to_be_visible()
     tab.assert_sound()
