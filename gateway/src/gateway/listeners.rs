@@ -74,7 +74,7 @@ impl Running {
 }
 
 /// Serves whatever router `slot` holds when a request arrives.
-fn dispatch(slot: Arc<RwLock<Router>>) -> Router {
+pub fn dispatch(slot: Arc<RwLock<Router>>) -> Router {
     Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
         let router = slot.read().unwrap_or_else(PoisonError::into_inner).clone();
         async move { router.oneshot(req).await }
