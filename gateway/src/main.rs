@@ -152,17 +152,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// A runtime for a subcommand, or the failure it exits with (said on stderr).
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Exit 0 once the tap ends (limit, time or a closed output), 1 when it could not start.
 fn tap(args: &cmd::tap::TapArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(cmd::tap::run(args)) {
         Ok(_) => ExitCode::SUCCESS,
@@ -175,15 +177,9 @@ fn tap(args: &cmd::tap::TapArgs) -> ExitCode {
 
 /// Exit 0 when the target accepted records, 1 when it accepted none (or the run failed).
 fn loadgen(args: &cmd::loadgen::LoadgenArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(cmd::loadgen::run(args)) {
         Ok(summary) => {

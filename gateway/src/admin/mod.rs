@@ -314,34 +314,41 @@ async fn families(State(st): State<Arc<AdminState>>) -> Response {
     axum::Json(json!({ "exporters": listed })).into_response()
 }
 
+/// A query string as its pairs, in order, or why it is not one.
+type QueryPairs =
+    Result<axum::extract::Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+/// An answer with `status` and an `error` message; a 400 is counted as a malformed request.
+fn refuse(st: &AdminState, status: StatusCode, message: String) -> Response {
+    if status == StatusCode::BAD_REQUEST {
+        st.metrics
+            .admin_requests_refused
+            .with_label_values(&["bad_request"])
+            .inc();
+    }
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// The query's pairs, or the 400 that says why there are none.
+fn query_pairs(st: &AdminState, query: QueryPairs) -> Result<Vec<(String, String)>, Box<Response>> {
+    query.map(|q| q.0).map_err(|e| {
+        Box::new(refuse(
+            st,
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {e}"),
+        ))
+    })
+}
+
 /// Series listed by `/api/v1/series` unless `limit` says otherwise.
 const SERIES_LIMIT: usize = 100;
 
 /// One family's series, filtered by `label.NAME=VALUE` parameters.
-async fn series(
-    State(st): State<Arc<AdminState>>,
-    query: Result<
-        axum::extract::Query<Vec<(String, String)>>,
-        axum::extract::rejection::QueryRejection,
-    >,
-) -> Response {
-    let refuse = |status: StatusCode, message: String| {
-        if status == StatusCode::BAD_REQUEST {
-            st.metrics
-                .admin_requests_refused
-                .with_label_values(&["bad_request"])
-                .inc();
-        }
-        (status, axum::Json(json!({ "error": message }))).into_response()
-    };
-    let params = match query {
-        Ok(q) => q.0,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("invalid query string: {e}"),
-            );
-        }
+async fn series(State(st): State<Arc<AdminState>>, query: QueryPairs) -> Response {
+    let refuse = |status: StatusCode, message: String| refuse(&st, status, message);
+    let params = match query_pairs(&st, query) {
+        Ok(p) => p,
+        Err(answer) => return *answer,
     };
     let (mut exporter, mut family, mut limit, mut matchers) =
         (None, None, SERIES_LIMIT, Vec::new());
@@ -419,31 +426,12 @@ const TAP_LIMIT: (usize, usize) = (100, 10_000);
 const TAP_SECONDS: (u64, u64) = (30, 600);
 
 /// Streams the records passing one point of a pipeline as JSON lines.
-async fn tap(
-    State(st): State<Arc<AdminState>>,
-    query: Result<
-        axum::extract::Query<Vec<(String, String)>>,
-        axum::extract::rejection::QueryRejection,
-    >,
-) -> Response {
+async fn tap(State(st): State<Arc<AdminState>>, query: QueryPairs) -> Response {
     use crate::pipeline::tap::{Place, point_of, records_json};
-    let refuse = |status: StatusCode, message: String| {
-        if status == StatusCode::BAD_REQUEST {
-            st.metrics
-                .admin_requests_refused
-                .with_label_values(&["bad_request"])
-                .inc();
-        }
-        (status, axum::Json(json!({ "error": message }))).into_response()
-    };
-    let params = match query {
-        Ok(q) => q.0,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("invalid query string: {e}"),
-            );
-        }
+    let refuse = |status: StatusCode, message: String| refuse(&st, status, message);
+    let params = match query_pairs(&st, query) {
+        Ok(p) => p,
+        Err(answer) => return *answer,
     };
     let (mut pipeline, mut places) = (None, Vec::new());
     let (mut limit, mut seconds) = (TAP_LIMIT.0, TAP_SECONDS.0);

@@ -381,29 +381,29 @@ fn admin_listener(
 
 /// Settings a reload does not apply: they take a restart.
 fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |name: &str, changed: bool| {
-        if changed {
-            out.push(name.to_string());
-        }
-    };
-    check(
-        "service.memory_limiter",
-        format!("{:?}", old.memory_limiter) != format!("{:?}", new.memory_limiter),
-    );
-    check(
-        "service.limits.in_flight_decode_mib",
-        old.in_flight_decode_bytes != new.in_flight_decode_bytes,
-    );
-    check(
-        "service.telemetry.logs",
-        format!("{:?}", old.logs) != format!("{:?}", new.logs),
-    );
-    check(
-        "service.telemetry.traces",
-        old.traces_endpoint != new.traces_endpoint,
-    );
-    out
+    let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    [
+        (
+            "service.memory_limiter",
+            debug(&old.memory_limiter) != debug(&new.memory_limiter),
+        ),
+        (
+            "service.limits.in_flight_decode_mib",
+            old.in_flight_decode_bytes != new.in_flight_decode_bytes,
+        ),
+        (
+            "service.telemetry.logs",
+            debug(&old.logs) != debug(&new.logs),
+        ),
+        (
+            "service.telemetry.traces",
+            old.traces_endpoint != new.traces_endpoint,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name.to_string())
+    .collect()
 }
 
 /// Loads the config again and swaps to it, or leaves everything as it was and says why.
