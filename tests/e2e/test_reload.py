@@ -270,3 +270,26 @@ def test_watch_and_sighup_reload_a_moved_listener_and_keep_unchanged_exporters(g
     assert record["ok"] is True and "(2 kept running)" in record["message"], record
     assert kept_value() == 5
     assert gw.alive()
+
+
+def test_concurrent_reloads_each_get_an_answer_while_data_flows(gateway, downstream):
+    ds = downstream()
+    gw = gateway(config=lambda ports: traces_to(ds, ports))
+    answers: list[int] = []
+
+    def ask():
+        answers.append(reload(gw).status_code)
+
+    with Senders(gw) as senders:
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        time.sleep(0.5)
+    assert answers == [200] * 8, answers
+    assert reloads_total(gw, "success") == 8
+    assert not senders.failures, senders.failures[:5]
+    acked = {n for n, _ in senders.acked}
+    wait_until(lambda: acked <= names(ds), 20, "every acknowledged span downstream")
+    assert gw.alive()
