@@ -610,6 +610,9 @@ def test_deployment_fields_are_known_and_locked_down():
     config_mount = [m for m in mounts.values() if m["mountPath"] == str(config_file.parent)]
     assert len(config_mount) == 1 and config_mount[0].get("readOnly") is True
     assert volumes[config_mount[0]["name"]]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    # A changed ConfigMap is reloaded without a restart (test_reload.py checks the kubelet's
+    # way of updating the mounted file).
+    assert "--watch-config" in args
     assert config_file.name in objects["ConfigMap"]["data"]
     # With a read-only root, the plugin cache must be a writable volume.
     cache = config["service"]["plugins"]["cache_dir"]

@@ -22,6 +22,7 @@ import requests
 from support.config import gateway_config, otlp_receiver, pipeline, write_config
 from support.exposition import parse_prometheus
 from support.otlp import GRPC_METHODS, kv, new_ids, span, trace_request
+from support.gateway import Gateway
 from support.polling import wait_until
 from support.ports import free_port
 
@@ -293,3 +294,39 @@ def test_concurrent_reloads_each_get_an_answer_while_data_flows(gateway, downstr
     acked = {n for n, _ in senders.acked}
     wait_until(lambda: acked <= names(ds), 20, "every acknowledged span downstream")
     assert gw.alive()
+
+
+def test_watch_follows_a_configmap_style_update(downstream, tmp_path):
+    """The kubelet updates a mounted ConfigMap by pointing the `..data` symlink at a new
+    directory (the file the gateway reads is a symlink through it); no cluster runs here, so
+    the update is made the same way by hand."""
+    first, second = downstream(), downstream()
+    mount = tmp_path / "configmap"
+    mount.mkdir()
+
+    def publish(version: str, cfg: dict) -> None:
+        data = mount / f"..{version}"
+        data.mkdir()
+        write_config(data / "sluice.yaml", cfg)
+        link = mount / "..data_tmp"
+        link.symlink_to(data.name)
+        link.rename(mount / "..data")
+
+    ports = {"grpc": free_port(), "http": free_port(), "admin": free_port()}
+    publish("v1", traces_to(first, ports))
+    (mount / "sluice.yaml").symlink_to("..data/sluice.yaml")
+    workdir = tmp_path / "watched"
+    workdir.mkdir()
+    watched = Gateway(workdir, {}, ports, args=["--watch-config"])
+    watched.config_path = mount / "sluice.yaml"
+    watched.start()
+    try:
+        assert watched.post("traces", one_span("before")).status_code == 200
+        wait_until(lambda: "before" in names(first), 10, "a span through the first config")
+        publish("v2", traces_to(second, ports))
+        wait_until(lambda: (last_reload(watched) or {}).get("source") == "watch", 15, "a reload after the update")
+        assert last_reload(watched)["ok"] is True
+        assert watched.post("traces", one_span("after")).status_code == 200
+        wait_until(lambda: "after" in names(second), 10, "a span through the updated config")
+    finally:
+        watched.stop()
