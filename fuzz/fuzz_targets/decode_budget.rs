@@ -2,7 +2,9 @@
 //! `pipeline::cost` estimated before (and so, for what a receiver admits, at most twice
 //! `Cost::budget`: `EXPANSION` bytes per byte received, with a floor). The estimate charges each
 //! repeated element twice its size; a `Vec` of one element holds four and a growing one
-//! briefly holds its old and new buffers, hence the factor.
+//! briefly holds its old and new buffers, hence the factor. What the walk finds broken is
+//! refused undecoded by the receivers; the decoder must refuse it too (the walk never refuses
+//! what the decoder accepts).
 //!
 //! Covers OTLP protobuf (the three signals) and remote-write (decode and the translation to
 //! OTLP, under the budget the receiver gives it). The allocator counts the live bytes and
@@ -72,7 +74,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let budget = Cost::budget(body.len());
     if first % 4 == 3 {
-        let walked = cost::remote_write(body).unwrap_or_else(|(_, before)| before);
+        let walked = match cost::remote_write(body) {
+            Ok(walked) => walked,
+            // Refused undecoded by the receiver; the decoder must refuse it too.
+            Err((broken, _)) => {
+                assert!(
+                    WriteRequest::decode(body).is_err(),
+                    "the walk refused ({}) a WriteRequest the decoder accepts",
+                    broken.0
+                );
+                return;
+            }
+        };
         if walked.bytes > budget {
             return;
         }
@@ -90,7 +103,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let signal = Signal::ALL[first as usize % 3];
-    let walked = cost::protobuf(signal, body).unwrap_or_else(|(_, before)| before);
+    let walked = match cost::protobuf(signal, body) {
+        Ok(walked) => walked,
+        // Refused undecoded by the receivers; the decoder must refuse it too.
+        Err((broken, _)) => {
+            assert!(
+                Payload::decode_protobuf(signal, body).is_err(),
+                "the walk refused ({}) a {signal} request the decoder accepts",
+                broken.0
+            );
+            return;
+        }
+    };
     if walked.bytes > budget {
         return;
     }

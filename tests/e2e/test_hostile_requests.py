@@ -107,6 +107,14 @@ def valid_span(extra: bytes = b"") -> bytes:
     return _len(1, b"\x01" * 16) + _len(2, b"\x02" * 8) + _len(5, b"op") + extra
 
 
+def overrunning_scope(pairs: int) -> bytes:
+    """A ScopeSpans one byte long: the key of `spans` without its length. The decoder reads
+    the length, and a span of `pairs` empty attributes, from the bytes after the ScopeSpans'
+    end (it checks the end only once the span is built); the request is refused undecoded."""
+    span = valid_span(b"\x4a\x00" * pairs)
+    return _len(1, _len(2, b"\x12") + _varint(len(span)) + span)
+
+
 def zigzag32(n: int) -> int:
     return (n << 1) ^ (n >> 31)
 
@@ -194,6 +202,12 @@ CLASSES = {
         400,
         "records without content",
         "decode_budget",
+    ),
+    "a_field_overrunning_its_message": (
+        lambda gw: post(gw, "traces", overrunning_scope(8_000_000)),
+        400,
+        "invalid ExportTraceServiceRequest",
+        "malformed",
     ),
     "nesting_past_the_decoder_limit": (
         lambda gw: post(gw, "traces", deep_any_value(300)),

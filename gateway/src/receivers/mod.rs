@@ -293,9 +293,10 @@ impl Intake {
         }
         // The scan checks the request and, on the same walk, adds up what its decoded form
         // would take. A request it vouches for is forwarded as it came; anything else is
-        // walked again by `cost::protobuf` (which charges malformed wire what comes before
-        // its fault: all the decoder may build before it stops) and then decoded. Either
-        // way the cost is known and reserved before anything is built.
+        // walked again by `cost::protobuf` and then decoded, unless the walk finds the wire
+        // broken: that is refused undecoded, since the decoder would build what lies past a
+        // field that overruns its message before noticing. Either way the cost is known and
+        // reserved before anything is built.
         let size = bytes.len();
         let limits = self.attr_limits;
         let wire = bytes.clone();
@@ -315,10 +316,14 @@ impl Intake {
             }
             Scan::Decode => {
                 let wire = bytes.clone();
-                let cost = offload(size, move || {
-                    cost::protobuf(signal, &wire).unwrap_or_else(|(_, before)| before)
-                })
-                .await?;
+                let cost = offload(size, move || cost::protobuf(signal, &wire))
+                    .await?
+                    .map_err(|(broken, _)| {
+                        ReceiverError::Malformed(crate::model::DecodeError::Wire(
+                            crate::model::request_name(signal),
+                            broken.0,
+                        ))
+                    })?;
                 let _reservation = self.reserve_decode(transport, signal, cost, size).await?;
                 let wire = bytes.clone();
                 let payload =

@@ -137,7 +137,10 @@ async fn handle(
         let decoded = decode_snappy(&body, limit)?;
         // The decoded `WriteRequest` and the OTLP it becomes share one budget, known before
         // either is built: the translation stops as soon as it would pass it.
-        let cost = cost::remote_write(&decoded).unwrap_or_else(|(_, before)| before);
+        // Broken wire is refused undecoded (see `cost::Malformed`).
+        let cost = cost::remote_write(&decoded).map_err(|(broken, _)| {
+            ReceiverError::Malformed(crate::model::DecodeError::Wire("WriteRequest", broken.0))
+        })?;
         Ok::<_, ReceiverError>((decoded, cost))
     })
     .await??;

@@ -89,6 +89,9 @@ pub enum Payload {
 pub enum DecodeError {
     #[error("invalid OTLP protobuf {0}: {1}")]
     Protobuf(&'static str, #[source] prost::DecodeError),
+    /// Refused before decoding: the wire format itself is broken ([`super::cost::Malformed`]).
+    #[error("invalid {0}: {1}")]
+    Wire(&'static str, &'static str),
     #[error("invalid OTLP JSON {0}: {1}")]
     Json(&'static str, #[source] serde_json::Error),
 }
@@ -304,7 +307,7 @@ impl Payload {
     }
 }
 
-fn request_name(signal: Signal) -> &'static str {
+pub fn request_name(signal: Signal) -> &'static str {
     match signal {
         Signal::Traces => "ExportTraceServiceRequest",
         Signal::Metrics => "ExportMetricsServiceRequest",

@@ -14,7 +14,8 @@
 //! repeated message field, doubled for the capacity a growing `Vec` may hold, plus the bytes of
 //! every string and byte field, plus packed numbers at their decoded width. A message nested
 //! inline (`Option<T>`, a `oneof`) costs nothing of its own. Groups, which no OTLP client sends,
-//! are refused as malformed.
+//! are skipped in unknown fields, as the decoder skips them. Malformed wire is refused before
+//! it is decoded ([`Malformed`]).
 
 use std::mem::size_of;
 
@@ -60,9 +61,11 @@ impl Cost {
     }
 }
 
-/// The wire is not protobuf the decoder would accept; the decoder says precisely why.
+/// The wire is not protobuf the decoder would accept, and why. Such a request is refused without
+/// decoding it: the decoder reads a nested message's fields up to its parent's end, not its
+/// own, and would build what lies past a field that overruns its message before it notices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed;
+pub struct Malformed(pub &'static str);
 
 /// prost's recursion limit.
 const MAX_DEPTH: u32 = 100;
@@ -300,20 +303,33 @@ pub fn remote_write(buf: &[u8]) -> Result<Cost, (Malformed, Cost)> {
 
 impl From<wire::Error> for Malformed {
     #[inline]
-    fn from(_: wire::Error) -> Malformed {
-        Malformed
+    fn from(e: wire::Error) -> Malformed {
+        Malformed(match e {
+            wire::Error::Varint => "invalid varint",
+            wire::Error::Key(_) => "invalid key value",
+            wire::Error::WireType(_) => "invalid wire type value",
+            wire::Error::FieldZero => "invalid tag value: 0",
+            wire::Error::Group => "unexpected end of a group",
+            wire::Error::Truncated => "a field runs past the end of its message",
+        })
     }
 }
 
 fn walk(m: M, buf: &[u8], depth: u32, cost: &mut Cost) -> Result<(), Malformed> {
     if depth > MAX_DEPTH {
-        return Err(Malformed);
+        return Err(Malformed("messages nested too deeply"));
     }
     let mut r = Reader::new(buf);
     while !r.at_end() {
         let (number, wire) = r.key()?;
         let payload = match wire {
             WireType::Len => Some(r.bytes()?),
+            // The decoder skips a group it does not know (and refuses one where it expects
+            // another type): walking past it keeps counting what it builds after.
+            WireType::StartGroup => {
+                skip_group(&mut r, number, depth + 1)?;
+                None
+            }
             scalar => {
                 r.skip(scalar)?;
                 None
@@ -335,10 +351,37 @@ fn walk(m: M, buf: &[u8], depth: u32, cost: &mut Cost) -> Result<(), Malformed> 
                 walk(inner, b, depth + 1, cost)?;
             }
             // A message or string field with a scalar wire type: the decoder refuses it.
-            (F::Bytes | F::Strings | F::Inline(_) | F::Repeated(_), _) => return Err(Malformed),
+            (F::Bytes | F::Strings | F::Inline(_) | F::Repeated(_), _) => {
+                return Err(Malformed(
+                    "a message or string field with a scalar wire type",
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// Skips a group (proto2; absent from OTLP, but the decoder skips one in an unknown field) up
+/// to its end tag, nested groups included, as the decoder does.
+fn skip_group(r: &mut Reader<'_>, number: u32, depth: u32) -> Result<(), Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed("messages nested too deeply"));
+    }
+    loop {
+        if r.at_end() {
+            return Err(Malformed("a group without its end"));
+        }
+        let (n, wire) = r.key()?;
+        match wire {
+            WireType::EndGroup if n == number => return Ok(()),
+            WireType::EndGroup => return Err(Malformed("a group ends with another's end")),
+            WireType::StartGroup => skip_group(r, n, depth + 1)?,
+            WireType::Len => {
+                r.bytes()?;
+            }
+            scalar => r.skip(scalar)?,
+        }
+    }
 }
 
 /// The cost of decoding an OTLP/JSON body: every object may become a struct (the largest OTLP
@@ -658,7 +701,7 @@ mod tests {
         // What comes before the fault is charged.
         let mut late = [0x0a, 0].repeat(1000);
         late.push(0xff);
-        let Err((Malformed, before)) = protobuf(Signal::Traces, &late) else {
+        let Err((Malformed(_), before)) = protobuf(Signal::Traces, &late) else {
             panic!("malformed")
         };
         assert_eq!(before.bytes, 1000 * 2 * size_of::<ResourceSpans>() as u64);
@@ -675,7 +718,10 @@ mod tests {
             any.extend_from_slice(&array);
             v = any;
         }
-        assert_eq!(walk_cost_result(M::AnyValue, &v), Err(Malformed));
+        assert_eq!(
+            walk_cost_result(M::AnyValue, &v),
+            Err(Malformed("messages nested too deeply"))
+        );
     }
 
     #[test]

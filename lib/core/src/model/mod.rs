@@ -12,7 +12,7 @@ pub mod cost;
 pub mod limits;
 pub mod scan;
 
-pub use batch::{Batch, DecodeError, Payload, Rejected, Signal};
+pub use batch::{Batch, DecodeError, Payload, Rejected, Signal, request_name};
 
 /// A string attribute.
 pub fn string_kv(key: &str, value: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
