@@ -330,3 +330,44 @@ def test_watch_follows_a_configmap_style_update(downstream, tmp_path):
         wait_until(lambda: "after" in names(second), 10, "a span through the updated config")
     finally:
         watched.stop()
+
+
+def test_reload_adds_a_plugin_and_a_broken_plugin_config_is_refused(gateway, downstream, tmp_path):
+    """A reload that adds `builtin/redact` to the pipeline: the plugin is instantiated during
+    the reload, and the spans after it are masked; a plugin whose `init` refuses its config
+    refuses the reload."""
+    ds = downstream()
+    cache = tmp_path / "plugin-cache"
+
+    def with_redact(ports, config: dict | None = None) -> dict:
+        cfg = traces_to(ds, ports, plugins={"cache_dir": str(cache)})
+        cfg["processors"] = {"redact": {"plugin": "builtin/redact", "config": config or {}}}
+        cfg["service"]["pipelines"]["traces"]["processors"] = ["redact"]
+        return cfg
+
+    gw = gateway(config=lambda ports: traces_to(ds, ports, plugins={"cache_dir": str(cache)}))
+
+    def email_span(name: str) -> bytes:
+        t, s = new_ids()
+        return trace_request(span(t, s, name, attributes=[kv("user.email", "fay@example.com")]), service="reload").SerializeToString()
+
+    def email_of(name: str):
+        for r in ds.requests("traces"):
+            for rs in r.message.resource_spans:
+                for ss in rs.scope_spans:
+                    for sp in ss.spans:
+                        if sp.name == name:
+                            return next(a.value.string_value for a in sp.attributes if a.key == "user.email")
+        return None
+
+    assert gw.post("traces", email_span("plain")).status_code == 200
+    wait_until(lambda: email_of("plain") == "fay@example.com", 10, "the span before the reload")
+    write_config(gw.config_path, with_redact(gw.ports, {"no_such_option": True}))
+    r = reload(gw)
+    assert r.status_code == 422 and "redact" in r.json()["error"], r.text
+    write_config(gw.config_path, with_redact(gw.ports))
+    r = reload(gw)
+    assert r.status_code == 200, r.text
+    assert "1 processors (0 kept running)" in r.json()["reload"]["message"]
+    assert gw.post("traces", email_span("masked")).status_code == 200
+    wait_until(lambda: email_of("masked") == "[REDACTED]", 10, "the span after the reload, masked")
