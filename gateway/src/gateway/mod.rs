@@ -75,6 +75,21 @@ pub struct Shared {
     pub config_reload: bool,
 }
 
+/// An interval of a second that does not catch up on missed ticks.
+fn every_second() -> tokio::time::Interval {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every
+}
+
+/// Waits for the next tick; false once `shutdown` is cancelled.
+async fn tick_until(every: &mut tokio::time::Interval, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = every.tick() => true,
+    }
+}
+
 /// Ticks every plugin about once a second (routing what they emit), reloads plugins whose
 /// file changed, and reloads all of them on SIGHUP unless SIGHUP reloads the whole config
 /// (which then reloads the plugins it keeps).
@@ -92,13 +107,8 @@ fn start_plugin_tasks(
         let processors = processors.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = every.tick() => {}
-                }
+            let mut every = every_second();
+            while tick_until(&mut every, &shutdown).await {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as u64)
@@ -540,13 +550,8 @@ fn start_reload_triggers(
                     .map(|m| (m.modified().ok(), m.len()))
             };
             let mut last = stamp(&path);
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = every.tick() => {}
-                }
+            let mut every = every_second();
+            while tick_until(&mut every, &shutdown).await {
                 let now = stamp(&path);
                 if now != last && now.is_some() {
                     last = now;

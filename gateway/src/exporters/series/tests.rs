@@ -305,24 +305,18 @@ fn chunked_render_starts_again_when_series_are_removed_midway() {
 /// distinct values first, and a family's series filtered by label values.
 #[test]
 fn the_explorer_summarises_families_and_filters_series() {
+    use crate::model::string_kv as kv;
     use opentelemetry_proto::tonic::metrics::v1::{
         AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
         metric, number_data_point,
-    };
-    let kv = |k: &str, v: String| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v)),
-        }),
-        ..Default::default()
     };
     // 30 series: 30 users, 3 routes, one method.
     let points = (0..30)
         .map(|i| NumberDataPoint {
             attributes: vec![
-                kv("user", format!("u{i}")),
-                kv("route", format!("/r{}", i % 3)),
-                kv("method", "GET".into()),
+                kv("user", &format!("u{i}")),
+                kv("route", &format!("/r{}", i % 3)),
+                kv("method", "GET"),
             ],
             time_unix_nano: 2_000_000_000,
             value: Some(number_data_point::Value::AsDouble(i as f64)),
