@@ -185,6 +185,11 @@ impl<'a> ValueView<'a> {
         Ok(v)
     }
 
+    /// Reads an encoded `AnyValue` (as [`AttributesView::split_encoded`] hands it out).
+    pub fn from_encoded(encoded: &'a [u8]) -> Result<ValueView<'a>, Error> {
+        Ok(ValueView::parse(encoded)?)
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&'a str> {
         match self {
@@ -247,6 +252,15 @@ impl<'a> AttributesView<'a> {
     /// The key and value of one attribute given by [`AttributesView::for_each_encoded`].
     pub fn parse_encoded(encoded: &'a [u8]) -> Result<(&'a str, ValueView<'a>), Error> {
         Ok(key_value(encoded)?)
+    }
+
+    /// The key of one attribute given by [`AttributesView::for_each_encoded`], and its value
+    /// still encoded (an `AnyValue`; `None` when it has none): the part to name to
+    /// [`crate::wire::Splice`] to replace the whole value. Read it with
+    /// [`ValueView::from_encoded`].
+    pub fn split_encoded(encoded: &'a [u8]) -> Result<(&'a str, Option<&'a [u8]>), Error> {
+        let (key, value) = raw_key_value(encoded)?;
+        Ok((utf8(key)?, value))
     }
 
     /// Whether both views are the same attributes of the same batch (not merely equal ones):
@@ -322,6 +336,8 @@ pub struct SpanView<'a> {
     /// The parts of the span that hold its events and its links.
     events: &'a [u8],
     links: &'a [u8],
+    /// The whole span as encoded.
+    buf: &'a [u8],
 }
 
 impl<'a> SpanView<'a> {
@@ -339,6 +355,7 @@ impl<'a> SpanView<'a> {
             status_message: "",
             events: &[],
             links: &[],
+            buf,
         };
         let mut r = Reader::new(buf);
         let (mut attributes, mut events, mut links) =
@@ -376,6 +393,12 @@ impl<'a> SpanView<'a> {
         s.events = events.of(buf);
         s.links = links.of(buf);
         Ok(s)
+    }
+
+    /// The span as it is encoded in the batch: the part to name to [`crate::wire::Splice`] to
+    /// drop the span.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.buf
     }
 
     /// Duration in nanoseconds (0 if the end is before the start).
@@ -427,6 +450,8 @@ pub struct LogView<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub event_name: &'a str,
+    /// The whole record as encoded.
+    buf: &'a [u8],
 }
 
 impl<'a> LogView<'a> {
@@ -441,6 +466,7 @@ impl<'a> LogView<'a> {
             trace_id: &[],
             span_id: &[],
             event_name: "",
+            buf,
         };
         let mut r = Reader::new(buf);
         let mut attributes = Window::default();
@@ -464,6 +490,12 @@ impl<'a> LogView<'a> {
         }
         l.attributes.buf = attributes.of(buf);
         Ok(l)
+    }
+
+    /// The record as it is encoded in the batch: the part to name to [`crate::wire::Splice`]
+    /// to drop the record.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.buf
     }
 }
 

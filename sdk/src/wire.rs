@@ -8,6 +8,14 @@
 //!
 //! All three OTLP requests share this shape: field 1 is a repeated `Resource{Spans,Metrics,Logs}`
 //! whose field 1 is the `Resource`, so one function serves every signal.
+//!
+//! A plugin that changes a few values deep inside (masks an attribute, drops a span) uses
+//! [`Splice`]: it names the parts to change by the slices a [`crate::view`] lent it, and the
+//! splice copies the batch once, writing the new values in place of the old and fixing the
+//! length of every message that encloses a change. Nothing is decoded into structs, so the cost
+//! is a walk of the messages on the way to each change plus one copy of the bytes.
+
+use std::ops::Range;
 
 use prost::Message;
 use sluice_wire::{WireType, encode_key, encode_varint, fields};
@@ -92,11 +100,290 @@ pub fn rewrite_resources(
     Ok(changed.then_some(out))
 }
 
+/// Changes to a batch's bytes, applied in one copy by [`Splice::finish`].
+///
+/// Each change names a length-delimited field by its payload, as a slice of the batch that a
+/// view lent out: a string value ([`crate::view::ValueView::Str`], a span's `name`), an encoded
+/// attribute ([`crate::view::AttributesView::for_each_encoded`]), a whole record
+/// ([`crate::view::SpanView::encoded`]). [`Splice::replace`] gives that field a new payload,
+/// [`Splice::remove`] takes the field out; every enclosing message gets its new length. Changes
+/// may come in any order but must not overlap; [`Splice::undo_to`] takes back the latest ones
+/// (for a walk that first masks inside an attribute and then decides to drop all of it).
+///
+/// ```
+/// use sluice_sdk::view::TracesView;
+/// use sluice_sdk::wire::{Rewrite, Splice};
+/// # fn mask(batch: &[u8]) -> Result<Rewrite, sluice_sdk::Error> {
+/// let mut splice = Splice::new(batch);
+/// TracesView::new(batch).for_each_span(|_, span| {
+///     if let Some(ip) = span.attributes.get("client.address")?.and_then(|v| v.as_str()) {
+///         splice.replace(ip.as_bytes(), b"[REDACTED]");
+///     }
+///     Ok(())
+/// })?;
+/// splice.finish()
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Splice<'a> {
+    batch: &'a [u8],
+    edits: Vec<Edit>,
+    /// The new payloads, one after another; an edit names its part.
+    data: Vec<u8>,
+    /// A part that was not a slice of the batch (reported by `finish`).
+    foreign: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Edit {
+    /// The payload's place in the batch.
+    at: Range<usize>,
+    /// The new payload's place in `data`, or `None` to remove the field.
+    with: Option<Range<usize>>,
+}
+
+impl<'a> Splice<'a> {
+    pub fn new(batch: &'a [u8]) -> Self {
+        Splice {
+            batch,
+            edits: Vec::new(),
+            data: Vec::new(),
+            foreign: false,
+        }
+    }
+
+    /// Whether no change was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.edits.is_empty()
+    }
+
+    /// How many changes were asked for: a mark for [`Splice::undo_to`].
+    pub fn len(&self) -> usize {
+        self.edits.len()
+    }
+
+    /// Takes back the changes asked for after `mark` (a [`Splice::len`]).
+    pub fn undo_to(&mut self, mark: usize) {
+        let Some(undone) = self.edits.get(mark..) else {
+            return;
+        };
+        // Payloads are appended in the order of their changes.
+        if let Some(start) = undone.iter().find_map(|e| e.with.as_ref().map(|w| w.start)) {
+            self.data.truncate(start);
+        }
+        self.edits.truncate(mark);
+    }
+
+    fn place(&mut self, part: &[u8]) -> Option<Range<usize>> {
+        let at = (part.as_ptr() as usize)
+            .checked_sub(self.batch.as_ptr() as usize)
+            .map(|start| start..start + part.len())
+            .filter(|at| at.end <= self.batch.len());
+        self.foreign |= at.is_none();
+        at
+    }
+
+    /// Gives the field whose payload is `part` the payload `with`.
+    pub fn replace(&mut self, part: &[u8], with: &[u8]) {
+        self.replace_with(part, |out| out.extend_from_slice(with));
+    }
+
+    /// Gives the field whose payload is `part` the payload that `write` appends to the buffer
+    /// it is handed (which holds other payloads before it: append only).
+    pub fn replace_with(&mut self, part: &[u8], write: impl FnOnce(&mut Vec<u8>)) {
+        let Some(at) = self.place(part) else {
+            return;
+        };
+        let start = self.data.len();
+        write(&mut self.data);
+        let with = Some(start..self.data.len());
+        self.edits.push(Edit { at, with });
+    }
+
+    /// Gives an attribute's value (`part`: an encoded `AnyValue`, as
+    /// [`crate::view::AttributesView::split_encoded`] lends it) the string `value`, whatever
+    /// type it had.
+    pub fn replace_with_string_value(&mut self, part: &[u8], value: &str) {
+        self.replace_with(part, |out| {
+            put_len_field(out, 1, value.len());
+            out.extend_from_slice(value.as_bytes());
+        });
+    }
+
+    /// Removes the field whose payload is `part` (a record, an attribute), key and length too.
+    pub fn remove(&mut self, part: &[u8]) {
+        if let Some(at) = self.place(part) {
+            self.edits.push(Edit { at, with: None });
+        }
+    }
+
+    /// The batch with the changes: `Unchanged` when none was asked for. Fails when a part was
+    /// not a field's payload in the batch, or two parts overlap.
+    pub fn finish(mut self) -> Result<Rewrite, Error> {
+        if self.foreign {
+            return Err(Error::Internal(
+                "a spliced part is not a slice of the batch".into(),
+            ));
+        }
+        if self.edits.is_empty() {
+            return Ok(Rewrite::Unchanged);
+        }
+        self.edits
+            .sort_by(|a, b| a.at.start.cmp(&b.at.start).then(a.at.end.cmp(&b.at.end)));
+        if self
+            .edits
+            .windows(2)
+            .any(|w| w[1].at.start < w[0].at.end || w[1].at.start == w[0].at.start)
+        {
+            return Err(Error::Internal("two spliced parts overlap".into()));
+        }
+        let mut sizes = Vec::new();
+        let len = measure(self.batch, 0, &self.edits, &mut sizes)?;
+        let mut out = Vec::with_capacity(len);
+        let mut sizes = sizes.into_iter();
+        write(self.batch, 0, &self.edits, &self.data, &mut sizes, &mut out)?;
+        debug_assert_eq!(out.len(), len);
+        Ok(Rewrite::Replace(out))
+    }
+}
+
+fn varint_len(v: usize) -> usize {
+    // One byte per started seven bits; at least one.
+    (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+fn len_key_len(number: u32) -> usize {
+    varint_len(((number as usize) << 3) | WireType::Len as usize)
+}
+
+fn misplaced() -> Error {
+    Error::Internal("a spliced part is not the payload of a field of the batch".into())
+}
+
+/// What one field of a message becomes.
+enum Step<'e> {
+    /// No change inside: copied as it came.
+    Copy,
+    /// The field is one change's part.
+    Apply(&'e Edit),
+    /// Changes lie inside its payload: rebuilt.
+    Into(&'e [Edit]),
+}
+
+/// Which of `edits` (sorted, all within the message at `base`) fall in each field, in order.
+fn steps<'m, 'e>(
+    msg: &'m [u8],
+    base: usize,
+    edits: &'e [Edit],
+    mut each: impl FnMut(sluice_wire::Field<'m>, usize, Step<'e>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut rest = edits;
+    for field in fields(msg) {
+        let field = field.map_err(malformed)?;
+        let field_start = base + (field.raw.as_ptr() as usize - msg.as_ptr() as usize);
+        let field_end = field_start + field.raw.len();
+        let payload_start = field_end - field.payload.len();
+        let is_len = field.wire_type == WireType::Len;
+        // A change belongs to this field when it starts inside it, or is an empty payload at
+        // its very end (an empty string ends where its field ends).
+        let inside = rest
+            .iter()
+            .take_while(|e| {
+                e.at.start < field_end
+                    || (is_len && e.at.start == field_end && e.at.end == field_end)
+            })
+            .count();
+        if inside == 0 {
+            each(field, payload_start, Step::Copy)?;
+            continue;
+        }
+        let (mine, after) = rest.split_at(inside);
+        rest = after;
+        if !is_len
+            || mine
+                .iter()
+                .any(|e| e.at.start < payload_start || e.at.end > field_end)
+        {
+            return Err(misplaced());
+        }
+        match mine {
+            [e] if e.at == (payload_start..field_end) => {
+                each(field, payload_start, Step::Apply(e))?
+            }
+            _ => each(field, payload_start, Step::Into(mine))?,
+        }
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(misplaced())
+    }
+}
+
+/// The length of `msg` with `edits` applied; pushes the new length of every rebuilt message
+/// inside it, in the order [`write`] needs them.
+fn measure(
+    msg: &[u8],
+    base: usize,
+    edits: &[Edit],
+    sizes: &mut Vec<usize>,
+) -> Result<usize, Error> {
+    let mut len = 0;
+    steps(msg, base, edits, |field, payload_start, step| {
+        len += match step {
+            Step::Copy => field.raw.len(),
+            Step::Apply(Edit { with: None, .. }) => 0,
+            Step::Apply(Edit { with: Some(w), .. }) => {
+                len_key_len(field.number) + varint_len(w.len()) + w.len()
+            }
+            Step::Into(inner) => {
+                let slot = sizes.len();
+                sizes.push(0);
+                // The batch was checked before: what does not read as a message here is a
+                // string or bytes that a part cut into.
+                let n =
+                    measure(field.payload, payload_start, inner, sizes).map_err(|_| misplaced())?;
+                sizes[slot] = n;
+                len_key_len(field.number) + varint_len(n) + n
+            }
+        };
+        Ok(())
+    })?;
+    Ok(len)
+}
+
+fn write(
+    msg: &[u8],
+    base: usize,
+    edits: &[Edit],
+    data: &[u8],
+    sizes: &mut std::vec::IntoIter<usize>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    steps(msg, base, edits, |field, payload_start, step| {
+        match step {
+            Step::Copy => out.extend_from_slice(field.raw),
+            Step::Apply(Edit { with: None, .. }) => {}
+            Step::Apply(Edit { with: Some(w), .. }) => {
+                put_len_field(out, field.number, w.len());
+                out.extend_from_slice(&data[w.clone()]);
+            }
+            Step::Into(inner) => {
+                let n = sizes.next().ok_or_else(misplaced)?;
+                put_len_field(out, field.number, n);
+                write(field.payload, payload_start, inner, data, sizes, out)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::otlp::collector::trace::v1::ExportTraceServiceRequest;
     use crate::otlp::common::v1::{AnyValue, KeyValue, any_value};
+    use crate::view::AttributesView;
 
     fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
@@ -175,5 +462,165 @@ mod tests {
         ] {
             assert_eq!(error(bytes), message, "{bytes:?}");
         }
+    }
+
+    fn spliced(splice: Splice<'_>) -> ExportTraceServiceRequest {
+        match splice.finish().expect("splices") {
+            Rewrite::Replace(b) => {
+                ExportTraceServiceRequest::decode(b.as_slice()).expect("decodes")
+            }
+            Rewrite::Unchanged => panic!("nothing changed"),
+        }
+    }
+
+    /// Spans with attributes, a resource and an event, so changes sit at several depths.
+    fn batch() -> ExportTraceServiceRequest {
+        let mut req = crate::testing::traces(&["GET /a", "GET /b", "GET /c"]);
+        for (i, span) in req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter_mut()
+            .enumerate()
+        {
+            span.attributes = vec![
+                kv("client.address", &format!("10.0.0.{i}")),
+                kv("http.route", "/a"),
+            ];
+            span.events.push(crate::otlp::trace::v1::span::Event {
+                name: format!("event {i}"),
+                attributes: vec![kv("exception.message", "boom")],
+                ..Default::default()
+            });
+        }
+        req.resource_spans[0].resource = Some(Resource {
+            attributes: vec![kv("service.name", "checkout")],
+            ..Default::default()
+        });
+        req
+    }
+
+    #[test]
+    fn spliced_values_match_the_decoded_edit_at_every_length() {
+        let req = batch();
+        let bytes = req.encode_to_vec();
+        // Lengths around the one- and two-byte length prefixes of every enclosing message.
+        for len in [0, 1, 9, 10, 100, 127, 128, 300, 20_000] {
+            let new = "x".repeat(len);
+            let mut splice = Splice::new(&bytes);
+            let view = crate::view::TracesView::new(&bytes);
+            view.for_each_span(|_, span| {
+                span.attributes.for_each(|k, v| {
+                    if k == "client.address" {
+                        splice.replace(v.as_str().expect("a string").as_bytes(), new.as_bytes());
+                    }
+                    Ok(())
+                })?;
+                span.for_each_event(|e| {
+                    splice.replace(e.name.as_bytes(), new.as_bytes());
+                    Ok(())
+                })
+            })
+            .expect("walks");
+            view.for_each_resource(|a| {
+                let v = a
+                    .get("service.name")?
+                    .and_then(|v| v.as_str())
+                    .expect("named");
+                splice.replace(v.as_bytes(), b"svc");
+                Ok(())
+            })
+            .expect("walks");
+            let mut want = req.clone();
+            for span in &mut want.resource_spans[0].scope_spans[0].spans {
+                span.attributes[0] = kv("client.address", &new);
+                span.events[0].name = new.clone();
+            }
+            want.resource_spans[0]
+                .resource
+                .as_mut()
+                .expect("resource")
+                .attributes[0] = kv("service.name", "svc");
+            assert_eq!(spliced(splice), want, "length {len}");
+        }
+    }
+
+    #[test]
+    fn removed_fields_go_with_their_key_and_length_and_undone_changes_are_not_applied() {
+        let req = batch();
+        let bytes = req.encode_to_vec();
+        let mut splice = Splice::new(&bytes);
+        let mut n = 0;
+        crate::view::TracesView::new(&bytes)
+            .for_each_span(|_, span| {
+                n += 1;
+                match n {
+                    // The first span loses an attribute, the second goes, the third has a
+                    // change taken back.
+                    1 => span.attributes.for_each_encoded(|kv| {
+                        if AttributesView::split_encoded(kv)?.0 == "client.address" {
+                            splice.remove(kv);
+                        }
+                        Ok(())
+                    }),
+                    2 => {
+                        splice.remove(span.encoded());
+                        Ok(())
+                    }
+                    _ => {
+                        let mark = splice.len();
+                        splice.replace(span.name.as_bytes(), b"taken back");
+                        splice.undo_to(mark);
+                        Ok(())
+                    }
+                }
+            })
+            .expect("walks");
+        let mut want = req.clone();
+        let spans = &mut want.resource_spans[0].scope_spans[0].spans;
+        spans[0].attributes.remove(0);
+        spans.remove(1);
+        assert_eq!(spliced(splice), want);
+
+        let mut splice = Splice::new(&bytes);
+        let mark = splice.len();
+        splice.replace(&bytes[bytes.len() - 2..], b"x");
+        splice.undo_to(mark);
+        assert_eq!(splice.finish().expect("nothing to do"), Rewrite::Unchanged);
+    }
+
+    #[test]
+    fn parts_that_are_no_payload_overlap_or_lie_elsewhere_are_refused() {
+        let bytes = batch().encode_to_vec();
+        let mut name = None;
+        crate::view::TracesView::new(&bytes)
+            .for_each_span(|_, span| {
+                name.get_or_insert(span.name);
+                Ok(())
+            })
+            .expect("walks");
+        let name = name.expect("a span").as_bytes();
+        let refused = |edit: &dyn Fn(&mut Splice<'_>)| {
+            let mut splice = Splice::new(&bytes);
+            edit(&mut splice);
+            match splice.finish() {
+                Err(Error::Internal(m)) => m,
+                other => panic!("{other:?}"),
+            }
+        };
+        // Part of a string, not all of it.
+        assert!(refused(&|s| s.replace(&name[1..], b"x")).contains("not the payload"));
+        // The same part twice.
+        assert!(
+            refused(&|s| {
+                s.replace(name, b"x");
+                s.remove(name);
+            })
+            .contains("overlap")
+        );
+        // Not in the batch at all.
+        let elsewhere = b"GET /a".to_vec();
+        assert!(refused(&|s| s.replace(&elsewhere, b"x")).contains("not a slice"));
+        // Across two fields.
+        let whole = &bytes[1..];
+        assert!(refused(&|s| s.replace(whole, b"x")).contains("not the payload"));
     }
 }

@@ -14,6 +14,7 @@
 mod clean_cache;
 mod detect;
 mod engine;
+mod splice;
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ use sluice_sdk::otlp::logs::v1::LogRecord;
 use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::trace::v1::Span;
 use sluice_sdk::prost::Message;
-use sluice_sdk::view::{AttributesView, LogView, LogsView, SpanView, TracesView, ValueView};
+use sluice_sdk::wire::Rewrite;
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
 
 use clean_cache::{CLEAN_MIN_LEN, Memo};
@@ -98,6 +99,25 @@ enum Outcome {
     DropRecord,
 }
 
+/// What [`Walker::rewritten`] made of a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewritten {
+    Kept,
+    Replaced,
+    DropAttribute,
+    DropRecord,
+}
+
+impl From<Rewritten> for Outcome {
+    fn from(r: Rewritten) -> Outcome {
+        match r {
+            Rewritten::Kept | Rewritten::Replaced => Outcome::Keep,
+            Rewritten::DropAttribute => Outcome::DropAttribute,
+            Rewritten::DropRecord => Outcome::DropRecord,
+        }
+    }
+}
+
 /// One batch's walk: the read-only engine, the mutable state, and whether anything changed.
 struct Walker<'a> {
     engine: &'a Engine,
@@ -154,8 +174,20 @@ impl Walker<'_> {
     }
 
     fn apply(&mut self, s: &mut String, hits: &[Hit], droppable: bool) -> Outcome {
+        let mut out = String::new();
+        let outcome = self.rewritten(s, hits, droppable, &mut out);
+        if outcome == Rewritten::Replaced {
+            *s = out;
+            self.changed = true;
+        }
+        outcome.into()
+    }
+
+    /// What `hits` in `s` call for: the record or attribute dropped, or the text with each hit
+    /// masked or hashed written to `out` (`Replaced`). Counts what it applies.
+    fn rewritten(&mut self, s: &str, hits: &[Hit], droppable: bool, out: &mut String) -> Rewritten {
         if hits.is_empty() {
-            return Outcome::Keep;
+            return Rewritten::Kept;
         }
         let engine = self.engine;
         if let Some(h) = hits
@@ -163,7 +195,7 @@ impl Walker<'_> {
             .find(|h| engine.action(h.rule) == Action::DropRecord)
         {
             self.state.count(h.rule, Action::DropRecord);
-            return Outcome::DropRecord;
+            return Rewritten::DropRecord;
         }
         if droppable
             && let Some(h) = hits
@@ -171,9 +203,10 @@ impl Walker<'_> {
                 .find(|h| engine.action(h.rule) == Action::DropAttribute)
         {
             self.state.count(h.rule, Action::DropAttribute);
-            return Outcome::DropAttribute;
+            return Rewritten::DropAttribute;
         }
-        let mut out = String::with_capacity(s.len() + 16);
+        out.clear();
+        out.reserve(s.len() + 16);
         let mut last = 0;
         let mut replaced = false;
         for h in hits {
@@ -203,12 +236,10 @@ impl Walker<'_> {
             self.state.count(h.rule, applied);
         }
         if !replaced {
-            return Outcome::Keep;
+            return Rewritten::Kept;
         }
         out.push_str(s.get(last..).unwrap_or_default());
-        *s = out;
-        self.changed = true;
-        Outcome::Keep
+        Rewritten::Replaced
     }
 
     /// Any value: strings are scanned, arrays and key-value lists walked; other types are left
@@ -280,15 +311,11 @@ impl Walker<'_> {
 
     /// The value of a `secret_keys` attribute: all of it is the secret.
     fn secret(&mut self, v: &mut AnyValue) -> Outcome {
-        let engine = self.engine;
-        let Some(rule) = engine.secret_rule else {
-            return Outcome::Keep;
-        };
         let Some(inner) = v.value.as_ref() else {
             return Outcome::Keep;
         };
         let present = match inner {
-            any_value::Value::StringValue(s) => !s.is_empty() && !engine.is_redacted(s),
+            any_value::Value::StringValue(s) => !s.is_empty() && !self.engine.is_redacted(s),
             // A profile's string-table index is no text of its own.
             any_value::Value::BoolValue(_) | any_value::Value::StringValueStrindex(_) => false,
             any_value::Value::IntValue(_) | any_value::Value::DoubleValue(_) => true,
@@ -296,36 +323,52 @@ impl Walker<'_> {
             any_value::Value::ArrayValue(a) => !a.values.is_empty(),
             any_value::Value::KvlistValue(kv) => !kv.values.is_empty(),
         };
+        let replacement = self.secret_replacement(present, || match inner {
+            any_value::Value::StringValue(s) => s.as_bytes().into(),
+            any_value::Value::BytesValue(b) => b.as_slice().into(),
+            any_value::Value::IntValue(i) => i.to_string().into_bytes().into(),
+            any_value::Value::DoubleValue(d) => d.to_string().into_bytes().into(),
+            _ => v.encode_to_vec().into(),
+        });
+        match replacement {
+            Ok(replacement) => {
+                v.value = Some(any_value::Value::StringValue(replacement));
+                self.changed = true;
+                Outcome::Keep
+            }
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// What the `secret_keys` rule does to a value (`present`: not empty nor redacted already):
+    /// the string to put in its place, or the outcome when it is kept or dropped. `hashed` gives
+    /// the bytes to hash. Counts what it applies.
+    fn secret_replacement<'v>(
+        &mut self,
+        present: bool,
+        hashed: impl FnOnce() -> std::borrow::Cow<'v, [u8]>,
+    ) -> Result<String, Outcome> {
+        let engine = self.engine;
+        let Some(rule) = engine.secret_rule else {
+            return Err(Outcome::Keep);
+        };
         if !present {
-            return Outcome::Keep;
+            return Err(Outcome::Keep);
         }
         let action = engine.action(rule);
         let replacement = match action {
-            Action::Off => return Outcome::Keep,
+            Action::Off => return Err(Outcome::Keep),
             Action::DropRecord | Action::DropAttribute => {
                 self.state.count(rule, action);
-                return if action == Action::DropRecord {
+                return Err(if action == Action::DropRecord {
                     Outcome::DropRecord
                 } else {
                     Outcome::DropAttribute
-                };
+                });
             }
             Action::Mask => engine.mask.clone(),
-            Action::Hash => {
-                let hashed = match inner {
-                    any_value::Value::StringValue(s) => engine.hash(s.as_bytes()),
-                    any_value::Value::BytesValue(b) => engine.hash(b),
-                    any_value::Value::IntValue(i) => engine.hash(i.to_string().as_bytes()),
-                    any_value::Value::DoubleValue(d) => engine.hash(d.to_string().as_bytes()),
-                    _ => engine.hash(&v.encode_to_vec()),
-                };
-                let Some(hashed) = hashed else {
-                    return Outcome::Keep;
-                };
-                hashed
-            }
+            Action::Hash => engine.hash(&hashed()).ok_or(Outcome::Keep)?,
         };
-        v.value = Some(any_value::Value::StringValue(replacement));
         self.state.count(
             rule,
             if action == Action::Hash {
@@ -334,83 +377,7 @@ impl Walker<'_> {
                 Action::Mask
             },
         );
-        self.changed = true;
-        Outcome::Keep
-    }
-
-    // ---- The read-only pass: does a batch need the decoding path at all?
-    //
-    // Mirrors what the mutating walk looks at (resource attributes; span names, attributes,
-    // event names and attributes, link attributes; log bodies and attributes) and answers
-    // "clean" only when no detector hits and no key is blocked or secret. Anything else takes
-    // the decoding path, which decides and counts exactly as before; so this pass can only
-    // skip work, never let something through.
-
-    fn clean_text(&mut self, s: &str) -> bool {
-        let mut hits = std::mem::take(&mut self.state.hits);
-        self.find(s, &mut hits);
-        let clean = hits.is_empty();
-        self.state.hits = hits;
-        clean
-    }
-
-    fn clean_value(&mut self, v: ValueView<'_>) -> Result<bool, Error> {
-        Ok(match v {
-            ValueView::Str(s) => self.clean_text(s),
-            ValueView::Array(_) => {
-                let mut clean = true;
-                v.for_each_element(|e| while_clean(&mut clean, || self.clean_value(e)))?;
-                clean
-            }
-            ValueView::KvList(attrs) => self.clean_attributes(attrs)?,
-            _ => true,
-        })
-    }
-
-    fn clean_attributes(&mut self, attrs: AttributesView<'_>) -> Result<bool, Error> {
-        let mut clean = true;
-        attrs.for_each_encoded(|encoded| {
-            while_clean(&mut clean, || {
-                // An attribute seen clean before, byte for byte, is clean again.
-                let probe = self.state.clean_attrs.probe(encoded);
-                if let Some(p) = probe
-                    && self.state.clean_attrs.get(p, encoded).is_some()
-                {
-                    return Ok(true);
-                }
-                let (key, value) = AttributesView::parse_encoded(encoded)?;
-                let clean = match self.classify(key) {
-                    KeyClass::Allow => true,
-                    KeyClass::Block | KeyClass::Secret => false,
-                    KeyClass::Plain => self.clean_value(value)?,
-                };
-                if let Some(p) = probe
-                    && clean
-                {
-                    self.state.clean_attrs.insert_if_seen(p, encoded, ());
-                }
-                Ok(clean)
-            })
-        })?;
-        Ok(clean)
-    }
-
-    fn clean_span(&mut self, span: &SpanView<'_>) -> Result<bool, Error> {
-        if !self.clean_text(span.name) || !self.clean_attributes(span.attributes)? {
-            return Ok(false);
-        }
-        let mut clean = true;
-        span.for_each_event(|e| {
-            while_clean(&mut clean, || {
-                Ok(self.clean_text(e.name) && self.clean_attributes(e.attributes)?)
-            })
-        })?;
-        span.for_each_link_attributes(|a| while_clean(&mut clean, || self.clean_attributes(a)))?;
-        Ok(clean)
-    }
-
-    fn clean_log(&mut self, log: &LogView<'_>) -> Result<bool, Error> {
-        Ok(self.clean_value(log.body)? && self.clean_attributes(log.attributes)?)
+        Ok(replacement)
     }
 
     /// Whether the span must be dropped.
@@ -427,9 +394,17 @@ impl Walker<'_> {
                 return true;
             }
         }
-        span.links
+        if span
+            .links
             .iter_mut()
             .any(|l| self.attributes(&mut l.attributes) == Outcome::DropRecord)
+        {
+            return true;
+        }
+        // Where an error's message lands: exceptions often carry user input.
+        span.status
+            .as_mut()
+            .is_some_and(|st| self.text(&mut st.message, false) == Outcome::DropRecord)
     }
 
     /// Whether the log record must be dropped.
@@ -525,14 +500,6 @@ impl Redact {
                 .map(|(rule, action, n)| (vec![("rule", rule), ("action", action)], n)),
         )
     }
-}
-
-/// For the read-only pass: runs `check` only while everything seen so far was clean.
-fn while_clean(clean: &mut bool, check: impl FnOnce() -> Result<bool, Error>) -> Result<(), Error> {
-    if *clean {
-        *clean = check()?;
-    }
-    Ok(())
 }
 
 fn verdict(changed: bool) -> Verdict {
@@ -635,24 +602,14 @@ impl Plugin for Redact {
         Ok(verdict(w.changed))
     }
 
-    fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
-        let mut w = self.walker();
-        let mut clean = true;
-        batch.for_each_resource(|a| while_clean(&mut clean, || w.clean_attributes(a)))?;
-        if clean {
-            batch.for_each_span(|_, span| while_clean(&mut clean, || w.clean_span(span)))?;
+    fn rewrite(&mut self, signal: Signal, batch: &[u8]) -> Result<Option<Rewrite>, Error> {
+        // Traces and logs are redacted in place of their bytes; metrics (whose points are
+        // small and many) through the decoded batch.
+        match signal {
+            Signal::Traces => self.splice_traces(batch).map(Some),
+            Signal::Logs => self.splice_logs(batch).map(Some),
+            Signal::Metrics => Ok(None),
         }
-        Ok(clean.then_some(Verdict::Unchanged))
-    }
-
-    fn read_logs(&mut self, batch: &LogsView<'_>) -> Result<Option<Verdict>, Error> {
-        let mut w = self.walker();
-        let mut clean = true;
-        batch.for_each_resource(|a| while_clean(&mut clean, || w.clean_attributes(a)))?;
-        if clean {
-            batch.for_each_log(|_, log| while_clean(&mut clean, || w.clean_log(log)))?;
-        }
-        Ok(clean.then_some(Verdict::Unchanged))
     }
 
     fn tick(&mut self, now: u64) -> Result<(), Error> {

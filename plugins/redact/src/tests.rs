@@ -11,8 +11,9 @@ use sluice_sdk::otlp::metrics::v1::{
     number_data_point,
 };
 use sluice_sdk::otlp::resource::v1::Resource;
-use sluice_sdk::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+use sluice_sdk::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use sluice_sdk::prost::Message;
+use sluice_sdk::wire::Rewrite;
 use sluice_sdk::{Error, Plugin, Signal, Verdict, testing};
 
 use super::*;
@@ -79,9 +80,38 @@ fn text(v: &AnyValue) -> &str {
 }
 
 /// Runs one string through `p` as a log body; returns the body after.
+/// Runs a batch through `p` as the gateway does: `rewrite` first (the splicing walk for traces
+/// and logs), the decoded batch otherwise. A replaced batch is decoded back into `batch`.
+fn process<M: Message + Default>(
+    p: &mut Redact,
+    signal: Signal,
+    batch: &mut M,
+    decoded: impl FnOnce(&mut Redact, &mut M) -> Result<Verdict, Error>,
+) -> Verdict {
+    match p
+        .rewrite(signal, &batch.encode_to_vec())
+        .expect("processes")
+    {
+        Some(Rewrite::Unchanged) => Verdict::Unchanged,
+        Some(Rewrite::Replace(bytes)) => {
+            *batch = M::decode(bytes.as_slice()).expect("the spliced batch decodes");
+            Verdict::Modified
+        }
+        None => decoded(p, batch).expect("processes"),
+    }
+}
+
+fn host_traces(p: &mut Redact, batch: &mut ExportTraceServiceRequest) -> Verdict {
+    process(p, Signal::Traces, batch, |p, b| p.traces(b))
+}
+
+fn host_logs(p: &mut Redact, batch: &mut ExportLogsServiceRequest) -> Verdict {
+    process(p, Signal::Logs, batch, |p, b| p.logs(b))
+}
+
 fn redact_with(p: &mut Redact, input: &str) -> String {
     let mut batch = testing::logs(&[input]);
-    let verdict = p.logs(&mut batch).expect("processes");
+    let verdict = host_logs(p, &mut batch);
     let record = &batch.resource_logs[0].scope_logs[0].log_records[0];
     let out = text(record.body.as_ref().expect("body")).to_string();
     assert_eq!(
@@ -100,7 +130,7 @@ fn redact(input: &str) -> String {
 fn span_attrs(p: &mut Redact, attrs: Vec<KeyValue>) -> (Verdict, Vec<KeyValue>) {
     let mut batch = testing::traces(&["op"]);
     batch.resource_spans[0].scope_spans[0].spans[0].attributes = attrs;
-    let v = p.traces(&mut batch).expect("processes");
+    let v = host_traces(p, &mut batch);
     let attrs = std::mem::take(&mut batch.resource_spans[0].scope_spans[0].spans[0].attributes);
     (v, attrs)
 }
@@ -1169,12 +1199,46 @@ fn describe_says_stateful_all_signals() {
 
 /// The read-only pass answers `Unchanged` only for batches the decoding path leaves unchanged;
 /// everything the decoding path would touch goes there.
-#[test]
-fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
-    use sluice_sdk::view::{LogsView, TracesView};
-    let config = format!(
-        r#"{{{KEYS}, "hash_key": "k1", "block_keys": ["enduser.ssn"], "allow_keys": ["client.address"]}}"#
+/// Runs `batch` through two plugins of `config`, one by the splicing walk and one by the
+/// decoding walk, and checks that both give the same batch, verdict and counts.
+fn both_walks_traces(config: &str, batch: &ExportTraceServiceRequest, what: &str) -> Verdict {
+    let (mut spliced, mut decoded) = (plugin(config), plugin(config));
+    let (mut a, mut b) = (batch.clone(), batch.clone());
+    let verdict = host_traces(&mut spliced, &mut a);
+    assert_eq!(
+        verdict,
+        decoded.traces(&mut b).expect("ok"),
+        "{what}: verdicts"
     );
+    assert_eq!(a, b, "{what}: batches");
+    assert_eq!(spliced.series(), decoded.series(), "{what}: counts");
+    verdict
+}
+
+fn both_walks_logs(config: &str, batch: &ExportLogsServiceRequest, what: &str) -> Verdict {
+    let (mut spliced, mut decoded) = (plugin(config), plugin(config));
+    let (mut a, mut b) = (batch.clone(), batch.clone());
+    let verdict = host_logs(&mut spliced, &mut a);
+    assert_eq!(
+        verdict,
+        decoded.logs(&mut b).expect("ok"),
+        "{what}: verdicts"
+    );
+    assert_eq!(a, b, "{what}: batches");
+    assert_eq!(spliced.series(), decoded.series(), "{what}: counts");
+    verdict
+}
+
+#[test]
+fn the_splicing_walk_changes_what_the_decoding_walk_changes() {
+    let configs = [
+        "{}".to_string(),
+        format!(
+            r#"{{{KEYS}, "hash_key": "k1", "block_keys": ["enduser.ssn"], "allow_keys": ["client.address"]}}"#
+        ),
+        format!(r#"{{{KEYS}, "hash_key": "k2", "detectors": {{"email": "hash", "secret_keys": "hash", "ipv4": "drop_attribute"}}}}"#),
+        r#"{"detectors": {"email": "drop_record", "secret_keys": "drop_attribute", "credit_card": "drop_attribute"}}"#.to_string(),
+    ];
     let traces_with = |resource: Vec<KeyValue>, span: Span| ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -1182,7 +1246,7 @@ fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                spans: vec![span],
+                spans: vec![span.clone(), span],
                 ..Default::default()
             }],
             ..Default::default()
@@ -1203,21 +1267,31 @@ fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
     let mut sp = base();
     sp.attributes.push(kv(
         "nested",
-        kvlist(vec![kv("deep", arr(vec![s("bob@example.org")]))]),
+        kvlist(vec![kv("deep", arr(vec![s("bob@example.org"), s("ok")]))]),
     ));
     cases.push(("email in a nested list", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.attributes.push(kv(
+        "both",
+        arr(vec![s("10.1.2.3"), s("card 4111 1111 1111 1111")]),
+    ));
+    cases.push(("two hits in one array", traces_with(vec![], sp)));
     let mut sp = base();
     sp.attributes.push(skv("enduser.ssn", "078-05-1120"));
     cases.push(("blocked key", traces_with(vec![], sp)));
     let mut sp = base();
     sp.attributes.push(skv("db.password", "hunter2"));
-    cases.push(("secret-named key", traces_with(vec![], sp)));
+    sp.attributes.push(kv("api_key", int(12345)));
+    sp.attributes.push(kv("token", arr(vec![s("a"), s("b")])));
+    sp.attributes.push(skv("secret", ""));
+    cases.push(("secret-named keys", traces_with(vec![], sp)));
     let mut sp = base();
     sp.events.push(span::Event {
         name: "mail to carol@example.net".into(),
+        attributes: vec![skv("exception.message", "no route to 10.9.8.7")],
         ..Default::default()
     });
-    cases.push(("email in an event name", traces_with(vec![], sp)));
+    cases.push(("an event", traces_with(vec![], sp)));
     let mut sp = base();
     sp.links.push(span::Link {
         trace_id: vec![1; 16],
@@ -1228,63 +1302,177 @@ fn the_read_pass_skips_only_batches_with_nothing_to_redact() {
     cases.push(("email in a link", traces_with(vec![], sp)));
     cases.push((
         "email in the resource",
-        traces_with(vec![skv("owner", "erin@example.com")], base()),
+        traces_with(
+            vec![skv("owner", "erin@example.com"), skv("ip", "10.0.0.1")],
+            base(),
+        ),
     ));
     let mut sp = base();
     sp.name = "GET /users/frank@example.com".into();
     cases.push(("email in the span name", traces_with(vec![], sp)));
-
-    let mut p = plugin(&config);
-    let bytes = clean.encode_to_vec();
-    assert_eq!(
-        p.read_traces(&TracesView::new(&bytes)).expect("ok"),
-        Some(Verdict::Unchanged)
-    );
-    assert_eq!(
-        p.traces(&mut clean.clone()).expect("ok"),
-        Verdict::Unchanged
-    );
-    // An allowed key is not scanned, on either path.
     let mut sp = base();
-    sp.attributes.push(skv("client.address", "10.1.2.3"));
-    let allowed = traces_with(vec![], sp);
-    assert_eq!(
-        p.read_traces(&TracesView::new(&allowed.encode_to_vec()))
-            .expect("ok"),
-        Some(Verdict::Unchanged)
-    );
-    for (what, batch) in cases {
-        let bytes = batch.encode_to_vec();
-        assert_eq!(
-            p.read_traces(&TracesView::new(&bytes)).expect("ok"),
-            None,
-            "{what}: the read pass must hand over to the decoding path"
-        );
-        assert_ne!(
-            p.traces(&mut batch.clone()).expect("ok"),
-            Verdict::Unchanged,
-            "{what}: the decoding path changes it"
-        );
-    }
+    sp.status = Some(Status {
+        message: "charge failed for card 4111-1111-1111-1111".into(),
+        code: 2,
+    });
+    cases.push(("a card in the status message", traces_with(vec![], sp)));
+    let mut sp = base();
+    sp.attributes
+        .push(skv("long", &format!("{} ip 10.0.0.1", "x".repeat(300))));
+    cases.push((
+        "a value longer than a one-byte length",
+        traces_with(vec![], sp),
+    ));
 
-    let logs = |body: &str| ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    body: Some(s(body)),
+    for config in &configs {
+        assert_eq!(
+            both_walks_traces(config, &clean, "clean"),
+            Verdict::Unchanged
+        );
+        for (what, batch) in &cases {
+            let verdict = both_walks_traces(config, batch, what);
+            // Only the config that blocks the key redacts that case.
+            if *what != "blocked key" || config.contains("block_keys") {
+                assert_ne!(
+                    verdict,
+                    Verdict::Unchanged,
+                    "{what} with {config}: redacted"
+                );
+            }
+        }
+        let logs = |body: AnyValue, attributes: Vec<KeyValue>| ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        LogRecord {
+                            body: Some(body),
+                            attributes,
+                            ..Default::default()
+                        },
+                        LogRecord {
+                            body: Some(s("order 42 shipped")),
+                            ..Default::default()
+                        },
+                    ],
                     ..Default::default()
                 }],
                 ..Default::default()
             }],
-            ..Default::default()
-        }],
+        };
+        assert_eq!(
+            both_walks_logs(config, &logs(s("order 42 shipped"), vec![]), "clean log"),
+            Verdict::Unchanged
+        );
+        for (what, batch) in [
+            (
+                "a string body",
+                logs(s("reset link sent to gina@example.com"), vec![]),
+            ),
+            (
+                "a structured body",
+                logs(
+                    kvlist(vec![
+                        skv("msg", "login"),
+                        skv("password", "hunter2"),
+                        kv("ips", arr(vec![s("10.0.0.2")])),
+                    ]),
+                    vec![],
+                ),
+            ),
+            (
+                "an attribute",
+                logs(s("ok"), vec![skv("user.email", "hank@example.com")]),
+            ),
+        ] {
+            assert_ne!(
+                both_walks_logs(config, &batch, what),
+                Verdict::Unchanged,
+                "{what}"
+            );
+        }
+    }
+}
+
+/// Batches of many spans with values drawn from a pool of clean and dirty strings, placed
+/// everywhere the walks look: both walks agree on every one.
+#[test]
+fn the_walks_agree_on_mixed_batches() {
+    let pool = [
+        "GET /orders/{id}",
+        "bob@example.com",
+        "10.0.0.1",
+        "card 4111 1111 1111 1111 and ip 192.168.1.1",
+        "Bearer abc.def.ghi",
+        "AKIAIOSFODNN7EXAMPLE",
+        "",
+        "plain text",
+        "https://api.example.com/cb?token=s3cr3t&x=1",
+        "+14155552671",
+    ];
+    let keys = [
+        "http.route",
+        "user",
+        "password",
+        "client.address",
+        "enduser.ssn",
+        "note",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
     };
-    let read = |p: &mut Redact, body: &str| {
-        p.read_logs(&LogsView::new(&logs(body).encode_to_vec()))
-            .expect("ok")
-    };
-    assert_eq!(read(&mut p, "order 42 shipped"), Some(Verdict::Unchanged));
-    assert_eq!(read(&mut p, "reset link sent to gina@example.com"), None);
+    let config = format!(
+        r#"{{{KEYS}, "hash_key": "k1", "block_keys": ["enduser.ssn"], "detectors": {{"phone": "drop_record", "ipv4": "hash", "credit_card": "drop_attribute"}}}}"#
+    );
+    for round in 0..200 {
+        let mut attrs = |n: usize| -> Vec<KeyValue> {
+            (0..n)
+                .map(|_| {
+                    let v = match next(4) {
+                        0 => arr(vec![s(pool[next(pool.len())]), s(pool[next(pool.len())])]),
+                        1 => kvlist(vec![skv(keys[next(keys.len())], pool[next(pool.len())])]),
+                        _ => s(pool[next(pool.len())]),
+                    };
+                    kv(keys[next(keys.len())], v)
+                })
+                .collect()
+        };
+        let spans: Vec<Span> = (0..1 + round % 7)
+            .map(|i| Span {
+                trace_id: vec![i as u8; 16],
+                span_id: vec![i as u8; 8],
+                name: pool[(i + round) % pool.len()].into(),
+                attributes: attrs(round % 5),
+                events: vec![span::Event {
+                    name: "e".into(),
+                    attributes: attrs(1),
+                    ..Default::default()
+                }],
+                status: Some(Status {
+                    message: pool[(i * 3 + round) % pool.len()].into(),
+                    code: 2,
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let batch = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: attrs(round % 3),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        both_walks_traces(&config, &batch, &format!("round {round}"));
+    }
 }
 
 #[test]
@@ -1333,8 +1521,7 @@ fn remembered_clean_attributes_do_not_hide_dirty_ones() {
     let read = |p: &mut Redact, attrs: Vec<KeyValue>| {
         let mut batch = testing::traces(&["op"]);
         batch.resource_spans[0].scope_spans[0].spans[0].attributes = attrs;
-        p.read_traces(&TracesView::new(&batch.encode_to_vec()))
-            .expect("ok")
+        host_traces(p, &mut batch)
     };
     let mut p = plugin("{}");
     // Seen twice, then remembered by its bytes.
@@ -1344,27 +1531,27 @@ fn remembered_clean_attributes_do_not_hide_dirty_ones() {
                 &mut p,
                 vec![skv("user_agent.original", ua), kv("n", int(7))]
             ),
-            Some(Verdict::Unchanged)
+            Verdict::Unchanged
         );
     }
-    // The same value under a secret key, the same key with an email, a blocked key: the
-    // decoding path gets each of them.
-    assert_eq!(read(&mut p, vec![skv("password", ua)]), None);
+    // The same value under a secret key, the same key with an email, a blocked key: each is
+    // redacted.
+    assert_eq!(read(&mut p, vec![skv("password", ua)]), Verdict::Modified);
     assert_eq!(
         read(
             &mut p,
             vec![skv("user_agent.original", &format!("{ua} bob@example.com"))]
         ),
-        None
+        Verdict::Modified
     );
     let mut blocking = plugin(r#"{"block_keys": ["user_agent.original"]}"#);
     assert_eq!(
         read(&mut blocking, vec![skv("user_agent.original", ua)]),
-        None
+        Verdict::Modified
     );
     // And the remembered attribute is still clean.
     assert_eq!(
         read(&mut p, vec![skv("user_agent.original", ua)]),
-        Some(Verdict::Unchanged)
+        Verdict::Unchanged
     );
 }
