@@ -711,3 +711,5 @@ sluice_sdk::export_plugin!(Redact);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_detectors;
