@@ -1,6 +1,8 @@
 //! The built-in detectors: their patterns, the checks that confirm a pattern match (Luhn,
-//! mod-97, the standard library's address parsers, word boundaries, header context), and the
-//! byte pre-check that lets strings with nothing to find skip the regex scan.
+//! mod-97, the standard library's address parsers, the SSA's number ranges, word boundaries,
+//! header context), the byte pre-check that lets strings with nothing to find skip the regex
+//! scan, and the percent-decoded copy of a string with `%XX` escapes that the engine scans as
+//! well.
 //!
 //! Patterns use explicit ASCII classes (`[0-9]`, not `\d`) so that they neither match other
 //! scripts' digits nor need the Unicode tables at match time.
@@ -23,11 +25,14 @@ pub enum Detector {
     SecretKeys,
     UrlSecrets,
     Phone,
+    PrivateKey,
+    SaasTokens,
+    NationalId,
 }
 
 impl Detector {
     /// Every detector, in the order of their rule ids (and of ties between overlapping matches).
-    pub const ALL: [Detector; 11] = [
+    pub const ALL: [Detector; 14] = [
         Detector::Email,
         Detector::CreditCard,
         Detector::Iban,
@@ -39,6 +44,9 @@ impl Detector {
         Detector::SecretKeys,
         Detector::UrlSecrets,
         Detector::Phone,
+        Detector::PrivateKey,
+        Detector::SaasTokens,
+        Detector::NationalId,
     ];
 
     /// The detector's name in the config and in the `rule` attribute of the counter.
@@ -55,6 +63,9 @@ impl Detector {
             Detector::SecretKeys => "secret_keys",
             Detector::UrlSecrets => "url_secrets",
             Detector::Phone => "phone",
+            Detector::PrivateKey => "private_key",
+            Detector::SaasTokens => "saas_tokens",
+            Detector::NationalId => "national_id",
         }
     }
 
@@ -93,6 +104,29 @@ impl Detector {
             }
             // E.164: a plus sign and 8 to 15 digits, the first not 0.
             Detector::Phone => r"\+[1-9][0-9]{7,14}",
+            // A PEM private key block, BEGIN line to END line; a block cut off before its END
+            // line (a truncated log line) runs to the end of the text. Certificates and public
+            // keys have other labels.
+            Detector::PrivateKey => {
+                r"(?s)-----BEGIN [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)"
+            }
+            // Tokens whose issuers document a prefix and a shape: Stripe secret and restricted
+            // keys, GitHub tokens (classic and fine-grained), Slack tokens, Google API keys,
+            // GitLab personal access tokens, npm tokens, SendGrid API keys, OpenAI project keys.
+            Detector::SaasTokens => concat!(
+                r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}",
+                r"|gh[pousr]_[0-9A-Za-z]{36}",
+                r"|github_pat_[0-9A-Za-z_]{82}",
+                r"|xox[abprs]-(?:[0-9]{1,13}-){1,4}[0-9A-Za-z]{10,64}",
+                r"|AIza[0-9A-Za-z_-]{35}",
+                r"|glpat-[0-9A-Za-z_-]{20,}(?:\.[0-9A-Za-z_-]+){0,3}",
+                r"|npm_[0-9A-Za-z]{36}",
+                r"|SG\.[0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43}",
+                r"|sk-proj-[0-9A-Za-z_-]{20,}",
+            ),
+            // A US social security number, grouped by dashes or by spaces (the same both
+            // times); nine digits in a row are too often something else.
+            Detector::NationalId => r"[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}",
         })
     }
 
@@ -115,7 +149,10 @@ impl Detector {
     ) -> Option<Range<usize>> {
         let b = s.as_bytes();
         match self {
-            Detector::Email | Detector::UrlSecrets | Detector::SecretKeys => Some(target),
+            Detector::Email
+            | Detector::UrlSecrets
+            | Detector::SecretKeys
+            | Detector::PrivateKey => Some(target),
             Detector::CreditCard => {
                 if !boundary_before(b, target.start) {
                     return None;
@@ -193,6 +230,18 @@ impl Detector {
                     && boundary_after(b, target.end);
                 ok.then_some(target)
             }
+            // Not the middle or the start of a longer identifier: a token that runs on is not
+            // the documented shape.
+            Detector::SaasTokens => {
+                let ok = !prev(b, target.start)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    && !at(b, target.end)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+                ok.then_some(target)
+            }
+            Detector::NationalId => {
+                (ssn(b, &target) && ssn_stands_alone(b, &target)).then_some(target)
+            }
         }
     }
 }
@@ -213,6 +262,52 @@ fn boundary_before(b: &[u8], i: usize) -> bool {
 /// No letter or digit at `i` (the match does not end inside a word or a number).
 fn boundary_after(b: &[u8], i: usize) -> bool {
     !at(b, i).is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// `AAA-GG-SSSS` (or with spaces) within the SSA's ranges: the area is not 000, 666 or 900 to
+/// 999 (never issued), the group not 00, the serial not 0000.
+fn ssn(b: &[u8], m: &Range<usize>) -> bool {
+    let Some(t) = b.get(m.clone()) else {
+        return false;
+    };
+    let number = |r: Range<usize>| {
+        t.get(r).map(|d| {
+            d.iter()
+                .fold(0u32, |n, c| n * 10 + u32::from(c.wrapping_sub(b'0')))
+        })
+    };
+    let (Some(area), Some(group), Some(serial)) = (number(0..3), number(4..6), number(7..11))
+    else {
+        return false;
+    };
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// The number is not a piece of a longer run of digits and separators: not glued to a letter
+/// or digit, not continued by `-` or `+` before it (`ORD-123-45-6789`, `+1-…`), not joined by
+/// `_` or `.` to a word or number on either side (`1.123-45-6789`, `123-45-6789.2`), not
+/// followed by `-` and more (`123-45-6789-01`), and, when grouped by spaces, not next to
+/// another group of digits (`+44 020 12 3456 7`).
+fn ssn_stands_alone(b: &[u8], m: &Range<usize>) -> bool {
+    let spaced = at(b, m.start + 3) == Some(b' ');
+    let word = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let digit = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_digit());
+    let before = prev(b, m.start);
+    let before2 = m.start.checked_sub(2).and_then(|i| at(b, i));
+    let after = at(b, m.end);
+    let after2 = at(b, m.end + 1);
+    let joined_before = match before {
+        Some(b'-' | b'+') => true,
+        Some(b'_' | b'.') => word(before2),
+        Some(b' ') => spaced && digit(before2),
+        c => word(c),
+    };
+    let joined_after = match after {
+        Some(b'-' | b'+' | b'_' | b'.') => word(after2),
+        Some(b' ') => spaced && digit(after2),
+        c => word(c),
+    };
+    !joined_before && !joined_after
 }
 
 /// The ends of a greedy match to try, longest first: the whole match if it ends at a boundary,
@@ -352,21 +447,31 @@ fn basic_credentials(t: &str) -> bool {
     colon
 }
 
-/// Byte classes for [`candidates`]: flags (OR-ed) and counters (added, packed in a `u64`).
-const AT: u8 = 1;
-const EQ: u8 = 2;
-const PLUS: u8 = 4;
-const UPPER: u8 = 8;
-const J: u8 = 16;
-const B: u8 = 32;
+/// Byte classes for [`prefilter`]: flags (OR-ed) and counters (added, packed in a `u64`).
+const AT: u16 = 1;
+const EQ: u16 = 1 << 1;
+const PLUS: u16 = 1 << 2;
+const UPPER: u16 = 1 << 3;
+const J: u16 = 1 << 4;
+const B: u16 = 1 << 5;
+const PERCENT: u16 = 1 << 6;
+const DASH: u16 = 1 << 7;
+const UNDERSCORE: u16 = 1 << 8;
+const SPACE: u16 = 1 << 9;
+/// Lowercase `k`, `g`, `x`, `z`: in the prefixes of `saas_tokens` (`sk_`, `gh`, `glpat-`,
+/// `xox`, `AIza`).
+const K: u16 = 1 << 10;
+const G: u16 = 1 << 11;
+const X: u16 = 1 << 12;
+const Z: u16 = 1 << 13;
 const COUNT_BITS: u32 = 21;
 const DIGIT: u64 = 1;
 const DOT: u64 = 1 << COUNT_BITS;
 const COLON: u64 = 1 << (2 * COUNT_BITS);
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 
-static FLAGS: [u8; 256] = {
-    let mut t = [0u8; 256];
+static FLAGS: [u16; 256] = {
+    let mut t = [0u16; 256];
     let mut c = b'A';
     while c <= b'Z' {
         t[c as usize] = UPPER;
@@ -378,6 +483,14 @@ static FLAGS: [u8; 256] = {
     t[b'J' as usize] = UPPER | J;
     t[b'B' as usize] = UPPER | B;
     t[b'b' as usize] = B;
+    t[b'%' as usize] = PERCENT;
+    t[b'-' as usize] = DASH;
+    t[b'_' as usize] = UNDERSCORE;
+    t[b' ' as usize] = SPACE;
+    t[b'k' as usize] = K;
+    t[b'g' as usize] = G;
+    t[b'x' as usize] = X;
+    t[b'z' as usize] = Z;
     t
 };
 
@@ -410,26 +523,35 @@ pub enum Prefilter {
     Candidate,
 }
 
-/// Whether any of the `enabled` detectors could match in `s`, and whether a clean answer cost
-/// more than the first pass. One branch-free pass over the bytes counts digits, dots and
-/// colons and notes `@`, `=`, `+`, capitals, `J` and `b`; each detector needs some of them
-/// (`@`, 13 digits, 3 dots and 4 digits, `=`, ...). The detectors that these counts settle are
-/// asked first; only when none of them can match do the others look for their literal
-/// (`AKIA`, `bearer`, `eyJ`, `::`, a secret's name before `=`, ...), at most one more pass
-/// each. A string found clean skips the regex scan altogether.
+/// Whether any of the `enabled` detectors could match in `s` (see [`precheck`]).
 pub fn prefilter(s: &str, enabled: u16) -> Prefilter {
+    precheck(s, enabled).0
+}
+
+/// Whether any of the `enabled` detectors could match in `s`, whether a clean answer cost
+/// more than the first pass, and whether `s` has a `%XX` escape that [`Decoded`] would decode.
+///
+/// One branch-free pass over the bytes counts digits, dots and colons and notes `@`, `=`, `+`,
+/// `%`, `-`, `_`, spaces, capitals and a few letters; each detector needs some of them (`@`,
+/// 13 digits, 3 dots and 4 digits, `=`, ...). The detectors that these counts settle are asked
+/// first; only when none of them can match do the others look for their literal (`AKIA`,
+/// `bearer`, `eyJ`, `::`, a secret's name before `=`, `-----BEGIN`, a token prefix, ...), at
+/// most one more pass each. A string found clean skips the regex scan altogether. A string
+/// without `%` is never looked at for escapes.
+pub fn precheck(s: &str, enabled: u16) -> (Prefilter, bool) {
     let b = s.as_bytes();
     if b.len() < 3 {
-        return Prefilter::Clean;
+        return (Prefilter::Clean, false);
     }
     if b.len() as u64 > COUNT_MAX {
-        return if enabled != 0 {
+        let verdict = if enabled != 0 {
             Prefilter::Candidate
         } else {
             Prefilter::Clean
         };
+        return (verdict, has_escape(b));
     }
-    let (mut counts, mut flags) = (0u64, 0u8);
+    let (mut counts, mut flags) = (0u64, 0u16);
     for &c in b {
         flags |= FLAGS[usize::from(c)];
         counts += COUNTS[usize::from(c)];
@@ -437,44 +559,212 @@ pub fn prefilter(s: &str, enabled: u16) -> Prefilter {
     let digits = counts & COUNT_MAX;
     let dots = (counts >> COUNT_BITS) & COUNT_MAX;
     let colons = counts >> (2 * COUNT_BITS);
+    let len = b.len();
     let on = |d: Detector| enabled & d.bit() != 0;
+    let has = |f: u16| flags & f != 0;
+    let escaped = has(PERCENT) && has_escape(b);
     // Settled by the counts.
-    if (on(Detector::Email) && flags & AT != 0)
+    if (on(Detector::Email) && has(AT))
         || (on(Detector::Ipv4) && dots >= 3 && digits >= 4)
         || (on(Detector::Ipv6) && colons >= 6)
     {
-        return Prefilter::Candidate;
+        return (Prefilter::Candidate, escaped);
     }
     // The counts alone settle most strings: whether any detector below gets past them.
+    let saas = on(Detector::SaasTokens) && saas_bytes(flags, dots, len);
     let more = (on(Detector::CreditCard) && digits >= 13)
-        || (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8)
-        || (on(Detector::Jwt) && dots >= 2 && flags & J != 0)
+        || (on(Detector::Phone) && has(PLUS) && digits >= 8)
+        || (on(Detector::Jwt) && dots >= 2 && has(J))
         || (on(Detector::Ipv6) && colons >= 2)
-        || (on(Detector::UrlSecrets) && flags & EQ != 0)
-        || (on(Detector::AwsAccessKey) && b.len() >= 20 && flags & UPPER != 0)
-        || (on(Detector::Iban) && digits >= 2 && flags & UPPER != 0 && b.len() >= 15)
-        || (on(Detector::Bearer) && flags & B != 0);
+        || (on(Detector::UrlSecrets) && has(EQ))
+        || (on(Detector::AwsAccessKey) && len >= 20 && has(UPPER))
+        || (on(Detector::Iban) && digits >= 2 && has(UPPER) && len >= 15)
+        || (on(Detector::Bearer) && has(B))
+        || (on(Detector::PrivateKey) && has(DASH) && has(UPPER) && len >= 27)
+        || saas
+        || (on(Detector::NationalId) && digits >= 9 && has(DASH | SPACE));
     if !more {
-        return Prefilter::Clean;
+        // Looking for escapes was a pass of its own.
+        let verdict = if has(PERCENT) {
+            Prefilter::CleanAfterMore
+        } else {
+            Prefilter::Clean
+        };
+        return (verdict, escaped);
     }
     // One more pass each, roughly in order of how rarely their bytes occur.
     let candidate = (on(Detector::CreditCard) && digits >= 13 && card_run(b))
-        || (on(Detector::Phone) && flags & PLUS != 0 && digits >= 8 && phone_start(b))
-        || (on(Detector::Jwt) && dots >= 2 && flags & J != 0 && contains(b, b"eyJ"))
+        || (on(Detector::Phone) && has(PLUS) && digits >= 8 && phone_start(b))
+        || (on(Detector::Jwt) && dots >= 2 && has(J) && contains(b, b"eyJ"))
         // An IPv6 address has `::` or at least six colons.
         || (on(Detector::Ipv6) && colons >= 2 && contains(b, b"::"))
-        || (on(Detector::UrlSecrets) && flags & EQ != 0 && url_secret_name(b))
-        || (on(Detector::AwsAccessKey) && b.len() >= 20 && flags & UPPER != 0 && aws_prefix(b))
-        || (on(Detector::Iban)
-            && digits >= 2
-            && flags & UPPER != 0
-            && b.len() >= 15
-            && iban_start(b))
-        || (on(Detector::Bearer) && flags & B != 0 && bearer_or_basic(b));
-    if candidate {
+        || (on(Detector::UrlSecrets) && has(EQ) && url_secret_name(b))
+        || (on(Detector::AwsAccessKey) && len >= 20 && has(UPPER) && aws_prefix(b))
+        || (on(Detector::Iban) && digits >= 2 && has(UPPER) && len >= 15 && iban_start(b))
+        || (on(Detector::Bearer) && has(B) && bearer_or_basic(b))
+        || (on(Detector::PrivateKey)
+            && has(DASH)
+            && has(UPPER)
+            && len >= 27
+            && private_key_begin(b))
+        || (saas && saas_prefix(b))
+        || (on(Detector::NationalId) && digits >= 9 && has(DASH | SPACE) && ssn_shape(b));
+    let verdict = if candidate {
         Prefilter::Candidate
     } else {
         Prefilter::CleanAfterMore
+    };
+    (verdict, escaped)
+}
+
+/// Whether the bytes noted in the first pass allow one of the `saas_tokens` shapes: each needs
+/// its prefix's separator and a letter of it, and a minimum length (`sk_live_` and 24, `ghp_` or
+/// `npm_` and 36, `xoxb-1-` and 10, `glpat-` and 20, `sk-proj-` and 20, `AIza` and 35, `SG.`,
+/// 22, `.` and 43).
+fn saas_bytes(flags: u16, dots: u64, len: usize) -> bool {
+    let has = |f: u16| flags & f != 0;
+    (has(UNDERSCORE) && (len >= 40 || (has(K) && len >= 32)))
+        || (has(DASH) && ((has(X) && len >= 17) || (has(G) && len >= 26) || (has(K) && len >= 28)))
+        || (has(Z) && has(UPPER) && len >= 39)
+        || (has(UPPER) && dots >= 2 && len >= 69)
+}
+
+/// One of the `saas_tokens` prefixes: one pass, looking only where a prefix's first byte is.
+fn saas_prefix(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, c)| {
+        let rest = |w: &[u8]| b.get(i + 1..i + 1 + w.len()) == Some(w);
+        match c {
+            b's' | b'r' => rest(b"k_live_") || rest(b"k_test_") || (*c == b's' && rest(b"k-proj-")),
+            b'g' => {
+                (matches!(at(b, i + 1), Some(b'h'))
+                    && matches!(at(b, i + 2), Some(b'p' | b'o' | b'u' | b's' | b'r'))
+                    && at(b, i + 3) == Some(b'_'))
+                    || rest(b"ithub_pat_")
+                    || rest(b"lpat-")
+            }
+            b'x' => {
+                rest(b"ox")
+                    && matches!(at(b, i + 3), Some(b'a' | b'b' | b'p' | b'r' | b's'))
+                    && at(b, i + 4) == Some(b'-')
+            }
+            b'A' => rest(b"Iza"),
+            b'n' => rest(b"pm_"),
+            b'S' => rest(b"G."),
+            _ => false,
+        }
+    })
+}
+
+/// `-----BEGIN ` and a label of capitals and spaces that has `PRIVATE KEY` in it.
+fn private_key_begin(b: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const PRIVATE: &[u8] = b"PRIVATE KEY";
+    b.iter().enumerate().any(|(i, c)| {
+        *c == b'-'
+            && b.get(i..i + BEGIN.len()) == Some(BEGIN)
+            && b.get(i + BEGIN.len()..).is_some_and(|rest| {
+                let label = rest
+                    .iter()
+                    .take(60)
+                    .take_while(|c| c.is_ascii_uppercase() || **c == b' ')
+                    .count();
+                rest.get(..label)
+                    .is_some_and(|l| l.windows(PRIVATE.len()).any(|w| w == PRIVATE))
+            })
+    })
+}
+
+/// Three digits, a dash or a space, two digits, the same separator, four digits.
+fn ssn_shape(b: &[u8]) -> bool {
+    let digits = |r: Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.iter().enumerate().any(|(i, c)| {
+        c.is_ascii_digit()
+            && matches!(at(b, i + 3), Some(b'-' | b' '))
+            && at(b, i + 6) == at(b, i + 3)
+            && digits(i..i + 3)
+            && digits(i + 4..i + 6)
+            && digits(i + 7..i + 11)
+    })
+}
+
+/// The byte a `%XX` escape at `i` stands for, when it is ASCII (`%00` to `%7F`): the escapes
+/// [`Decoded`] decodes. Other escapes are pieces of multi-byte characters, which no detector
+/// looks for.
+fn escape_at(b: &[u8], i: usize) -> Option<u8> {
+    let hex = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    if at(b, i) != Some(b'%') {
+        return None;
+    }
+    let hi = hex(at(b, i + 1)?)?;
+    let lo = hex(at(b, i + 2)?)?;
+    (hi < 8).then_some(hi << 4 | lo)
+}
+
+/// Some `%XX` escape that [`Decoded`] would decode.
+pub fn has_escape(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, c)| *c == b'%' && escape_at(b, i).is_some())
+}
+
+/// A percent-decoded copy of a string, for finding what its escapes hide
+/// (`email=jane.doe%40example.com`), and where the escapes were, to map the ranges found in the
+/// copy back onto the original. Only escapes of ASCII characters are decoded, so the copy is
+/// UTF-8 whenever the original is, and `+` stays `+`. Reused from string to string.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    text: String,
+    /// The positions in `text` of the bytes that were three-byte escapes, ascending.
+    escapes: Vec<usize>,
+}
+
+impl Decoded {
+    /// Decodes `s` into the copy, replacing what it held.
+    pub fn decode(&mut self, s: &str) {
+        self.text.clear();
+        self.escapes.clear();
+        let b = s.as_bytes();
+        let mut copied = 0;
+        let mut i = 0;
+        while let Some(off) = b
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&c| c == b'%'))
+        {
+            let pct = i + off;
+            match escape_at(b, pct) {
+                Some(c) => {
+                    // Both ends are at ASCII bytes, so at character boundaries.
+                    self.text.push_str(s.get(copied..pct).unwrap_or_default());
+                    self.escapes.push(self.text.len());
+                    self.text.push(char::from(c));
+                    copied = pct + 3;
+                    i = pct + 3;
+                }
+                None => i = pct + 1,
+            }
+        }
+        self.text.push_str(s.get(copied..).unwrap_or_default());
+    }
+
+    /// The decoded copy.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The range of the original that a range of the copy came from.
+    pub fn original(&self, range: Range<usize>) -> Range<usize> {
+        let orig = |i: usize| i + 2 * self.escapes.partition_point(|&e| e < i);
+        orig(range.start)..orig(range.end)
+    }
+
+    /// The bytes held for reuse.
+    pub fn capacity(&self) -> usize {
+        self.text.capacity() + self.escapes.capacity() * std::mem::size_of::<usize>()
     }
 }
 
@@ -688,6 +978,54 @@ mod tests {
         assert!(!phone_start(b"1+2345678"));
         assert!(url_secret_name(b"/x?a=1&Access_Token=2"));
         assert!(!url_secret_name(b"/x?page=2&sort=asc"));
+        assert!(private_key_begin(b"x -----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(private_key_begin(b"-----BEGIN PRIVATE KEY"));
+        assert!(!private_key_begin(
+            b"-----BEGIN CERTIFICATE----- PRIVATE KEY"
+        ));
+        assert!(!private_key_begin(b"-----BEGIN PUBLIC KEY-----"));
+        for prefix in [
+            "sk_live_",
+            "rk_test_",
+            "ghp_",
+            "ghr_",
+            "github_pat_",
+            "xoxb-",
+            "xoxs-",
+            "AIza",
+            "glpat-",
+            "npm_",
+            "SG.",
+            "sk-proj-",
+        ] {
+            assert!(saas_prefix(format!("k={prefix}x").as_bytes()), "{prefix}");
+        }
+        for plain in [
+            "sk_prod_", "gha_", "xoxo-", "AIz", "glpa-", "np_", "S.G", "sk-pro-",
+        ] {
+            assert!(!saas_prefix(plain.as_bytes()), "{plain}");
+        }
+        assert!(ssn_shape(b"a 123-45-6789"));
+        assert!(ssn_shape(b"123 45 6789"));
+        assert!(!ssn_shape(b"123-45 6789"));
+        assert!(!ssn_shape(b"2024-01-15T10:20:30Z"));
+        assert!(!ssn_shape(b"123-45-678"));
+    }
+
+    #[test]
+    fn ssa_ranges() {
+        let ok = |s: &str| ssn(s.as_bytes(), &(0..s.len()));
+        assert!(ok("123-45-6789"));
+        assert!(ok("899-01-0001"));
+        for bad in [
+            "000-45-6789",
+            "666-45-6789",
+            "900-45-6789",
+            "123-00-6789",
+            "123-45-0000",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -759,6 +1097,12 @@ mod tests {
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.x", Detector::Jwt),
             ("k AKIAIOSFODNN7EXAMPLE", Detector::AwsAccessKey),
             ("call +14155552671", Detector::Phone),
+            ("-----BEGIN EC PRIVATE KEY-----", Detector::PrivateKey),
+            (
+                "k npm_a7Kq2ZfR9mXc4TbW1nLp8VdY3gHs6JeU5a7K",
+                Detector::SaasTokens,
+            ),
+            ("ssn 123-45-6789", Detector::NationalId),
         ] {
             assert!(may_match(text, d.bit()), "{text}");
         }

@@ -1,6 +1,8 @@
 //! The configuration and what `new` builds from it once: the compiled patterns, the rules and
-//! their actions, the key lists and the hash key.
+//! their actions, the key lists and the hash key; and [`Engine::find`], which scans a string
+//! (and the percent-decoded copy of one with `%XX` escapes) for confirmed matches.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
@@ -11,7 +13,17 @@ use sha2::Sha256;
 use sluice_sdk::Error;
 use sluice_sdk::host::{self, Level};
 
-use crate::detect::{self, Detector};
+use crate::detect::{self, Decoded, Detector, Prefilter};
+
+/// The most bytes the reused decoded copy keeps between strings; a longer string's copy is
+/// freed after its scan.
+const DECODED_KEEP: usize = 64 << 10;
+
+thread_local! {
+    /// The percent-decoded copy of the string being scanned: reused rather than allocated per
+    /// string, and kept outside the engine, which stays read-only while batches are processed.
+    static DECODED: RefCell<Decoded> = RefCell::new(Decoded::default());
+}
 
 /// What happens to a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +156,12 @@ pub struct DetectorActions {
     pub url_secrets: Option<Action>,
     #[serde(default)]
     pub phone: Option<Action>,
+    #[serde(default)]
+    pub private_key: Option<Action>,
+    #[serde(default)]
+    pub saas_tokens: Option<Action>,
+    #[serde(default)]
+    pub national_id: Option<Action>,
 }
 
 impl DetectorActions {
@@ -160,6 +178,9 @@ impl DetectorActions {
             Detector::SecretKeys => self.secret_keys,
             Detector::UrlSecrets => self.url_secrets,
             Detector::Phone => self.phone,
+            Detector::PrivateKey => self.private_key,
+            Detector::SaasTokens => self.saas_tokens,
+            Detector::NationalId => self.national_id,
         };
         a.unwrap_or(Action::Mask)
     }
@@ -535,6 +556,10 @@ impl Engine {
     /// Finds the confirmed, non-overlapping matches in `s` (into `hits`, cleared first), in
     /// order. Most clean strings cost one pass over their bytes and allocate nothing. Returns
     /// whether the check cost more than that pass (so the answer is worth remembering).
+    ///
+    /// A string with `%XX` escapes is also scanned as a percent-decoded copy, whose matches are
+    /// mapped back onto the escaped text they came from; the matches of both scans are settled
+    /// together, by the same rule as the matches of one.
     pub fn find(&self, s: &str, hits: &mut Vec<Hit>) -> bool {
         hits.clear();
         let Some(set) = &self.set else {
@@ -543,22 +568,28 @@ impl Engine {
         if s.is_empty() {
             return false;
         }
-        if !self.custom {
-            match detect::prefilter(s, self.detector_bits) {
-                detect::Prefilter::Clean => return false,
-                detect::Prefilter::CleanAfterMore => return true,
-                detect::Prefilter::Candidate => {}
-            }
+        let (verdict, escaped) = if self.custom {
+            (
+                Prefilter::Candidate,
+                s.contains('%') && detect::has_escape(s.as_bytes()),
+            )
+        } else {
+            detect::precheck(s, self.detector_bits)
+        };
+        if verdict == Prefilter::Candidate {
+            self.scan(set, s, None, hits);
         }
-        // `is_match` stops at the first match and allocates nothing; only a string that has a
-        // match pays for the set of matching patterns.
-        if !set.is_match(s) {
-            return true;
-        }
-        for idx in set.matches(s).iter() {
-            if let Some(m) = self.matchers.get(idx) {
-                self.collect(m, s, hits);
-            }
+        if escaped {
+            DECODED.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut decoded) => {
+                    self.scan_decoded(set, s, &mut decoded, hits);
+                    if decoded.capacity() > DECODED_KEEP {
+                        *decoded = Decoded::default();
+                    }
+                }
+                // Not reachable (a scan does not start another), but never a panic.
+                Err(_) => self.scan_decoded(set, s, &mut Decoded::default(), hits),
+            });
         }
         if hits.len() > 1 {
             // Leftmost first, then longest, then the lower rule id; drop overlaps.
@@ -574,10 +605,34 @@ impl Engine {
                 keep
             });
         }
-        true
+        verdict != Prefilter::Clean || escaped
     }
 
-    fn collect(&self, m: &Matcher, s: &str, hits: &mut Vec<Hit>) {
+    /// Scans `s` decoded, adding its matches as ranges of `s`.
+    fn scan_decoded(&self, set: &RegexSet, s: &str, decoded: &mut Decoded, hits: &mut Vec<Hit>) {
+        decoded.decode(s);
+        let text = decoded.text();
+        if self.custom || detect::prefilter(text, self.detector_bits) == Prefilter::Candidate {
+            self.scan(set, text, Some(decoded), hits);
+        }
+    }
+
+    /// Adds the matches in `text` to `hits`; with `decoded`, `text` is its copy and the ranges
+    /// added are those of the original.
+    fn scan(&self, set: &RegexSet, text: &str, decoded: Option<&Decoded>, hits: &mut Vec<Hit>) {
+        // `is_match` stops at the first match and allocates nothing; only a string that has a
+        // match pays for the set of matching patterns.
+        if !set.is_match(text) {
+            return;
+        }
+        for idx in set.matches(text).iter() {
+            if let Some(m) = self.matchers.get(idx) {
+                self.collect(m, text, decoded, hits);
+            }
+        }
+    }
+
+    fn collect(&self, m: &Matcher, s: &str, decoded: Option<&Decoded>, hits: &mut Vec<Hit>) {
         let mut push = |whole: Range<usize>, target: Range<usize>| {
             let range = match m.detector {
                 Some(d) => d.confirm(s, whole, target),
@@ -588,7 +643,7 @@ impl Engine {
                 && !s.get(range.clone()).is_some_and(|t| self.is_redacted(t))
             {
                 hits.push(Hit {
-                    range,
+                    range: decoded.map_or(range.clone(), |d| d.original(range)),
                     rule: m.rule,
                 });
             }

@@ -668,3 +668,5 @@ sluice_sdk::export_plugin!(Redact);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_detectors;
