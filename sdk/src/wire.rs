@@ -237,12 +237,14 @@ impl<'a> Splice<'a> {
         {
             return Err(Error::Internal("two spliced parts overlap".into()));
         }
-        let mut sizes = Vec::new();
-        let len = measure(self.batch, 0, &self.edits, &mut sizes)?;
-        let mut out = Vec::with_capacity(len);
-        let mut sizes = sizes.into_iter();
-        write(self.batch, 0, &self.edits, &self.data, &mut sizes, &mut out)?;
-        debug_assert_eq!(out.len(), len);
+        let grows: usize = self
+            .edits
+            .iter()
+            .filter_map(|e| e.with.as_ref())
+            .map(|w| w.len())
+            .sum();
+        let mut out = Vec::with_capacity(self.batch.len() + grows + 64);
+        write(self.batch, 0, &self.edits, &self.data, &mut out)?;
         Ok(Rewrite::Replace(out))
     }
 }
@@ -250,10 +252,6 @@ impl<'a> Splice<'a> {
 fn varint_len(v: usize) -> usize {
     // One byte per started seven bits; at least one.
     (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
-}
-
-fn len_key_len(number: u32) -> usize {
-    varint_len(((number as usize) << 3) | WireType::Len as usize)
 }
 
 fn misplaced() -> Error {
@@ -320,62 +318,64 @@ fn steps<'m, 'e>(
     }
 }
 
-/// The length of `msg` with `edits` applied; pushes the new length of every rebuilt message
-/// inside it, in the order [`write`] needs them.
-fn measure(
-    msg: &[u8],
-    base: usize,
-    edits: &[Edit],
-    sizes: &mut Vec<usize>,
-) -> Result<usize, Error> {
-    let mut len = 0;
-    steps(msg, base, edits, |field, payload_start, step| {
-        len += match step {
-            Step::Copy => field.raw.len(),
-            Step::Apply(Edit { with: None, .. }) => 0,
-            Step::Apply(Edit { with: Some(w), .. }) => {
-                len_key_len(field.number) + varint_len(w.len()) + w.len()
-            }
-            Step::Into(inner) => {
-                let slot = sizes.len();
-                sizes.push(0);
-                // The batch was checked before: what does not read as a message here is a
-                // string or bytes that a part cut into.
-                let n =
-                    measure(field.payload, payload_start, inner, sizes).map_err(|_| misplaced())?;
-                sizes[slot] = n;
-                len_key_len(field.number) + varint_len(n) + n
-            }
-        };
-        Ok(())
-    })?;
-    Ok(len)
-}
-
+/// Appends `msg` (at `base` in the batch) with `edits` applied. Untouched fields are copied
+/// in runs; a rebuilt message is written in place after room for its old length's varint, and
+/// moved only in the rare case that its new length needs a varint of another size.
 fn write(
     msg: &[u8],
     base: usize,
     edits: &[Edit],
     data: &[u8],
-    sizes: &mut std::vec::IntoIter<usize>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
+    let offset =
+        |field: &sluice_wire::Field<'_>| field.raw.as_ptr() as usize - msg.as_ptr() as usize;
+    let mut run: Option<usize> = None;
     steps(msg, base, edits, |field, payload_start, step| {
+        if matches!(step, Step::Copy) {
+            run.get_or_insert(offset(&field));
+            return Ok(());
+        }
+        if let Some(start) = run.take() {
+            out.extend_from_slice(&msg[start..offset(&field)]);
+        }
         match step {
-            Step::Copy => out.extend_from_slice(field.raw),
-            Step::Apply(Edit { with: None, .. }) => {}
+            Step::Copy | Step::Apply(Edit { with: None, .. }) => {}
             Step::Apply(Edit { with: Some(w), .. }) => {
                 put_len_field(out, field.number, w.len());
                 out.extend_from_slice(&data[w.clone()]);
             }
             Step::Into(inner) => {
-                let n = sizes.next().ok_or_else(misplaced)?;
-                put_len_field(out, field.number, n);
-                write(field.payload, payload_start, inner, data, sizes, out)?;
+                encode_key(field.number, WireType::Len, out);
+                let room = varint_len(field.payload.len());
+                let at = out.len();
+                out.resize(at + room, 0);
+                // The batch was checked before: what does not read as a message here is a
+                // string or bytes that a part cut into.
+                write(field.payload, payload_start, inner, data, out).map_err(|_| misplaced())?;
+                let mut len = out.len() - at - room;
+                let mut prefix = [0u8; 10];
+                let mut n = 0;
+                while len >= 0x80 {
+                    prefix[n] = (len as u8 & 0x7f) | 0x80;
+                    len >>= 7;
+                    n += 1;
+                }
+                prefix[n] = len as u8;
+                let prefix = &prefix[..=n];
+                if prefix.len() == room {
+                    out[at..at + room].copy_from_slice(prefix);
+                } else {
+                    out.splice(at..at + room, prefix.iter().copied());
+                }
             }
         }
         Ok(())
-    })
+    })?;
+    if let Some(start) = run {
+        out.extend_from_slice(&msg[start..]);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

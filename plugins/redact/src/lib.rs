@@ -1,15 +1,17 @@
 //! `redact`: the built-in plugin that finds personal data and secrets in telemetry and masks,
 //! hashes or drops them before they leave the gateway.
 //!
-//! It looks at span names and attributes, resource attributes, span event names and
-//! attributes, span link attributes, log bodies (strings and structured bodies, recursively)
-//! and attributes, and metric data point attributes. Built-in detectors (`email`,
-//! `credit_card`, `iban`, `ipv4`, `ipv6`, `jwt`, `bearer`, `aws_access_key`, `secret_keys`,
-//! `url_secrets`, `phone`) and custom regex rules each have an action: `mask`, `hash` (keyed
+//! It looks at span names, attributes and status messages, resource attributes, span event
+//! names and attributes, span link attributes, log bodies (strings and structured bodies,
+//! recursively) and attributes, and metric data point attributes; inside percent-encoded text
+//! too. Built-in detectors (`email`, `credit_card`, `iban`, `ipv4`, `ipv6`, `jwt`, `bearer`,
+//! `aws_access_key`, `secret_keys`, `url_secrets`, `phone`, `private_key`, `saas_tokens`,
+//! `national_id`) and custom regex rules each have an action: `mask`, `hash` (keyed
 //! HMAC-SHA256), `drop_attribute`, `drop_record` or `off`. A batch with nothing to redact is
-//! answered `Unchanged`, so the gateway forwards its own bytes. What was redacted is counted
-//! per rule and action and emitted on `tick` as the cumulative sum `redact.redactions`. See the
-//! crate's README for the configuration.
+//! answered `Unchanged`, so the gateway forwards its own bytes; in traces and logs, what is
+//! redacted is spliced into the batch's bytes ([`splice`]) rather than the batch decoded and
+//! encoded again. What was redacted is counted per rule and action and emitted on `tick` as the
+//! cumulative sum `redact.redactions`. See the crate's README for the configuration.
 
 mod clean_cache;
 mod detect;
