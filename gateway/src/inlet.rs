@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::budget::{ByteBudget, BytesHeld};
 use crate::model::{Batch, Signal};
 use crate::telemetry::metrics::SelfMetrics;
 
@@ -55,7 +56,7 @@ pub enum Rejection {
 }
 
 /// A reserved place in a pipeline's queue: see [`PipelineHandle::admit`].
-pub struct Admission(mpsc::OwnedPermit<Submission>);
+pub struct Admission(mpsc::OwnedPermit<Submission>, BytesHeld);
 
 /// The answer to a submission to a pipeline with processors.
 pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
@@ -63,6 +64,8 @@ pub type Ack = oneshot::Receiver<Result<(), Rejection>>;
 pub(crate) struct Submission {
     pub(crate) batch: Arc<Batch>,
     pub(crate) ack: Option<oneshot::Sender<Result<(), Rejection>>>,
+    /// Its bytes of the queue's budget, given back once the pipeline has handed it on.
+    pub(crate) bytes: BytesHeld,
 }
 
 /// What receivers hold to submit batches. Cloning is cheap. It holds the exporters' queues only
@@ -77,6 +80,8 @@ pub struct PipelineHandle {
     /// Whether submissions are answered once the pipeline is done with them (processors that
     /// may reject, disk queues that must have written the batch first).
     needs_ack: bool,
+    /// The queue's size limit in bytes.
+    bytes: Arc<ByteBudget>,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -96,6 +101,7 @@ impl PipelineHandle {
         tx: mpsc::Sender<Submission>,
         disk_queues: Vec<Box<dyn Room>>,
         needs_ack: bool,
+        bytes: Arc<ByteBudget>,
         metrics: Arc<SelfMetrics>,
     ) -> PipelineHandle {
         PipelineHandle {
@@ -104,16 +110,18 @@ impl PipelineHandle {
             tx,
             disk_queues: disk_queues.into(),
             needs_ack,
+            bytes,
             metrics,
         }
     }
 
-    /// A place in the pipeline's queue for one batch, waiting up to `limit` while the queue is
-    /// full (backpressure: a burst holds clients briefly instead of refusing them, and a
+    /// A place in the pipeline's queue for one batch of `bytes`, waiting up to `limit` while
+    /// the queue is full (of batches or of bytes) (backpressure: a burst holds clients briefly instead of refusing them, and a
     /// refused client's immediate retry costs as much as the request itself). A full or
     /// failing disk queue of one of its exporters refuses at once: the retry would otherwise
     /// duplicate the batch in the pipeline's other exporters.
-    pub async fn admit(&self, limit: Duration) -> Result<Admission, Refusal> {
+    pub async fn admit(&self, bytes: usize, limit: Duration) -> Result<Admission, Refusal> {
+        let deadline = tokio::time::Instant::now() + limit;
         if self.disk_queues.iter().any(|q| !q.has_room()) {
             return Err(Refusal::StorageFull);
         }
@@ -131,7 +139,14 @@ impl PipelineHandle {
                 }
             }
         };
-        Ok(Admission(permit))
+        let held = match self.bytes.try_take(bytes) {
+            Some(held) => held,
+            None if limit.is_zero() => return Err(Refusal::QueueFull),
+            None => tokio::time::timeout_at(deadline, self.bytes.take(bytes))
+                .await
+                .map_err(|_| Refusal::QueueFull)?,
+        };
+        Ok(Admission(permit, held))
     }
 
     /// Queues an admitted batch. For a pipeline with processors, returns the [`Ack`] that
@@ -143,11 +158,16 @@ impl PipelineHandle {
         } else {
             (None, None)
         };
-        admission.0.send(Submission { batch, ack });
+        let Admission(permit, bytes) = admission;
+        permit.send(Submission { batch, ack, bytes });
         self.metrics
             .pipeline_queue_depth
             .with_label_values(&[&self.name])
             .set(self.queue_depth() as i64);
+        self.metrics
+            .pipeline_queue_bytes
+            .with_label_values(&[&self.name])
+            .set(self.bytes.used_bytes() as i64);
         answer
     }
 
@@ -157,6 +177,11 @@ impl PipelineHandle {
 
     pub fn queue_capacity(&self) -> usize {
         self.tx.max_capacity()
+    }
+
+    /// The bytes of the batches in the queue, and the queue's limit.
+    pub fn queue_bytes(&self) -> (u64, u64) {
+        (self.bytes.used_bytes(), self.bytes.limit_bytes())
     }
 }
 

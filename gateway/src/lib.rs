@@ -22,6 +22,7 @@
 pub use sluice_core::{model, naming, prompb, scrape};
 
 pub mod admin;
+pub mod budget;
 pub mod build_info;
 pub mod catch_panic;
 pub mod config;

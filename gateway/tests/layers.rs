@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of the library and its layer, bottom (0) to top.
 const LAYERS: &[(&str, u8)] = &[
+    ("budget", 0),
     ("build_info", 0),
     ("catch_panic", 0),
     ("grpc_codec", 0),

@@ -253,7 +253,10 @@ impl Generation {
             let pipeline = Pipeline::start(
                 &spec.name,
                 spec.signal,
-                spec.queue_size,
+                crate::pipeline::QueueBounds {
+                    batches: spec.queue_size,
+                    mib: spec.queue_max_size_mib,
+                },
                 chain,
                 handles,
                 emit.clone(),

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{ByteBudget, BytesHeld};
 use crate::exporters::{ExporterHandle, Reservation};
 use crate::inlet::{PipelineHandle, Rejection, Room, Submission};
 use crate::model::{Batch, Payload, Signal};
@@ -102,6 +103,8 @@ impl EmitRouter {
                     tx.try_send(Submission {
                         batch: batch.clone(),
                         ack: None,
+                        // What plugins emit is bounded by the queue's number of batches.
+                        bytes: BytesHeld::none(),
                     })
                 });
                 if !matches!(sent, Some(Ok(())))
@@ -117,6 +120,13 @@ impl EmitRouter {
             }
         }
     }
+}
+
+/// How much a pipeline's queue holds: batches, and their protobuf bytes in MiB.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueBounds {
+    pub batches: usize,
+    pub mib: u64,
 }
 
 /// A running pipeline: its handle and the task that moves batches to the exporters.
@@ -141,18 +151,24 @@ impl Pipeline {
     pub fn start(
         name: &str,
         signal: Signal,
-        queue_size: usize,
+        queue: QueueBounds,
         processors: Vec<Arc<Processor>>,
         exporters: Vec<ExporterHandle>,
         emit: Arc<EmitRouter>,
         metrics: Arc<SelfMetrics>,
     ) -> Pipeline {
-        let (tx, rx) = mpsc::channel(queue_size);
+        let QueueBounds { batches, mib } = queue;
+        let (tx, rx) = mpsc::channel(batches);
+        let bytes = ByteBudget::mib(mib);
+        metrics
+            .pipeline_queue_capacity_bytes
+            .with_label_values(&[name])
+            .set(bytes.limit_bytes() as i64);
         let name: Arc<str> = name.into();
         metrics
             .pipeline_queue_capacity
             .with_label_values(&[&name])
-            .set(queue_size as i64);
+            .set(batches as i64);
         let handle = PipelineHandle::new(
             name.clone(),
             signal,
@@ -163,6 +179,7 @@ impl Pipeline {
                 .map(|r| Box::new(r) as Box<dyn Room>)
                 .collect(),
             !processors.is_empty() || exporters.iter().any(|e| e.is_durable()),
+            bytes.clone(),
             metrics.clone(),
         );
         let cancel = CancellationToken::new();
@@ -171,7 +188,7 @@ impl Pipeline {
         let tapped = taps.clone();
         let task = if processors.is_empty() {
             tokio::spawn(run(
-                name, rx, processors, exporters, emit, metrics, stop, tapped,
+                name, rx, bytes, processors, exporters, emit, metrics, stop, tapped,
             ))
         } else {
             // Plugins are CPU-bound and call WASI synchronously: they run on a thread of their
@@ -180,7 +197,7 @@ impl Pipeline {
             // 100 spans; a thread that finds its next batch already queued costs nothing.
             tokio::task::spawn_blocking(move || {
                 crate::rt::block_on(run(
-                    name, rx, processors, exporters, emit, metrics, stop, tapped,
+                    name, rx, bytes, processors, exporters, emit, metrics, stop, tapped,
                 ))
             })
         };
@@ -228,12 +245,13 @@ const ROOM_WAIT: Duration = Duration::from_millis(200);
 /// has passed or every queue has closed. The slot is reserved in the returned list.
 async fn wait_for_room(
     exporters: &[ExporterHandle],
+    bytes: usize,
     limit: Option<Duration>,
 ) -> Option<Vec<Reservation>> {
     let mut waits: Vec<_> = exporters
         .iter()
         .enumerate()
-        .map(|(i, e)| Box::pin(async move { (e.reserve_waiting().await, i) }))
+        .map(|(i, e)| Box::pin(async move { (e.reserve_waiting(bytes).await, i) }))
         .collect();
     let any = async {
         while !waits.is_empty() {
@@ -257,7 +275,7 @@ async fn wait_for_room(
             .enumerate()
             .map(|(i, e)| match slot.take_if(|_| i == taken) {
                 Some(slot) => slot,
-                None => e.reserve(),
+                None => e.reserve(bytes),
             })
             .collect(),
     )
@@ -273,7 +291,7 @@ struct Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        while let Ok(Submission { batch, ack }) = self.rx.try_recv() {
+        while let Ok(Submission { batch, ack, .. }) = self.rx.try_recv() {
             if ack.is_none() {
                 count_shutdown_drop(&self.metrics, &self.pipeline, &batch);
             }
@@ -317,6 +335,7 @@ fn count_shutdown_drop(metrics: &SelfMetrics, pipeline: &str, batch: &Batch) {
 async fn run(
     name: Arc<str>,
     rx: mpsc::Receiver<Submission>,
+    bytes: Arc<ByteBudget>,
     processors: Vec<Arc<Processor>>,
     exporters: Vec<ExporterHandle>,
     emit: Arc<EmitRouter>,
@@ -325,6 +344,7 @@ async fn run(
     taps: Arc<tap::Taps>,
 ) {
     let depth = metrics.pipeline_queue_depth.with_label_values(&[&name]);
+    let depth_bytes = metrics.pipeline_queue_bytes.with_label_values(&[&name]);
     let mut rx = Inbox {
         rx,
         metrics: metrics.clone(),
@@ -344,15 +364,22 @@ async fn run(
             _ = cancel.cancelled() => None,
             next = rx.rx.recv() => next,
         };
-        let Some(Submission { batch, ack }) = next else {
+        // The batch's bytes of the pipeline queue's budget are held until it is handed on.
+        let Some(Submission {
+            batch,
+            ack,
+            bytes: held,
+        }) = next
+        else {
             break;
         };
         depth.set(rx.rx.len() as i64);
+        let size = batch.size_bytes();
         // Room first, so that no batch is processed only to find every queue full: when no
         // exporter can take it, wait (a batch already acknowledged for as long as it takes; in
         // a pipeline with processors up to ROOM_WAIT, or not at all while the queues stay full
         // after such a wait ran out).
-        let mut slots: Vec<Reservation> = exporters.iter().map(|e| e.reserve()).collect();
+        let mut slots: Vec<Reservation> = exporters.iter().map(|e| e.reserve(size)).collect();
         if slots.iter().any(|r| !matches!(r, Reservation::Full)) {
             stalled = false;
         } else if !exporters.is_empty() {
@@ -370,7 +397,7 @@ async fn run(
             let waited = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => None,
-                waited = wait_for_room(&exporters, limit) => Some(waited),
+                waited = wait_for_room(&exporters, size, limit) => Some(waited),
             };
             let Some(waited) = waited else {
                 // Shutdown timeout: `held` counts the batch (or its client retries).
@@ -441,6 +468,8 @@ async fn run(
         if let Some(ack) = ack {
             let _ = ack.send(answer);
         }
+        drop(held);
+        depth_bytes.set(bytes.used_bytes() as i64);
     }
     tracing::debug!(pipeline = %name, "Pipeline drained and stopped.");
 }

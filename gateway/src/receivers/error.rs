@@ -61,7 +61,7 @@ pub enum ReceiverError {
     #[error("receiver {receiver} is not part of any {signal} pipeline")]
     NoPipeline { receiver: String, signal: Signal },
     #[error("{}", match refusal {
-        Refusal::QueueFull => format!("pipeline {pipeline} is full ({signal}); retry later"),
+        Refusal::QueueFull => format!("the queue of pipeline {pipeline} is full ({signal}; it holds queue_size batches and queue_max_size_mib of them, and waits for room in its exporters' queues); retry later"),
         Refusal::ShuttingDown => "the gateway is shutting down; retry against another instance or later".to_string(),
         Refusal::MemoryLimit => "the gateway is above its memory limit (service.memory_limiter) while its queues drain; retry later".to_string(),
         Refusal::StorageFull => format!("the disk queue behind pipeline {pipeline} is full or cannot be written ({signal}); retry later"),

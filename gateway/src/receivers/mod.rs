@@ -385,11 +385,12 @@ impl Intake {
         // pipeline must not fill its siblings' queues with held places), and the request waits
         // for that one, within one ADMISSION_WAIT in all.
         let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
+        let size = batch.size_bytes();
         let admissions = 'admit: loop {
             let mut held = Vec::with_capacity(pipelines.len());
             let mut full = None;
             for p in pipelines.iter() {
-                match p.admit(Duration::ZERO).await {
+                match p.admit(size, Duration::ZERO).await {
                     Ok(admission) => held.push(admission),
                     Err(Refusal::QueueFull) => {
                         full = Some(p);
@@ -404,7 +405,7 @@ impl Intake {
             if left.is_zero() {
                 return refuse(Refusal::QueueFull, &p.name);
             }
-            match p.admit(left).await {
+            match p.admit(size, left).await {
                 Ok(admission) if pipelines.len() == 1 => break 'admit vec![admission],
                 Ok(_) => continue,
                 Err(refusal) => return refuse(refusal, &p.name),

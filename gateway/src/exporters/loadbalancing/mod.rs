@@ -181,7 +181,7 @@ impl Export for Balancer {
                 };
                 let part = Arc::new(part);
                 // Never wait for a full backend: the others' shares would wait behind it.
-                let delivered = match backend.handle.reserve() {
+                let delivered = match backend.handle.reserve(part.size_bytes()) {
                     Reservation::Full => false,
                     r => backend.handle.deliver(r, part.clone()).unwrap_or(false),
                 };

@@ -145,7 +145,7 @@ impl DiskQueue {
             salt,
             name: name.clone(),
             fsync: config.fsync,
-            max_bytes: config.max_size_mib.saturating_mul(1 << 20),
+            max_bytes: config.size_limit_mib().saturating_mul(1 << 20),
             max_batches: config.queue_size,
             segment_bytes: config.segment_size_kib.saturating_mul(1024).max(4096),
             state: Mutex::new(State {
@@ -1008,7 +1008,7 @@ mod tests {
     async fn full_queue_refuses_and_a_second_process_is_locked_out() {
         let dir = tempdir("full");
         let mut c = config(&dir);
-        c.max_size_mib = 1;
+        c.max_size_mib = Some(1);
         let q = DiskQueue::open("otlp/a", &c, metrics()).expect("test");
         let big = batch(2000, &"x".repeat(200));
         let mut taken = 0;

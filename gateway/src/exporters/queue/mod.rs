@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 use super::{Built, ExportError};
+use crate::budget::{ByteBudget, BytesHeld};
 use crate::config::{BreakerConfig, SendingQueueConfig};
 use crate::model::Batch;
 use crate::store::MemoryStore;
@@ -45,9 +46,12 @@ pub struct ExporterHandle {
 
 #[derive(Clone)]
 enum QueueTx {
-    Memory(mpsc::Sender<Arc<Batch>>),
+    Memory(mpsc::Sender<Queued>, Arc<ByteBudget>),
     Disk(Arc<DiskSender>),
 }
+
+/// A batch in a memory queue, holding its bytes of the queue's budget until it is sent.
+pub(super) type Queued = (Arc<Batch>, BytesHeld);
 
 /// Closes the disk queue once the last handle is gone, so its consumers drain and stop.
 struct DiskSender(Arc<DiskQueue>);
@@ -60,7 +64,7 @@ impl Drop for DiskSender {
 
 /// Where a batch will go in one exporter's queue: see [`ExporterHandle::reserve`].
 pub enum Reservation {
-    Slot(mpsc::OwnedPermit<Arc<Batch>>),
+    Slot(mpsc::OwnedPermit<Queued>, BytesHeld),
     Disk,
     Full,
 }
@@ -76,38 +80,46 @@ impl crate::inlet::Room for DiskRoom {
 }
 
 impl ExporterHandle {
-    /// A place for the next batch, taken before the pipeline's processors run so the batch
-    /// cannot find the queue full afterwards: a slot of a memory queue, or `Full`. Disk queues
-    /// are written when the batch is delivered.
-    pub fn reserve(&self) -> Reservation {
+    /// A place for the next batch (of `bytes`), taken before the pipeline's processors run so
+    /// the batch cannot find the queue full afterwards: a slot and the bytes of a memory
+    /// queue, or `Full`. Disk queues are written when the batch is delivered.
+    pub fn reserve(&self, bytes: usize) -> Reservation {
         match &self.queue {
             QueueTx::Disk(_) => Reservation::Disk,
-            QueueTx::Memory(tx) => match tx.clone().try_reserve_owned() {
-                Ok(permit) => Reservation::Slot(permit),
+            QueueTx::Memory(tx, budget) => match tx.clone().try_reserve_owned() {
+                Ok(permit) => match budget.try_take(bytes) {
+                    Some(held) => Reservation::Slot(permit, held),
+                    None => Reservation::Full,
+                },
                 Err(_) => Reservation::Full,
             },
         }
     }
 
-    /// Waits for a slot in a full memory queue; `None` once it has closed (or for a disk
-    /// queue, which never waits). Dropping the future gives up its place in line.
-    pub async fn reserve_waiting(&self) -> Option<Reservation> {
-        let QueueTx::Memory(tx) = &self.queue else {
+    /// Waits for a slot and `bytes` in a full memory queue; `None` once it has closed (or for
+    /// a disk queue, which never waits). Dropping the future gives up its place in line.
+    pub async fn reserve_waiting(&self, bytes: usize) -> Option<Reservation> {
+        let QueueTx::Memory(tx, budget) = &self.queue else {
             return None;
         };
-        tx.clone().reserve_owned().await.ok().map(Reservation::Slot)
+        let permit = tx.clone().reserve_owned().await.ok()?;
+        Some(Reservation::Slot(permit, budget.take(bytes).await))
     }
 
     /// Puts the batch where `reservation` says: `Ok(false)` for `Full` (the caller counts the
     /// drop with [`ExporterHandle::count_drop`]); an error when a disk queue cannot write it.
     pub fn deliver(&self, reservation: Reservation, batch: Arc<Batch>) -> Result<bool, WriteError> {
         match (reservation, &self.queue) {
-            (Reservation::Slot(permit), QueueTx::Memory(tx)) => {
-                permit.send(batch);
+            (Reservation::Slot(permit, held), QueueTx::Memory(tx, budget)) => {
+                permit.send((batch, held));
                 self.metrics
                     .exporter_queue_depth
                     .with_label_values(&[&self.name])
                     .set((tx.max_capacity() - tx.capacity()) as i64);
+                self.metrics
+                    .exporter_queue_bytes
+                    .with_label_values(&[&self.name])
+                    .set(budget.used_bytes() as i64);
                 Ok(true)
             }
             (Reservation::Disk, QueueTx::Disk(q)) => {
@@ -120,7 +132,7 @@ impl ExporterHandle {
     /// Counts a batch that found this exporter's queue full (or closed) as dropped.
     pub fn count_drop(&self, batch: &Batch) {
         let reason = match &self.queue {
-            QueueTx::Memory(tx) if tx.is_closed() => "shutting_down",
+            QueueTx::Memory(tx, _) if tx.is_closed() => "shutting_down",
             _ => "queue_full",
         };
         let (signal, records) = (batch.signal(), batch.records());
@@ -143,7 +155,7 @@ impl ExporterHandle {
     /// none: a pipeline waits for room in them, see [`ExporterHandle::reserve`].)
     pub fn disk_room(&self) -> Option<DiskRoom> {
         match &self.queue {
-            QueueTx::Memory(_) => None,
+            QueueTx::Memory(..) => None,
             QueueTx::Disk(q) => Some(DiskRoom(Arc::downgrade(&q.0))),
         }
     }
@@ -173,7 +185,7 @@ impl Leftovers {
     /// tasks have been aborted.
     pub fn discard(&self) -> usize {
         let rx = match &self.0.source {
-            Source::Memory(rx) => rx,
+            Source::Memory(rx, _) => rx,
             Source::Disk(q) => {
                 q.sync();
                 let pending = q.pending();
@@ -187,7 +199,7 @@ impl Leftovers {
             return 0;
         };
         let mut records = 0;
-        while let Ok(batch) = rx.try_recv() {
+        while let Ok((batch, _)) = rx.try_recv() {
             records += batch.records();
             self.0.metrics.drop_records(
                 &format!("exporter/{}", self.0.name),
@@ -214,7 +226,16 @@ pub(super) fn start(
         None => {
             let (tx, rx) = mpsc::channel(queue.queue_size);
             let probe = crate::telemetry::QueueProbe::of(tx.downgrade());
-            (QueueTx::Memory(tx), Source::Memory(Mutex::new(rx)), probe)
+            let budget = ByteBudget::mib(queue.size_limit_mib());
+            metrics
+                .exporter_queue_capacity_bytes
+                .with_label_values(&[&name])
+                .set(budget.limit_bytes() as i64);
+            (
+                QueueTx::Memory(tx, budget.clone()),
+                Source::Memory(Mutex::new(rx), budget),
+                probe,
+            )
         }
         Some(_) => {
             let q = DiskQueue::open(spec_name, queue, metrics.clone()).map_err(|e| {

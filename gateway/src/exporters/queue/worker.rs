@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::ExporterStatus;
 use super::breaker::Permit;
 use super::disk::{DiskQueue, Ticket};
+use crate::budget::ByteBudget;
 use crate::config::RetryConfig;
 use crate::exporters::Export;
 use crate::model::Batch;
@@ -32,7 +33,7 @@ pub(super) struct Worker {
 
 /// Where a worker takes batches from.
 pub(super) enum Source {
-    Memory(Mutex<mpsc::Receiver<Arc<Batch>>>),
+    Memory(Mutex<mpsc::Receiver<super::Queued>>, Arc<ByteBudget>),
     Disk(Arc<DiskQueue>),
 }
 
@@ -42,19 +43,24 @@ impl Worker {
             .metrics
             .exporter_queue_depth
             .with_label_values(&[&self.name]);
+        let depth_bytes = self
+            .metrics
+            .exporter_queue_bytes
+            .with_label_values(&[&self.name]);
         loop {
-            let (batch, ticket): (Arc<Batch>, Option<Ticket>) = match &self.source {
-                Source::Memory(rx) => {
+            // The batch's bytes of a memory queue's budget are held until it is sent.
+            let (batch, ticket, held): (Arc<Batch>, Option<Ticket>, _) = match &self.source {
+                Source::Memory(rx, _) => {
                     let mut rx = rx.lock().await;
                     let batch = rx.recv().await;
                     depth.set(rx.len() as i64);
                     match batch {
-                        Some(b) => (b, None),
+                        Some((b, held)) => (b, None, held),
                         None => break,
                     }
                 }
                 Source::Disk(q) => match q.next().await {
-                    Some((b, t)) => (b, Some(t)),
+                    Some((b, t)) => (b, Some(t), crate::budget::BytesHeld::none()),
                     None => break,
                 },
             };
@@ -64,6 +70,10 @@ impl Worker {
             // aborted at shutdown never gets here, so its batch stays on disk.
             if let (Source::Disk(q), Some(t)) = (&self.source, ticket) {
                 crate::rt::blocking(|| q.done(t));
+            }
+            drop(held);
+            if let Source::Memory(_, budget) = &self.source {
+                depth_bytes.set(budget.used_bytes() as i64);
             }
         }
         self.sender.finish();

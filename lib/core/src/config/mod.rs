@@ -376,6 +376,13 @@ fn pipelines(
         if p.queue_size == 0 {
             err(errors, format!("{path}.queue_size"), "must be at least 1");
         }
+        if p.queue_max_size_mib == 0 {
+            err(
+                errors,
+                format!("{path}.queue_max_size_mib"),
+                "must be at least 1",
+            );
+        }
         pipelines.push(PipelineSpec {
             name: name.clone(),
             signal,
@@ -383,6 +390,7 @@ fn pipelines(
             processors: p.processors.clone(),
             exporters: p.exporters.clone(),
             queue_size: p.queue_size,
+            queue_max_size_mib: p.queue_max_size_mib,
         });
     }
     pipelines

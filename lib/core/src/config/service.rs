@@ -142,10 +142,18 @@ pub struct PipelineConfig {
     /// error.
     #[serde(default = "default_pipeline_queue")]
     pub queue_size: usize,
+    /// The queue's size limit, the batches' protobuf bytes, as well as `queue_size` batches.
+    #[serde(default = "default_pipeline_queue_mib")]
+    pub queue_max_size_mib: u64,
 }
 
 fn default_pipeline_queue() -> usize {
     256
+}
+
+/// With 256 batches of ~64 KiB, what a busy pipeline holds; 1000-record batches reach it first.
+fn default_pipeline_queue_mib() -> u64 {
+    32
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +165,7 @@ pub struct PipelineSpec {
     pub processors: Vec<String>,
     pub exporters: Vec<String>,
     pub queue_size: usize,
+    pub queue_max_size_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -144,6 +144,15 @@ impl Payload {
         }
     }
 
+    /// The length of [`Payload::encode_protobuf`]'s output, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Payload::Traces(r) => r.encoded_len(),
+            Payload::Metrics(r) => r.encoded_len(),
+            Payload::Logs(r) => r.encoded_len(),
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Result<String> {
         match self {
             Payload::Traces(r) => serde_json::to_string(r),
@@ -477,6 +486,15 @@ impl Batch {
 
     pub fn records(&self) -> usize {
         self.records
+    }
+
+    /// The size queues count the batch at: its protobuf bytes, measured without encoding
+    /// them when they are not known.
+    pub fn size_bytes(&self) -> usize {
+        match self.encoded.get() {
+            Some(bytes) => bytes.len(),
+            None => self.payload().encoded_len(),
+        }
     }
 
     /// The protobuf encoding, computed at most once and shared by all exporters.

@@ -33,9 +33,12 @@ pub struct SendingQueueConfig {
     pub fsync: FsyncPolicy,
     #[serde(default = "default_fsync_interval", with = "duration")]
     pub fsync_interval: Duration,
-    /// The disk queue's size limit; above it, receivers refuse with a retryable error.
-    #[serde(default = "default_queue_max_size_mib")]
-    pub max_size_mib: u64,
+    /// The queue's size limit, the batches' protobuf bytes, as well as `queue_size` batches:
+    /// a memory queue that reaches it is full as when `queue_size` is reached; above a disk
+    /// queue's, receivers refuse with a retryable error. Unset: 64 in memory, 1024 on disk
+    /// ([`SendingQueueConfig::size_limit_mib`]).
+    #[serde(default)]
+    pub max_size_mib: Option<u64>,
     /// Size of one segment file of the disk queue; a segment is deleted once all its batches
     /// are delivered.
     #[serde(default = "default_segment_size_kib")]
@@ -51,7 +54,7 @@ impl Default for SendingQueueConfig {
             storage: None,
             fsync: FsyncPolicy::default(),
             fsync_interval: default_fsync_interval(),
-            max_size_mib: default_queue_max_size_mib(),
+            max_size_mib: None,
             segment_size_kib: default_segment_size_kib(),
         }
     }
@@ -71,9 +74,12 @@ fn default_fsync_interval() -> Duration {
     Duration::from_secs(1)
 }
 
-fn default_queue_max_size_mib() -> u64 {
-    1024
-}
+/// The size limit of a memory queue, unless set: with `queue_size`'s 1000 batches, as many as
+/// a busy gateway holds of ~64 KiB batches; a few hundred of 1000-record batches would hold
+/// most of a small pod's memory.
+pub const DEFAULT_MEMORY_QUEUE_MIB: u64 = 64;
+/// The size limit of a disk queue, unless set.
+pub const DEFAULT_DISK_QUEUE_MIB: u64 = 1024;
 
 fn default_segment_size_kib() -> u64 {
     8192
@@ -183,7 +189,19 @@ pub(crate) fn single_consumer_queue() -> SendingQueueConfig {
 }
 
 impl SendingQueueConfig {
+    /// `max_size_mib`, or its default for where the queue is kept.
+    pub fn size_limit_mib(&self) -> u64 {
+        self.max_size_mib.unwrap_or(if self.storage.is_some() {
+            DEFAULT_DISK_QUEUE_MIB
+        } else {
+            DEFAULT_MEMORY_QUEUE_MIB
+        })
+    }
+
     pub fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        if self.max_size_mib == Some(0) {
+            err(errors, format!("{path}.max_size_mib"), "must be at least 1");
+        }
         if self.queue_size == 0 {
             err(errors, format!("{path}.queue_size"), "must be at least 1");
         }
@@ -195,9 +213,6 @@ impl SendingQueueConfig {
             );
         }
         if self.storage.is_some() {
-            if self.max_size_mib == 0 {
-                err(errors, format!("{path}.max_size_mib"), "must be at least 1");
-            }
             if self.segment_size_kib < 4 {
                 err(
                     errors,
