@@ -18,9 +18,14 @@ def kv(k, v):
     return common_pb2.KeyValue(key=k, value=common_pb2.AnyValue(string_value=v))
 
 
-def batch(spans: int, seed: int = 7, clean: bool = False) -> bytes:
-    """`clean`: nothing the redact plugin's default detectors match (no client IP address)."""
+def batch(spans: int, seed: int = 7, clean: bool = False, sensitive: int = 1) -> bytes:
+    """`clean`: nothing the redact plugin's default detectors match (no client IP address).
+    Otherwise `sensitive` values per span for them to mask: 1, the client's IP address (as real
+    HTTP server spans carry it); 3, also the server's IP address and an e-mail address in the
+    URL path, in place of a host name and an order number (the same attributes, so the batch
+    keeps its shape)."""
     rnd = random.Random(seed)
+    three = not clean and sensitive >= 3
     out = []
     base = 1_700_000_000_000_000_000
     for i in range(spans):
@@ -37,10 +42,12 @@ def batch(spans: int, seed: int = 7, clean: bool = False) -> bytes:
                 attributes=[
                     kv("http.request.method", "GET"),
                     kv("http.route", "/api/v1/orders/{id}/items"),
-                    kv("url.path", f"/api/v1/orders/{rnd.randint(1, 10**9)}/items"),
+                    kv("url.path", f"/api/v1/users/user{rnd.randint(1, 10**6)}@example.com/items" if three
+                       else f"/api/v1/orders/{rnd.randint(1, 10**9)}/items"),
                     kv("url.scheme", "https"),
                     kv("http.response.status_code", rnd.choice([200, 200, 200, 201, 404, 500])),
-                    kv("server.address", "orders.internal.example"),
+                    kv("server.address", f"10.8.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}" if three
+                       else "orders.internal.example"),
                     kv("server.port", 8443),
                     kv("client.address", "frontend" if clean else f"10.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"),
                     kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"),

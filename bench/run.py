@@ -4,7 +4,7 @@ spans/s accepted, gateway CPU seconds per million spans (from /proc, the gateway
 only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals.
 
     python3 bench/run.py [--duration 15] [--connections 4] [--spans 100]
-                         [--scenarios passthrough,redact,chain3]
+                         [--scenarios passthrough,redact_mask1,redact_mask3,chain3_mask]
     python3 bench/run.py [--distinct 64] ...   # N different batches in turn
     python3 bench/run.py --startup
     python3 bench/run.py --scenarios passthrough,rotel,rotel_blackhole   # side by side
@@ -38,10 +38,15 @@ from pathlib import Path
 from harness import BIN, PLUGINS, REPO, cpu_seconds, free_port, metric_sum, peak_rss_mib, start, stop
 
 
+# Spans per batch of the `big_batches` scenario: what peak memory is at saturation with batches
+# ten times the usual size.
+BIG_BATCH = 1000
+
+
 def processors_for(scenario: str) -> dict:
-    if scenario in ("passthrough", "passthrough_gzip"):
+    if scenario in ("passthrough", "passthrough_gzip", "big_batches"):
         return {}
-    if scenario in ("redact", "redact_clean"):
+    if scenario in ("redact", "redact_clean", "redact_mask1", "redact_mask3"):
         return {"redact": {"plugin": "builtin/redact", "on_error": "reject"}}
     if scenario == "sample":
         return {"sample": {"plugin": "builtin/sample", "config": {
@@ -70,7 +75,7 @@ def processors_for(scenario: str) -> dict:
     if scenario == "readers3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {name: {"plugin": chaos, "config": {"mode": "pass"}} for name in ("a", "b", "c")}
-    if scenario in ("chain3", "chain3_dirty"):
+    if scenario in ("chain3", "chain3_dirty", "chain3_mask"):
         # The chain: enrich (a resource attribute), redact (defaults), slo.
         return {
             "enrich": {"plugin": "builtin/enrich", "config": {"attributes": [
@@ -117,10 +122,12 @@ def start_rotel(scenario: str, http: int, down_grpc: int, workdir: Path) -> subp
     raise RuntimeError("rotel did not start listening")
 
 
-def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: Path) -> dict:
+def run_scenario(scenario: str, args, workdir: Path, batches: dict) -> dict:
     reference = scenario.startswith("rotel")
-    if scenario in ("redact_clean", "chain3"):
-        batch = clean_batch
+    kind = {"redact_clean": "clean", "chain3": "clean", "redact_mask3": "mask3",
+            "big_batches": "big"}.get(scenario, "mask1")
+    batch = batches[kind]
+    spans = BIG_BATCH if kind == "big" else args.spans
     down = {"grpc": free_port(), "admin": free_port()}
     up = {"http": free_port(), "admin": free_port()}
     downstream = start(
@@ -146,7 +153,8 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
                 "processors": procs,
                 "exporters": {
                     "otlp/down": {"endpoint": f"http://127.0.0.1:{down['grpc']}", "protocol": "grpc",
-                                  "compression": "gzip" if scenario == "passthrough_gzip" else "none"}
+                                  "compression": "gzip" if scenario == "passthrough_gzip" else "none",
+                                  **({"sending_queue": {"max_size_mib": args.queue_mib}} if args.queue_mib else {})}
                 },
                 "service": {
                     "pipelines": {
@@ -154,6 +162,7 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
                             "receivers": ["otlp"],
                             "processors": list(procs),
                             "exporters": ["otlp/down"],
+                            **({"queue_max_size_mib": args.queue_mib} if args.queue_mib else {}),
                         }
                     },
                     "admin": {"endpoint": f"127.0.0.1:{up['admin']}"},
@@ -192,8 +201,8 @@ def run_scenario(scenario: str, args, workdir: Path, batch: Path, clean_batch: P
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk.stdout)
         non2xx = int(non2xx.group(1)) if non2xx else 0
         if reference:
-            accepted = (int(requests.group(1)) - non2xx) * args.spans if requests else 0
-            refused = non2xx * args.spans
+            accepted = (int(requests.group(1)) - non2xx) * spans if requests else 0
+            refused = non2xx * spans
         else:
             accepted = metric_sum(admin, "sluice_receiver_accepted_records_total")
             refused = metric_sum(admin, "sluice_receiver_refused_records_total")
@@ -289,9 +298,10 @@ def main() -> None:
     p.add_argument(
         "--scenarios",
         default="passthrough,redact,redact_clean,chain3",
-        help="passthrough; redact (one client IP per span to mask); redact_clean (nothing to "
-        "redact); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
-        "to redact); chain3_dirty (the same, one client IP per span to mask); spanmetrics (every "
+        help="passthrough; redact or redact_mask1 (one client IP per span to mask); redact_mask3 "
+        "(three values per span to mask: two IPs and an e-mail); redact_clean (nothing to "
+        "redact); big_batches (passthrough of 1000-span batches: the peak RSS at saturation); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
+        "to redact); chain3_dirty or chain3_mask (the same, one client IP per span to mask); spanmetrics (every "
         "span counted); spanmetrics_dedupe (repeats skipped as already counted); red_graph "
         "(spanmetrics and servicegraph); readers3 (three "
         "plugins that only read: the test plugin in pass mode); passthrough_gzip (exports "
@@ -299,6 +309,9 @@ def main() -> None:
         "gateway's place: forwarding to the same downstream uncompressed or gzip-compressed, "
         "or discarding)",
     )
+    p.add_argument("--queue-mib", type=int, default=0,
+                   help="the gateway's pipeline and exporter queue size limits in MiB "
+                   "(queue_max_size_mib, sending_queue.max_size_mib; default: the gateway's defaults)")
     p.add_argument("--distinct", type=int, default=1,
                    help="post N different batches in turn (values that repeat less; default 1, "
                    "one batch posted again and again)")
@@ -322,18 +335,22 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
         workdir = Path(tmp)
-        batch = workdir / "batch.pb"
-        batch.write_bytes(make(args.spans))
-        clean_batch = workdir / "clean.pb"
-        clean_batch.write_bytes(make(args.spans, clean=True))
-        if args.distinct > 1:
+        kinds = {
+            "mask1": lambda seed: make(args.spans, seed=seed),
+            "mask3": lambda seed: make(args.spans, seed=seed, sensitive=3),
+            "clean": lambda seed: make(args.spans, seed=seed, clean=True),
+            "big": lambda seed: make(BIG_BATCH, seed=seed),
+        }
+        batches = {}
+        for kind, build in kinds.items():
+            batches[kind] = workdir / f"{kind}.pb"
+            batches[kind].write_bytes(build(7))
             # Batches whose ids, paths, tenants and addresses differ (seeded, so runs compare).
-            for i in range(args.distinct):
-                Path(f"{batch}.{i}").write_bytes(make(args.spans, seed=1000 + i))
-                Path(f"{clean_batch}.{i}").write_bytes(make(args.spans, seed=1000 + i, clean=True))
+            for i in range(args.distinct if args.distinct > 1 else 0):
+                Path(f"{batches[kind]}.{i}").write_bytes(build(1000 + i))
         results = []
         for scenario in args.scenarios.split(","):
-            r = run_scenario(scenario, args, workdir, batch, clean_batch)
+            r = run_scenario(scenario, args, workdir, batches)
             results.append(r)
             print(f"{scenario}: done", file=sys.stderr)
     base = next((r for r in results if r["scenario"] == "passthrough"), None)
