@@ -4,9 +4,11 @@
 //! through [`MemoryStore::find_traces`], [`MemoryStore::trace`], [`MemoryStore::services`] and
 //! [`MemoryStore::logs`], which back the web UI and the Jaeger query API ([`jaeger`]). Everything
 //! is bounded: spans by `max_spans` (whole traces evicted, oldest first), log records by
-//! `max_logs`, both by `max_age` since arrival. Every eviction is counted in
+//! `max_logs`, each by `max_size_mib` of memory (as [`held_bytes`] estimates it), both by
+//! `max_age` since arrival. Every eviction is counted in
 //! `sluice_store_evicted_records_total{signal,reason}`.
 
+mod held_bytes;
 pub mod jaeger;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -47,6 +49,8 @@ pub struct StoredLog {
 
 struct Trace {
     spans: Vec<StoredSpan>,
+    /// What its spans hold, as [`held_bytes`] estimates it.
+    bytes: usize,
 }
 
 struct Inner {
@@ -54,7 +58,10 @@ struct Inner {
     /// Traces in order of first arrival, for eviction.
     order: VecDeque<(Instant, TraceId)>,
     spans: usize,
-    logs: VecDeque<(Instant, StoredLog)>,
+    span_bytes: usize,
+    /// Arrival, estimated size, record.
+    logs: VecDeque<(Instant, usize, StoredLog)>,
+    log_bytes: usize,
 }
 
 /// What a trace search asks for; every condition must hold for one span of the trace.
@@ -84,9 +91,31 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+/// Records evicted, by the bound that evicted them.
+#[derive(Default)]
+struct Evicted {
+    age: usize,
+    count: usize,
+    size: usize,
+}
+
+impl Evicted {
+    fn of(&mut self, old: bool, many: bool) -> &mut usize {
+        if old {
+            &mut self.age
+        } else if many {
+            &mut self.count
+        } else {
+            &mut self.size
+        }
+    }
+}
+
 pub struct MemoryStore {
     max_spans: usize,
     max_logs: usize,
+    /// For spans, and for log records.
+    max_bytes: usize,
     max_age: Duration,
     inner: Mutex<Inner>,
     metrics: Arc<SelfMetrics>,
@@ -106,12 +135,16 @@ impl MemoryStore {
         MemoryStore {
             max_spans: config.max_spans,
             max_logs: config.max_logs,
+            max_bytes: usize::try_from(config.max_size_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
             max_age: config.max_age,
             inner: Mutex::new(Inner {
                 traces: HashMap::new(),
                 order: VecDeque::new(),
                 spans: 0,
+                span_bytes: 0,
                 logs: VecDeque::new(),
+                log_bytes: 0,
             }),
             metrics,
         }
@@ -148,17 +181,24 @@ impl MemoryStore {
                                 traces,
                                 order,
                                 spans,
+                                span_bytes,
                                 ..
                             } = &mut *inner;
                             let trace = traces.entry(id).or_insert_with(|| {
                                 order.push_back((now, id));
-                                Trace { spans: Vec::new() }
+                                Trace {
+                                    spans: Vec::new(),
+                                    bytes: 0,
+                                }
                             });
+                            let bytes = held_bytes::span(span);
                             trace.spans.push(StoredSpan {
                                 origin: origin.clone(),
                                 span: span.clone(),
                             });
+                            trace.bytes += bytes;
                             *spans += 1;
+                            *span_bytes += bytes;
                         }
                     }
                 }
@@ -177,8 +217,11 @@ impl MemoryStore {
                             scope_version: scope.version,
                         });
                         for record in &sl.log_records {
+                            let bytes = held_bytes::log(record);
+                            inner.log_bytes += bytes;
                             inner.logs.push_back((
                                 now,
+                                bytes,
                                 StoredLog {
                                     origin: origin.clone(),
                                     record: record.clone(),
@@ -194,24 +237,21 @@ impl MemoryStore {
     }
 
     fn evict_traces(&self, inner: &mut Inner, now: Instant) {
-        let mut by_age = 0;
-        let mut by_size = 0;
+        let mut evicted = Evicted::default();
         while let Some(&(arrived, id)) = inner.order.front() {
             let old = now.duration_since(arrived) > self.max_age;
-            if !old && inner.spans <= self.max_spans {
+            let many = inner.spans > self.max_spans;
+            if !old && !many && inner.span_bytes <= self.max_bytes {
                 break;
             }
             inner.order.pop_front();
             if let Some(t) = inner.traces.remove(&id) {
                 inner.spans -= t.spans.len();
-                if old {
-                    by_age += t.spans.len();
-                } else {
-                    by_size += t.spans.len();
-                }
+                inner.span_bytes -= t.bytes;
+                *evicted.of(old, many) += t.spans.len();
             }
         }
-        self.count_evictions("traces", by_age, by_size);
+        self.count_evictions("traces", evicted);
         self.metrics
             .store_records
             .with_label_values(&["traces"])
@@ -219,42 +259,41 @@ impl MemoryStore {
     }
 
     fn evict_logs(&self, inner: &mut Inner, now: Instant) {
-        let mut by_age = 0;
-        let mut by_size = 0;
-        while let Some((arrived, _)) = inner.logs.front() {
-            if now.duration_since(*arrived) > self.max_age {
-                by_age += 1;
-            } else if inner.logs.len() > self.max_logs {
-                by_size += 1;
-            } else {
+        let mut evicted = Evicted::default();
+        while let Some((arrived, bytes, _)) = inner.logs.front() {
+            let old = now.duration_since(*arrived) > self.max_age;
+            let many = inner.logs.len() > self.max_logs;
+            if !old && !many && inner.log_bytes <= self.max_bytes {
                 break;
             }
+            *evicted.of(old, many) += 1;
+            inner.log_bytes -= *bytes;
             inner.logs.pop_front();
         }
-        self.count_evictions("logs", by_age, by_size);
+        self.count_evictions("logs", evicted);
         self.metrics
             .store_records
             .with_label_values(&["logs"])
             .set(inner.logs.len() as i64);
     }
 
-    fn count_evictions(&self, signal: &str, by_age: usize, by_size: usize) {
-        if by_age > 0 {
-            self.metrics
-                .store_evicted
-                .with_label_values(&[signal, "max_age"])
-                .inc_by(by_age as u64);
-        }
-        if by_size > 0 {
-            let reason = if signal == "traces" {
-                "max_spans"
-            } else {
-                "max_logs"
-            };
-            self.metrics
-                .store_evicted
-                .with_label_values(&[signal, reason])
-                .inc_by(by_size as u64);
+    fn count_evictions(&self, signal: &str, evicted: Evicted) {
+        let count_reason = if signal == "traces" {
+            "max_spans"
+        } else {
+            "max_logs"
+        };
+        for (reason, n) in [
+            ("max_age", evicted.age),
+            (count_reason, evicted.count),
+            ("max_size", evicted.size),
+        ] {
+            if n > 0 {
+                self.metrics
+                    .store_evicted
+                    .with_label_values(&[signal, reason])
+                    .inc_by(n as u64);
+            }
         }
     }
 
@@ -311,7 +350,7 @@ impl MemoryStore {
             .logs
             .iter()
             .rev()
-            .map(|(_, l)| l)
+            .map(|(_, _, l)| l)
             .filter(|l| q.service.as_ref().is_none_or(|s| *s == l.origin.service))
             .filter(|l| l.record.severity_number >= q.min_severity)
             .filter(|l| {

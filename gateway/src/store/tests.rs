@@ -81,6 +81,7 @@ fn store(max_spans: usize, max_logs: usize, max_age: Duration) -> (MemoryStore, 
     let config = MemoryExporterConfig {
         max_spans,
         max_logs,
+        max_size_mib: 64,
         max_age,
         sending_queue: SendingQueueConfig::default(),
     };
@@ -361,5 +362,40 @@ fn trace_queries_parse_like_jaegers_query_service() {
     ] {
         let e = parse_trace_query(&p(&[bad])).expect_err("invalid");
         assert!(e.contains(bad.0), "{e}");
+    }
+}
+
+#[test]
+fn the_store_is_bounded_by_the_memory_its_records_hold() {
+    // 1 MiB each for spans and logs; spans and records of 20 KB attribute values.
+    let (mut st, metrics) = store(100_000, 100_000, Duration::from_secs(60));
+    st.max_bytes = 1 << 20;
+    let big = "x".repeat(20_000);
+    for t in 1..=200u8 {
+        let mut sp = span(t, t, None, "upload", 1);
+        sp.attributes.push(kv("payload", &big));
+        st.insert(&traces("shop", vec![sp]));
+        let record = LogRecord {
+            body: s(&big),
+            ..Default::default()
+        };
+        st.insert(&logs("shop", vec![record]));
+    }
+    let (spans, traces_held, logs_held) = st.sizes();
+    // About 50 of 20 KB each fit; by count, all 200 would.
+    assert!((40..=52).contains(&spans), "{spans}");
+    assert_eq!(spans, traces_held);
+    assert!((40..=52).contains(&logs_held), "{logs_held}");
+    assert!(st.trace(&[200; 16]).is_some(), "the newest trace is kept");
+    assert!(st.trace(&[1; 16]).is_none(), "the oldest went first");
+    for signal in ["traces", "logs"] {
+        let evicted = metrics
+            .store_evicted
+            .with_label_values(&[signal, "max_size"])
+            .get();
+        assert_eq!(
+            evicted as usize,
+            200 - if signal == "traces" { spans } else { logs_held }
+        );
     }
 }
