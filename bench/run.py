@@ -72,6 +72,11 @@ def processors_for(scenario: str) -> dict:
             **processors_for("spanmetrics"),
             "servicegraph": {"plugin": "builtin/servicegraph", "on_error": "pass", "config": {"dedupe_window": 0}},
         }
+    if scenario in ("plugin1", "plugin1_reject"):
+        # The plugin hop alone: one plugin that answers `unchanged` without reading the batch.
+        # With `on_error: reject` the client waits for the plugin's outcome.
+        return {"a": {"plugin": str(PLUGINS / "sluice_plugin_chaos.wasm"), "config": {"mode": "noop"},
+                      **({"on_error": "reject"} if scenario == "plugin1_reject" else {})}}
     if scenario == "readers3":
         chaos = str(PLUGINS / "sluice_plugin_chaos.wasm")
         return {name: {"plugin": chaos, "config": {"mode": "pass"}} for name in ("a", "b", "c")}
@@ -303,7 +308,8 @@ def main() -> None:
         "redact); big_batches (passthrough of 1000-span batches: the peak RSS at saturation); sample; enrich; slo; chain3 (enrich a resource attribute, redact, slo; nothing "
         "to redact); chain3_dirty or chain3_mask (the same, one client IP per span to mask); spanmetrics (every "
         "span counted); spanmetrics_dedupe (repeats skipped as already counted); red_graph "
-        "(spanmetrics and servicegraph); readers3 (three "
+        "(spanmetrics and servicegraph); plugin1 (one plugin that answers unchanged: the cost of the "
+        "plugin hop); plugin1_reject (the same with on_error: reject, so clients wait for it); readers3 (three "
         "plugins that only read: the test plugin in pass mode); passthrough_gzip (exports "
         "gzip-compressed); rotel, rotel_gzip, rotel_blackhole (the Rotel collector in the "
         "gateway's place: forwarding to the same downstream uncompressed or gzip-compressed, "

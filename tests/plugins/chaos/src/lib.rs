@@ -13,7 +13,9 @@
 //! indices), `rename` (prefixes span names, so the batch is replaced), `count` (counts spans,
 //! emits the total as a metric on every tick, and keeps the count across reloads and traps
 //! through snapshot/restore). `pass`, `count` and `keep_even` answer from the SDK's in-place
-//! view of the batch; `pass_decoded` is `pass` through the decoded batch (for benchmarks).
+//! view of the batch; `pass_decoded` is `pass` through the decoded batch, and `noop` answers
+//! unchanged without reading the batch (both for benchmarks: `noop` costs what calling a plugin
+//! costs).
 
 use sluice_sdk::host::{self, Level};
 use sluice_sdk::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -43,6 +45,7 @@ enum Mode {
     #[default]
     Pass,
     PassDecoded,
+    Noop,
     KeepEven,
     Rename,
     Count,
@@ -73,6 +76,9 @@ impl Plugin for Chaos {
     }
 
     fn read_traces(&mut self, batch: &TracesView<'_>) -> Result<Option<Verdict>, Error> {
+        if self.config.mode == Mode::Noop {
+            return Ok(Some(Verdict::Unchanged));
+        }
         if matches!(self.config.mode, Mode::Rename | Mode::PassDecoded) {
             return Ok(None);
         }
@@ -175,7 +181,7 @@ impl Plugin for Chaos {
         self.spans_seen += names.len() as u64;
         host::log(Level::Debug, &format!("saw {} spans", names.len()));
         Ok(match self.config.mode {
-            Mode::Pass | Mode::PassDecoded | Mode::Count => Verdict::Unchanged,
+            Mode::Pass | Mode::PassDecoded | Mode::Count | Mode::Noop => Verdict::Unchanged,
             Mode::KeepEven => {
                 let mut i = 0;
                 keep_spans(batch, |_, _, _| {
