@@ -75,6 +75,13 @@ fn bench(c: &mut Criterion) {
     let pass_decoded = processor(&engine, "pass_decoded", "pass_decoded");
     // Nothing to redact: the bench batch's only personal data is `client.address`, allowed here.
     let redact = builtin(&engine, "redact", r#"{"allow_keys": ["client.address"]}"#);
+    // The defaults: every span's `client.address` masked.
+    let redact_masking = load(
+        &engine,
+        "redact_masking",
+        chaos().with_file_name("sluice_plugin_redact.wasm"),
+        "{}",
+    );
     let slo = builtin(
         &engine,
         "slo",
@@ -120,6 +127,13 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 fresh,
                 |batch| forward(&redact, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("redact_masking_one_value_per_span", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&redact_masking, batch).encoded().len(),
                 BatchSize::SmallInput,
             )
         });
