@@ -429,6 +429,85 @@ def test_redact_masks_secrets_in_spans_logs_and_metrics_and_counts_them(gateway,
         assert secret.encode() not in everything, f"{secret!r} reached the downstream"
 
 
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEA7bq98Jt0Xx8cJ1t2c3VwZXJzZWNyZXRrZXltYXRlcmlhbA==\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+SSN = "123-45-6789"
+LOOK_ALIKES = {
+    "k8s.pod.name": "checkout-7d9f8b6c5-x2x9k",
+    "service.version": "v10.22.333",
+    "app.order": "ORD-123-45-6789",
+    "app.day": "2024-01-15",
+    "app.digest": "sha256:" + "ab" * 32,
+    "app.trace": "4bf92f3577b34da6a3ce929d0e0e4736",
+}
+
+
+def test_redact_catches_leaks_in_status_messages_encoded_urls_keys_tokens_and_ids(
+    gateway, downstream, plugin_dir, plugin_cache
+):
+    """What real services leak beyond attributes: a card number in a span's status message, an
+    e-mail address percent-encoded in a URL, a private key in a log body, a payment provider's
+    secret key, a national id number; look-alikes (pod names, versions, order numbers, dates,
+    digests, trace ids) stay as they were."""
+    ds = downstream()
+    gw = start(
+        gateway,
+        plugin_dir,
+        plugin_cache,
+        {"redact": processor("redact", {}, on_error="reject")},
+        # The metrics pipeline carries the plugin's counter.
+        {"traces": ["redact"], "logs": ["redact"], "metrics": []},
+        ds,
+    )
+
+    def build(tracer):
+        attributes = {"url.full": "https://shop.example/signup?email=jane.doe%40example.com&plan=pro", **LOOK_ALIKES}
+        with tracer.start_as_current_span("POST /charge", kind=SpanKind.SERVER, attributes=attributes) as sp:
+            sp.set_status(Status(StatusCode.ERROR, f"charge failed for card {CARD}"))
+
+    send_spans(gw, sdk_spans(build, **{"service.name": "e2e-redact-more"}))
+    send_logs(
+        gw,
+        [
+            {"body": f"loaded signing key\n{PEM}", "severity_number": SeverityNumber.INFO},
+            {"body": f"stripe client configured with {STRIPE}", "severity_number": SeverityNumber.WARN},
+            {"body": f"applicant ssn {SSN} verified", "severity_number": SeverityNumber.ERROR},
+        ],
+        **{"service.name": "e2e-redact-more"},
+    )
+
+    ((_, got),) = wait_spans(ds, 1)
+    assert got.status.message == f"charge failed for card {MASK}"
+    assert got.status.code == 2
+    assert attrs(got.attributes) == {"url.full": f"https://shop.example/signup?email={MASK}&plan=pro", **LOOK_ALIKES}
+    logs = {lr.severity_number: any_value(lr.body) for _, lr in wait_logs(ds, 3)}
+    assert logs == {
+        SeverityNumber.INFO.value: f"loaded signing key\n{MASK}",
+        SeverityNumber.WARN.value: f"stripe client configured with {MASK}",
+        SeverityNumber.ERROR.value: f"applicant ssn {MASK} verified",
+    }
+    wait_counts(
+        ds,
+        "redact.redactions",
+        ("rule", "action"),
+        {
+            ("credit_card", "mask"): 1,
+            ("email", "mask"): 1,
+            ("private_key", "mask"): 1,
+            ("saas_tokens", "mask"): 1,
+            ("national_id", "mask"): 1,
+        },
+    )
+    everything = b"".join(r.raw for s in ("traces", "logs") for r in ds.requests(s))
+    # (The SSN's digits are also in the order number look-alike, which stays.)
+    for secret in (CARD, "jane.doe%40example.com", "BEGIN RSA PRIVATE KEY", STRIPE, f"ssn {SSN}"):
+        assert secret.encode() not in everything, f"{secret!r} reached the downstream"
+
+
 def test_builtin_plugins_come_with_the_binary_and_a_plugin_directory_overrides_them(
     gateway, downstream, tmp_path, plugin_dir, plugin_cache
 ):
