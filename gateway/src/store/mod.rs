@@ -4,7 +4,7 @@
 //! through [`MemoryStore::find_traces`], [`MemoryStore::trace`], [`MemoryStore::services`] and
 //! [`MemoryStore::logs`], which back the web UI and the Jaeger query API ([`jaeger`]). Everything
 //! is bounded: spans by `max_spans` (whole traces evicted, oldest first), log records by
-//! `max_logs`, each by `max_size_mib` of memory (as [`held_bytes`] estimates it), both by
+//! `max_logs`, each by `max_size_mib` of memory (as `held_bytes` estimates it), both by
 //! `max_age` since arrival. Every eviction is counted in
 //! `sluice_store_evicted_records_total{signal,reason}`.
 
@@ -49,7 +49,7 @@ pub struct StoredLog {
 
 struct Trace {
     spans: Vec<StoredSpan>,
-    /// What its spans hold, as [`held_bytes`] estimates it.
+    /// What its spans hold, as `held_bytes` estimates it.
     bytes: usize,
 }
 

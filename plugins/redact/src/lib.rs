@@ -9,7 +9,7 @@
 //! `national_id`) and custom regex rules each have an action: `mask`, `hash` (keyed
 //! HMAC-SHA256), `drop_attribute`, `drop_record` or `off`. A batch with nothing to redact is
 //! answered `Unchanged`, so the gateway forwards its own bytes; in traces and logs, what is
-//! redacted is spliced into the batch's bytes ([`splice`]) rather than the batch decoded and
+//! redacted is spliced into the batch's bytes (module `splice`) rather than the batch decoded and
 //! encoded again. What was redacted is counted per rule and action and emitted on `tick` as the
 //! cumulative sum `redact.redactions`. See the crate's README for the configuration.
 
