@@ -258,29 +258,28 @@ fn misplaced() -> Error {
     Error::Internal("a spliced part is not the payload of a field of the batch".into())
 }
 
-/// What one field of a message becomes.
-enum Step<'e> {
-    /// No change inside: copied as it came.
-    Copy,
-    /// The field is one change's part.
-    Apply(&'e Edit),
-    /// Changes lie inside its payload: rebuilt.
-    Into(&'e [Edit]),
-}
-
-/// Which of `edits` (sorted, all within the message at `base`) fall in each field, in order.
-fn steps<'m, 'e>(
-    msg: &'m [u8],
+/// Appends `msg` (at `base` in the batch) with `edits` (sorted, all within it) applied.
+/// Untouched fields are copied in runs, and everything after the last change at once; a
+/// rebuilt message is written in place after room for its old length's varint, and moved only
+/// in the rare case that its new length needs a varint of another size.
+fn write(
+    msg: &[u8],
     base: usize,
-    edits: &'e [Edit],
-    mut each: impl FnMut(sluice_wire::Field<'m>, usize, Step<'e>) -> Result<(), Error>,
+    edits: &[Edit],
+    data: &[u8],
+    out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let mut rest = edits;
+    // What of `msg` is written (or to be copied as it is) up to here.
+    let mut copied = 0;
     for field in fields(msg) {
+        if rest.is_empty() {
+            break;
+        }
         let field = field.map_err(malformed)?;
-        let field_start = base + (field.raw.as_ptr() as usize - msg.as_ptr() as usize);
-        let field_end = field_start + field.raw.len();
-        let payload_start = field_end - field.payload.len();
+        let start = field.raw.as_ptr() as usize - msg.as_ptr() as usize;
+        let end = start + field.raw.len();
+        let (field_end, payload_start) = (base + end, base + end - field.payload.len());
         let is_len = field.wire_type == WireType::Len;
         // A change belongs to this field when it starts inside it, or is an empty payload at
         // its very end (an empty string ends where its field ends).
@@ -292,7 +291,6 @@ fn steps<'m, 'e>(
             })
             .count();
         if inside == 0 {
-            each(field, payload_start, Step::Copy)?;
             continue;
         }
         let (mine, after) = rest.split_at(inside);
@@ -304,48 +302,15 @@ fn steps<'m, 'e>(
         {
             return Err(misplaced());
         }
+        out.extend_from_slice(&msg[copied..start]);
+        copied = end;
         match mine {
-            [e] if e.at == (payload_start..field_end) => {
-                each(field, payload_start, Step::Apply(e))?
-            }
-            _ => each(field, payload_start, Step::Into(mine))?,
-        }
-    }
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        Err(misplaced())
-    }
-}
-
-/// Appends `msg` (at `base` in the batch) with `edits` applied. Untouched fields are copied
-/// in runs; a rebuilt message is written in place after room for its old length's varint, and
-/// moved only in the rare case that its new length needs a varint of another size.
-fn write(
-    msg: &[u8],
-    base: usize,
-    edits: &[Edit],
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    let offset =
-        |field: &sluice_wire::Field<'_>| field.raw.as_ptr() as usize - msg.as_ptr() as usize;
-    let mut run: Option<usize> = None;
-    steps(msg, base, edits, |field, payload_start, step| {
-        if matches!(step, Step::Copy) {
-            run.get_or_insert(offset(&field));
-            return Ok(());
-        }
-        if let Some(start) = run.take() {
-            out.extend_from_slice(&msg[start..offset(&field)]);
-        }
-        match step {
-            Step::Copy | Step::Apply(Edit { with: None, .. }) => {}
-            Step::Apply(Edit { with: Some(w), .. }) => {
+            [Edit { at, with: None }] if *at == (payload_start..field_end) => {}
+            [Edit { at, with: Some(w) }] if *at == (payload_start..field_end) => {
                 put_len_field(out, field.number, w.len());
                 out.extend_from_slice(&data[w.clone()]);
             }
-            Step::Into(inner) => {
+            inner => {
                 encode_key(field.number, WireType::Len, out);
                 let room = varint_len(field.payload.len());
                 let at = out.len();
@@ -370,11 +335,11 @@ fn write(
                 }
             }
         }
-        Ok(())
-    })?;
-    if let Some(start) = run {
-        out.extend_from_slice(&msg[start..]);
     }
+    if !rest.is_empty() {
+        return Err(misplaced());
+    }
+    out.extend_from_slice(&msg[copied..]);
     Ok(())
 }
 
