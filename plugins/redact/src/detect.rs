@@ -381,7 +381,7 @@ fn iban(b: &[u8], start: usize, end: usize) -> bool {
     rem == 1
 }
 
-fn ipv6(text: &str) -> bool {
+pub(crate) fn ipv6(text: &str) -> bool {
     Ipv6Addr::from_str(text).is_ok_and(|a| !a.is_unspecified())
 }
 

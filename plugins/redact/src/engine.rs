@@ -576,6 +576,18 @@ impl Engine {
         } else {
             detect::precheck(s, self.detector_bits)
         };
+        if verdict == Prefilter::Candidate && !escaped && !self.custom {
+            // A value that is an address and nothing else (`client.address`, `net.peer.ip`):
+            // the one match the scan would find, without it. Only the address detectors match
+            // digits and dots or hex digits and colons alone.
+            if let Some(rule) = self.whole_address(s) {
+                hits.push(Hit {
+                    rule,
+                    range: 0..s.len(),
+                });
+                return true;
+            }
+        }
         if verdict == Prefilter::Candidate {
             self.scan(set, s, None, hits);
         }
@@ -606,6 +618,29 @@ impl Engine {
             });
         }
         verdict != Prefilter::Clean || escaped
+    }
+
+    /// The rule of the address detector that `s`, all of it, is an address for, when on.
+    fn whole_address(&self, s: &str) -> Option<usize> {
+        if s.len() > 45 {
+            return None;
+        }
+        let (detector, rule) = match s.as_bytes().first()? {
+            b'0'..=b'9' if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') => {
+                s.parse::<std::net::Ipv4Addr>().ok()?;
+                (Detector::Ipv4, 3)
+            }
+            _ if s.contains(':')
+                && s.bytes()
+                    .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.') =>
+            {
+                detect::ipv6(s).then_some(())?;
+                (Detector::Ipv6, 4)
+            }
+            _ => return None,
+        };
+        debug_assert_eq!(Detector::ALL[rule], detector);
+        (self.detector_bits & detector.bit() != 0).then_some(rule)
     }
 
     /// Scans `s` decoded, adding its matches as ranges of `s`.

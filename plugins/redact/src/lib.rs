@@ -29,7 +29,7 @@ use sluice_sdk::otlp::logs::v1::LogRecord;
 use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::trace::v1::Span;
 use sluice_sdk::prost::Message;
-use sluice_sdk::wire::Rewrite;
+use sluice_sdk::wire::{Rewrite, append};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict, host};
 
 use clean_cache::{CLEAN_MIN_LEN, Memo};
@@ -69,6 +69,8 @@ struct State {
     keys: Memo<KeyClass>,
     key_scratch: Vec<u8>,
     hits: Vec<Hit>,
+    /// A redacted text being written.
+    text: Vec<u8>,
     /// Values seen before that had nothing to redact.
     clean: Memo<()>,
     /// Attributes (encoded `KeyValue`s) seen at least twice that had nothing to redact.
@@ -176,18 +178,27 @@ impl Walker<'_> {
     }
 
     fn apply(&mut self, s: &mut String, hits: &[Hit], droppable: bool) -> Outcome {
-        let mut out = String::new();
+        let mut out = Vec::new();
         let outcome = self.rewritten(s, hits, droppable, &mut out);
         if outcome == Rewritten::Replaced {
-            *s = out;
-            self.changed = true;
+            // Pieces of `s` and whole strings: UTF-8.
+            if let Ok(text) = String::from_utf8(out) {
+                *s = text;
+                self.changed = true;
+            }
         }
         outcome.into()
     }
 
     /// What `hits` in `s` call for: the record or attribute dropped, or the text with each hit
     /// masked or hashed written to `out` (`Replaced`). Counts what it applies.
-    fn rewritten(&mut self, s: &str, hits: &[Hit], droppable: bool, out: &mut String) -> Rewritten {
+    fn rewritten(
+        &mut self,
+        s: &str,
+        hits: &[Hit],
+        droppable: bool,
+        out: &mut Vec<u8>,
+    ) -> Rewritten {
         if hits.is_empty() {
             return Rewritten::Kept;
         }
@@ -220,15 +231,15 @@ impl Walker<'_> {
             let applied = match engine.action(h.rule) {
                 Action::Hash => match engine.hash(matched.as_bytes()) {
                     Some(hashed) => {
-                        out.push_str(before);
-                        out.push_str(&hashed);
+                        append(out, before.as_bytes());
+                        append(out, hashed.as_bytes());
                         Action::Hash
                     }
                     None => continue,
                 },
                 Action::Mask | Action::DropAttribute => {
-                    out.push_str(before);
-                    out.push_str(&engine.mask);
+                    append(out, before.as_bytes());
+                    append(out, engine.mask.as_bytes());
                     Action::Mask
                 }
                 Action::DropRecord | Action::Off => continue,
@@ -240,7 +251,7 @@ impl Walker<'_> {
         if !replaced {
             return Rewritten::Kept;
         }
-        out.push_str(s.get(last..).unwrap_or_default());
+        append(out, s.get(last..).unwrap_or_default().as_bytes());
         Rewritten::Replaced
     }
 
@@ -548,6 +559,7 @@ impl Plugin for Redact {
             clean: Memo::new(CLEAN_CACHE_SLOTS, CLEAN_CACHE_MAX_LEN),
             clean_attrs: Memo::new(CLEAN_ATTR_CACHE_SLOTS, CLEAN_CACHE_MAX_LEN),
             hits: Vec::new(),
+            text: Vec::new(),
         };
         Ok(Redact { engine, state })
     }

@@ -122,12 +122,13 @@ impl<'b> Walker<'_> {
         }
         let mut hits = std::mem::take(&mut self.state.hits);
         self.find(s, &mut hits);
-        let mut out = String::new();
+        let mut out = std::mem::take(&mut self.state.text);
         let rewritten = self.rewritten(s, &hits, droppable, &mut out);
         self.state.hits = hits;
         if rewritten == Rewritten::Replaced {
-            splice.replace(s.as_bytes(), out.as_bytes());
+            splice.replace(s.as_bytes(), &out);
         }
+        self.state.text = out;
         rewritten.into()
     }
 

@@ -1555,3 +1555,46 @@ fn remembered_clean_attributes_do_not_hide_dirty_ones() {
         Verdict::Unchanged
     );
 }
+
+/// A value that is an address and nothing else is found without the scan; the scan finds the
+/// same in a sentence.
+#[test]
+fn whole_addresses_are_found_as_the_scan_finds_them() {
+    for config in [
+        "{}",
+        r#"{"detectors": {"ipv6": "off"}}"#,
+        r#"{"detectors": {"ipv4": "hash"}, "hash_keys": {"k": "0123456789abcdef0123456789abcdef"}, "hash_key": "k"}"#,
+    ] {
+        let p = plugin(config);
+        for s in [
+            "10.29.109.10",
+            "255.255.255.255",
+            "0.0.0.0",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "fe80::1",
+            "::",
+            "::1",
+            "::ffff:10.1.2.3",
+            "2001:db8::8a2e:370:7334",
+            "2001:db8:::1",
+            "dead:beef",
+            "12:34:56",
+            "10.0.0.1:8080",
+        ] {
+            let mut alone = Vec::new();
+            p.engine.find(s, &mut alone);
+            let mut in_text = Vec::new();
+            p.engine.find(&format!("at {s} now"), &mut in_text);
+            let shifted: Vec<(usize, std::ops::Range<usize>)> = in_text
+                .iter()
+                .map(|h| (h.rule, h.range.start - 3..h.range.end - 3))
+                .collect();
+            let alone: Vec<(usize, std::ops::Range<usize>)> =
+                alone.iter().map(|h| (h.rule, h.range.clone())).collect();
+            assert_eq!(alone, shifted, "{s:?} with {config}");
+        }
+    }
+}
