@@ -529,7 +529,8 @@ pub fn prefilter(s: &str, enabled: u16) -> Prefilter {
 }
 
 /// Whether any of the `enabled` detectors could match in `s`, whether a clean answer cost
-/// more than the first pass, and whether `s` has a `%XX` escape that [`Decoded`] would decode.
+/// more than the first pass, whether `s` has a `%XX` escape that [`Decoded`] would decode, and
+/// which detectors could match (as [`Detector::bit`]s: every one that does, maybe more).
 ///
 /// One branch-free pass over the bytes counts digits, dots and colons and notes `@`, `=`, `+`,
 /// `%`, `-`, `_`, spaces, capitals and a few letters; each detector needs some of them (`@`,
@@ -538,10 +539,10 @@ pub fn prefilter(s: &str, enabled: u16) -> Prefilter {
 /// `bearer`, `eyJ`, `::`, a secret's name before `=`, `-----BEGIN`, a token prefix, ...), at
 /// most one more pass each. A string found clean skips the regex scan altogether. A string
 /// without `%` is never looked at for escapes.
-pub fn precheck(s: &str, enabled: u16) -> (Prefilter, bool) {
+pub fn precheck(s: &str, enabled: u16) -> (Prefilter, bool, u16) {
     let b = s.as_bytes();
     if b.len() < 3 {
-        return (Prefilter::Clean, false);
+        return (Prefilter::Clean, false, 0);
     }
     if b.len() as u64 > COUNT_MAX {
         let verdict = if enabled != 0 {
@@ -549,7 +550,7 @@ pub fn precheck(s: &str, enabled: u16) -> (Prefilter, bool) {
         } else {
             Prefilter::Clean
         };
-        return (verdict, has_escape(b));
+        return (verdict, has_escape(b), enabled);
     }
     let (mut counts, mut flags) = (0u64, 0u16);
     for &c in b {
@@ -563,58 +564,66 @@ pub fn precheck(s: &str, enabled: u16) -> (Prefilter, bool) {
     let on = |d: Detector| enabled & d.bit() != 0;
     let has = |f: u16| flags & f != 0;
     let escaped = has(PERCENT) && has_escape(b);
+    let mut possible = 0u16;
     // Settled by the counts.
-    if (on(Detector::Email) && has(AT))
-        || (on(Detector::Ipv4) && dots >= 3 && digits >= 4)
-        || (on(Detector::Ipv6) && colons >= 6)
-    {
-        return (Prefilter::Candidate, escaped);
+    for (d, holds) in [
+        (Detector::Email, has(AT)),
+        (Detector::Ipv4, dots >= 3 && digits >= 4),
+        (Detector::Ipv6, colons >= 6),
+    ] {
+        if on(d) && holds {
+            possible |= d.bit();
+        }
     }
-    // The counts alone settle most strings: whether any detector below gets past them.
-    let saas = on(Detector::SaasTokens) && saas_bytes(flags, dots, len);
-    let more = (on(Detector::CreditCard) && digits >= 13)
-        || (on(Detector::Phone) && has(PLUS) && digits >= 8)
-        || (on(Detector::Jwt) && dots >= 2 && has(J))
-        || (on(Detector::Ipv6) && colons >= 2)
-        || (on(Detector::UrlSecrets) && has(EQ))
-        || (on(Detector::AwsAccessKey) && len >= 20 && has(UPPER))
-        || (on(Detector::Iban) && digits >= 2 && has(UPPER) && len >= 15)
-        || (on(Detector::Bearer) && has(B))
-        || (on(Detector::PrivateKey) && has(DASH) && has(UPPER) && len >= 27)
-        || saas
-        || (on(Detector::NationalId) && digits >= 9 && has(DASH | SPACE));
-    if !more {
-        // Looking for escapes was a pass of its own.
-        let verdict = if has(PERCENT) {
-            Prefilter::CleanAfterMore
-        } else {
-            Prefilter::Clean
-        };
-        return (verdict, escaped);
-    }
-    // One more pass each, roughly in order of how rarely their bytes occur.
-    let candidate = (on(Detector::CreditCard) && digits >= 13 && card_run(b))
-        || (on(Detector::Phone) && has(PLUS) && digits >= 8 && phone_start(b))
-        || (on(Detector::Jwt) && dots >= 2 && has(J) && contains(b, b"eyJ"))
-        // An IPv6 address has `::` or at least six colons.
-        || (on(Detector::Ipv6) && colons >= 2 && contains(b, b"::"))
-        || (on(Detector::UrlSecrets) && has(EQ) && url_secret_name(b))
-        || (on(Detector::AwsAccessKey) && len >= 20 && has(UPPER) && aws_prefix(b))
-        || (on(Detector::Iban) && digits >= 2 && has(UPPER) && len >= 15 && iban_start(b))
-        || (on(Detector::Bearer) && has(B) && bearer_or_basic(b))
-        || (on(Detector::PrivateKey)
-            && has(DASH)
-            && has(UPPER)
-            && len >= 27
-            && private_key_begin(b))
-        || (saas && saas_prefix(b))
-        || (on(Detector::NationalId) && digits >= 9 && has(DASH | SPACE) && ssn_shape(b));
-    let verdict = if candidate {
-        Prefilter::Candidate
-    } else {
-        Prefilter::CleanAfterMore
+    // The others: whether the counts let them through, then one more pass each.
+    let mut more = false;
+    let mut check = |d: Detector, counts: bool, pass: &dyn Fn() -> bool| {
+        if on(d) && counts && possible & d.bit() == 0 {
+            more = true;
+            if pass() {
+                possible |= d.bit();
+            }
+        }
     };
-    (verdict, escaped)
+    check(Detector::CreditCard, digits >= 13, &|| card_run(b));
+    check(Detector::Phone, has(PLUS) && digits >= 8, &|| {
+        phone_start(b)
+    });
+    check(Detector::Jwt, dots >= 2 && has(J), &|| contains(b, b"eyJ"));
+    // An IPv6 address has `::` or at least six colons.
+    check(Detector::Ipv6, colons >= 2, &|| contains(b, b"::"));
+    check(Detector::UrlSecrets, has(EQ), &|| url_secret_name(b));
+    check(Detector::AwsAccessKey, len >= 20 && has(UPPER), &|| {
+        aws_prefix(b)
+    });
+    check(
+        Detector::Iban,
+        digits >= 2 && has(UPPER) && len >= 15,
+        &|| iban_start(b),
+    );
+    check(Detector::Bearer, has(B), &|| bearer_or_basic(b));
+    check(
+        Detector::PrivateKey,
+        has(DASH) && has(UPPER) && len >= 27,
+        &|| private_key_begin(b),
+    );
+    check(Detector::SaasTokens, saas_bytes(flags, dots, len), &|| {
+        saas_prefix(b)
+    });
+    check(
+        Detector::NationalId,
+        digits >= 9 && has(DASH | SPACE),
+        &|| ssn_shape(b),
+    );
+    let verdict = if possible != 0 {
+        Prefilter::Candidate
+    } else if more || has(PERCENT) {
+        // Looking further (or for escapes) was a pass of its own.
+        Prefilter::CleanAfterMore
+    } else {
+        Prefilter::Clean
+    };
+    (verdict, escaped, possible)
 }
 
 /// Whether the bytes noted in the first pass allow one of the `saas_tokens` shapes: each needs

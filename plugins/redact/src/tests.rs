@@ -1598,3 +1598,62 @@ fn whole_addresses_are_found_as_the_scan_finds_them() {
         }
     }
 }
+
+/// The shortcuts (a whole address without the scan, one or two detectors' own regexes instead of
+/// the set) find what the whole set finds, on seeded mixes of secrets and look-alikes.
+#[test]
+fn shortcuts_find_what_the_whole_set_finds() {
+    let pieces = [
+        "bob@example.com",
+        "10.1.2.3",
+        "fe80::1",
+        "2001:db8::7334",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "+14155552671",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig",
+        "Bearer abc.def",
+        "AKIAIOSFODNN7EXAMPLE",
+        "GB82WEST12345698765432",
+        "https://x.example/cb?token=abc&y=1",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "123-45-6789",
+        "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----",
+        "jane%40example.com",
+        "2024-01-15",
+        "v1.2.3",
+        "checkout-7d9f8b6c5-x2x9k",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "order 42",
+        "12:30:45",
+    ];
+    let seps = [" ", "", ",", "=", "/", ":", "@", "."];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for config in [
+        "{}",
+        r#"{"detectors": {"ipv4": "off", "email": "hash"}, "hash_keys": {"k": "0123456789abcdef0123456789abcdef"}, "hash_key": "k"}"#,
+    ] {
+        let p = plugin(config);
+        for _ in 0..3000 {
+            let mut s = String::new();
+            for _ in 0..1 + next(3) {
+                s.push_str(seps[next(seps.len())]);
+                s.push_str(pieces[next(pieces.len())]);
+            }
+            let (mut fast, mut whole) = (Vec::new(), Vec::new());
+            p.engine.find_with(&s, &mut fast, true);
+            p.engine.find_with(&s, &mut whole, false);
+            let key = |h: &Vec<engine::Hit>| -> Vec<(usize, std::ops::Range<usize>)> {
+                h.iter().map(|h| (h.rule, h.range.clone())).collect()
+            };
+            assert_eq!(key(&fast), key(&whole), "{s:?} with {config}");
+        }
+    }
+}
