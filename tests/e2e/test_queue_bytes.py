@@ -10,6 +10,7 @@ import threading
 from support.config import pipeline
 from support.otlp import kv, span, trace_request
 from support.polling import wait_until
+from test_abuse import rss_mib
 from test_bad_input import error_body
 
 # A 1000-span batch of about 0.5 MB, as a busy service's exporter sends at its batch limit.
@@ -24,14 +25,6 @@ def big_batch(n: int) -> tuple[bytes, list[bytes]]:
         spans.append(span(trace_id, span_id, "GET /api/v1/orders/{id}",
                           attributes=[kv("payload", f"{n}-{i}-" + "x" * 440)]))
     return trace_request(*spans).SerializeToString(), [s.span_id for s in spans]
-
-
-def rss_mib(pid: int, field: str) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(field)
 
 
 def stalled_exporter(ds, **queue) -> dict:

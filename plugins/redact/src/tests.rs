@@ -21,7 +21,17 @@ use sluice_sdk::otlp::metrics::v1::AggregationTemporality;
 
 const KEYS: &str = r#""hash_keys": {"k1": "0123456789abcdef0123456789abcdef", "k2": "fedcba9876543210fedcba9876543210"}"#;
 
-fn plugin(config: &str) -> Redact {
+/// A seeded xorshift: `next(n)` is below `n`, the same sequence in every run.
+pub(crate) fn seeded(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
+pub(crate) fn plugin(config: &str) -> Redact {
     match Redact::new(config) {
         Ok(p) => p,
         Err(e) => panic!("config {config} rejected: {e}"),
@@ -109,7 +119,7 @@ fn host_logs(p: &mut Redact, batch: &mut ExportLogsServiceRequest) -> Verdict {
     process(p, Signal::Logs, batch, |p, b| p.logs(b))
 }
 
-fn redact_with(p: &mut Redact, input: &str) -> String {
+pub(crate) fn redact_with(p: &mut Redact, input: &str) -> String {
     let mut batch = testing::logs(&[input]);
     let verdict = host_logs(p, &mut batch);
     let record = &batch.resource_logs[0].scope_logs[0].log_records[0];
@@ -1167,18 +1177,10 @@ fn arbitrary_text_never_panics() {
         r#"{"rules": [{"name": "r", "pattern": "(?i)tok(?P<redact>en)?"}],
             "detectors": {"phone": "hash"}, "hash_keys": {"k1": "0123456789abcdef0123456789abcdef"}}"#,
     );
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = seeded(0x9e37_79b9_7f4a_7c15);
     for _ in 0..3000 {
-        let n = (next() % 12) as usize;
-        let text: String = (0..n)
-            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-            .collect();
+        let n = next(12);
+        let text: String = (0..n).map(|_| PIECES[next(PIECES.len())]).collect();
         let once = redact_with(&mut p, &text);
         redact_with(&mut p, &once);
         let (_, attrs) = span_attrs(&mut p, vec![skv("k", &text), skv(&text, &text)]);
@@ -1417,13 +1419,7 @@ fn the_walks_agree_on_mixed_batches() {
         "enduser.ssn",
         "note",
     ];
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = seeded(0x2545_f491_4f6c_dd1d);
     let config = format!(
         r#"{{{KEYS}, "hash_key": "k1", "block_keys": ["enduser.ssn"], "detectors": {{"phone": "drop_record", "ipv4": "hash", "credit_card": "drop_attribute"}}}}"#
     );
@@ -1629,13 +1625,7 @@ fn shortcuts_find_what_the_whole_set_finds() {
         "12:30:45",
     ];
     let seps = [" ", "", ",", "=", "/", ":", "@", "."];
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = seeded(0x9e37_79b9_7f4a_7c15);
     for config in [
         "{}",
         r#"{"detectors": {"ipv4": "off", "email": "hash"}, "hash_keys": {"k": "0123456789abcdef0123456789abcdef"}, "hash_key": "k"}"#,

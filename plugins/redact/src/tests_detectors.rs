@@ -9,42 +9,13 @@
 //! more digits (`123-45-67890`), it is an order number, a phone number or a version, and is
 //! left alone.
 
-use sluice_sdk::otlp::common::v1::{AnyValue, any_value};
 use sluice_sdk::{Plugin, Verdict, testing};
 
-use crate::Redact;
 use crate::detect::{self, Detector, Prefilter};
 use crate::engine::Hit;
+use crate::tests::{plugin, redact_with, seeded};
 
 const M: &str = "[REDACTED]";
-
-fn plugin(config: &str) -> Redact {
-    match Redact::new(config) {
-        Ok(p) => p,
-        Err(e) => panic!("config {config} rejected: {e}"),
-    }
-}
-
-/// Runs one string through `p` as a log body; returns the body after, and checks that the
-/// verdict says whether it changed.
-fn redact_with(p: &mut Redact, input: &str) -> String {
-    let mut batch = testing::logs(&[input]);
-    let verdict = p.logs(&mut batch).expect("processes");
-    let body = batch.resource_logs[0].scope_logs[0].log_records[0]
-        .body
-        .as_ref()
-        .and_then(|b: &AnyValue| match &b.value {
-            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .expect("string body");
-    assert_eq!(
-        verdict == Verdict::Modified,
-        body != input,
-        "verdict {verdict:?} for {input:?} -> {body:?}"
-    );
-    body
-}
 
 fn redact(input: &str) -> String {
     redact_with(&mut plugin("{}"), input)
@@ -577,18 +548,10 @@ fn mixed_pieces_never_panic() {
         "[REDACTED]",
     ];
     let mut p = plugin("{}");
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = seeded(0x2545_f491_4f6c_dd1d);
     for _ in 0..3000 {
-        let n = (next() % 14) as usize;
-        let text: String = (0..n)
-            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-            .collect();
+        let n = next(14);
+        let text: String = (0..n).map(|_| PIECES[next(PIECES.len())]).collect();
         let once = redact_with(&mut p, &text);
         redact_with(&mut p, &once);
     }
