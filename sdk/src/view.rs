@@ -263,6 +263,13 @@ impl<'a> AttributesView<'a> {
         Ok((utf8(key)?, value))
     }
 
+    /// The part of the batch that holds the attributes (for a resource's, the whole `Resource`
+    /// message): for plugins that key something by where attributes are in the batch. Two views
+    /// are [`AttributesView::same`] when these are the same slice.
+    pub fn holder(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Whether both views are the same attributes of the same batch (not merely equal ones):
     /// for plugins that look something up once per resource.
     pub fn same(&self, other: &AttributesView<'_>) -> bool {

@@ -17,15 +17,28 @@ use sluice_sdk::wire::{Rewrite, Splice};
 use crate::engine::KeyClass;
 use crate::{Action, Outcome, Redact, Rewritten, Walker};
 
+/// The resources whose attributes called for dropping all their records, by where they are
+/// in the batch: one look-up per record however many resources a batch has.
+#[derive(Default)]
+struct Dropped(std::collections::HashSet<usize>);
+
+impl Dropped {
+    fn has(&self, attrs: &AttributesView<'_>) -> bool {
+        !self.0.is_empty()
+            && !attrs.holder().is_empty()
+            && self.0.contains(&(attrs.holder().as_ptr() as usize))
+    }
+}
+
 impl Redact {
     pub(crate) fn splice_traces(&mut self, batch: &[u8]) -> Result<Rewrite, Error> {
         let view = TracesView::new(batch);
         let mut splice = Splice::new(batch);
         let mut w = self.walker();
-        let mut dropped = Vec::new();
+        let mut dropped = Dropped::default();
         view.for_each_resource(|attrs| w.resource(attrs, &mut splice, &mut dropped))?;
         view.for_each_span(|resource, span| {
-            if dropped.iter().any(|d| d.same(&resource.attributes)) {
+            if dropped.has(&resource.attributes) {
                 splice.remove(span.encoded());
                 return Ok(());
             }
@@ -43,10 +56,10 @@ impl Redact {
         let view = LogsView::new(batch);
         let mut splice = Splice::new(batch);
         let mut w = self.walker();
-        let mut dropped = Vec::new();
+        let mut dropped = Dropped::default();
         view.for_each_resource(|attrs| w.resource(attrs, &mut splice, &mut dropped))?;
         view.for_each_log(|resource, log| {
-            if dropped.iter().any(|d| d.same(&resource.attributes)) {
+            if dropped.has(&resource.attributes) {
                 splice.remove(log.encoded());
                 return Ok(());
             }
@@ -68,10 +81,10 @@ impl<'b> Walker<'_> {
         &mut self,
         attrs: AttributesView<'b>,
         splice: &mut Splice<'b>,
-        dropped: &mut Vec<AttributesView<'b>>,
+        dropped: &mut Dropped,
     ) -> Result<(), Error> {
         if self.splice_attributes(attrs, splice)? == Outcome::DropRecord {
-            dropped.push(attrs);
+            dropped.0.insert(attrs.holder().as_ptr() as usize);
         }
         Ok(())
     }
