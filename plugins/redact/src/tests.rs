@@ -1601,6 +1601,12 @@ fn whole_addresses_are_found_as_the_scan_finds_them() {
 fn shortcuts_find_what_the_whole_set_finds() {
     let pieces = [
         "bob@example.com",
+        "a@b@c.com",
+        "x.y+z@sub.example.co.uk",
+        "@example.com",
+        "bob@",
+        "bob@example.com-foo",
+        "bob@example.comx1",
         "10.1.2.3",
         "fe80::1",
         "2001:db8::7334",
