@@ -282,7 +282,13 @@ fn write(
         let (field_end, payload_start) = (base + end, base + end - field.payload.len());
         let is_len = field.wire_type == WireType::Len;
         // A change belongs to this field when it starts inside it, or is an empty payload at
-        // its very end (an empty string ends where its field ends).
+        // its very end (an empty string ends where its field ends). Most fields hold none:
+        // the next change alone says so.
+        let next = &rest[0].at;
+        if next.start > field_end || (next.start == field_end && !(is_len && next.end == field_end))
+        {
+            continue;
+        }
         let inside = rest
             .iter()
             .take_while(|e| {
@@ -347,13 +353,13 @@ fn write(
     Ok(())
 }
 
-/// Appends `bytes` to `out`. Short slices (a masked value, a gap between two changes) go eight
-/// bytes at a time: in a plugin, a copy of a variable length compiles to `memory.copy`, which
-/// the runtime serves as a call out of the sandbox, several times dearer than the few loads
-/// and stores of a short copy.
+/// Appends `bytes` to `out`. Up to 16 bytes (a mask, the gap between two changes) go eight at
+/// a time: in a plugin, a copy of a variable length compiles to `memory.copy`, which the
+/// runtime serves as a call out of the sandbox, several times dearer than the few loads and
+/// stores of a short copy.
 #[inline]
 pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.len() > 64 {
+    if bytes.len() > 16 {
         out.extend_from_slice(bytes);
         return;
     }
