@@ -75,17 +75,8 @@ fn value(v: &AnyValue) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::string_kv as kv;
     use prost::Message;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn a_span_holds_its_struct_and_every_buffer() {
