@@ -30,47 +30,66 @@ impl Dropped {
     }
 }
 
-impl Redact {
-    pub(crate) fn splice_traces(&mut self, batch: &[u8]) -> Result<Rewrite, Error> {
-        let view = TracesView::new(batch);
-        let mut splice = Splice::new(batch);
-        let mut w = self.walker();
-        let mut dropped = Dropped::default();
-        view.for_each_resource(|attrs| w.resource(attrs, &mut splice, &mut dropped))?;
-        view.for_each_span(|resource, span| {
-            if dropped.has(&resource.attributes) {
-                splice.remove(span.encoded());
+/// One batch's splice, and the resources whose records all go.
+struct Spliced<'b> {
+    splice: Splice<'b>,
+    dropped: Dropped,
+}
+
+impl<'b> Spliced<'b> {
+    /// Starts with every resource's attributes redacted (traces and logs requests share the
+    /// shape the view walks).
+    fn new(batch: &'b [u8], w: &mut Walker<'_>) -> Result<Self, Error> {
+        let mut s = Spliced {
+            splice: Splice::new(batch),
+            dropped: Dropped::default(),
+        };
+        TracesView::new(batch)
+            .for_each_resource(|attrs| w.resource(attrs, &mut s.splice, &mut s.dropped))?;
+        Ok(s)
+    }
+
+    /// One record (`encoded`, of the resource whose attributes are `attrs`): removed with its
+    /// resource's records, or when `redact` says so; otherwise what `redact` changed stays.
+    fn record(
+        &mut self,
+        attrs: &AttributesView<'_>,
+        encoded: &'b [u8],
+        redact: impl FnOnce(&mut Splice<'b>) -> Result<Outcome, Error>,
+    ) -> Result<(), Error> {
+        if !self.dropped.has(attrs) {
+            let mark = self.splice.len();
+            if redact(&mut self.splice)? != Outcome::DropRecord {
                 return Ok(());
             }
-            let mark = splice.len();
-            if w.splice_span(span, &mut splice)? == Outcome::DropRecord {
-                splice.undo_to(mark);
-                splice.remove(span.encoded());
-            }
-            Ok(())
+            self.splice.undo_to(mark);
+        }
+        self.splice.remove(encoded);
+        Ok(())
+    }
+}
+
+impl Redact {
+    pub(crate) fn splice_traces(&mut self, batch: &[u8]) -> Result<Rewrite, Error> {
+        let mut w = self.walker();
+        let mut s = Spliced::new(batch, &mut w)?;
+        TracesView::new(batch).for_each_span(|resource, span| {
+            s.record(&resource.attributes, span.encoded(), |splice| {
+                w.splice_span(span, splice)
+            })
         })?;
-        splice.finish()
+        s.splice.finish()
     }
 
     pub(crate) fn splice_logs(&mut self, batch: &[u8]) -> Result<Rewrite, Error> {
-        let view = LogsView::new(batch);
-        let mut splice = Splice::new(batch);
         let mut w = self.walker();
-        let mut dropped = Dropped::default();
-        view.for_each_resource(|attrs| w.resource(attrs, &mut splice, &mut dropped))?;
-        view.for_each_log(|resource, log| {
-            if dropped.has(&resource.attributes) {
-                splice.remove(log.encoded());
-                return Ok(());
-            }
-            let mark = splice.len();
-            if w.splice_log(log, &mut splice)? == Outcome::DropRecord {
-                splice.undo_to(mark);
-                splice.remove(log.encoded());
-            }
-            Ok(())
+        let mut s = Spliced::new(batch, &mut w)?;
+        LogsView::new(batch).for_each_log(|resource, log| {
+            s.record(&resource.attributes, log.encoded(), |splice| {
+                w.splice_log(log, splice)
+            })
         })?;
-        splice.finish()
+        s.splice.finish()
     }
 }
 
