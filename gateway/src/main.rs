@@ -205,45 +205,113 @@ fn loadgen(args: &cmd::loadgen::LoadgenArgs) -> ExitCode {
 }
 
 fn plugin(command: PluginCommand) -> ExitCode {
+    use sluice::plugins::project::{self, Lang};
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    };
     match command {
-        PluginCommand::New { name, sdk, dir } => {
-            let created =
-                tool::find_sdk(sdk.as_deref()).and_then(|sdk| tool::scaffold(&name, &dir, &sdk));
+        PluginCommand::New {
+            name,
+            lang,
+            sdk,
+            dir,
+        } => {
+            let created = tool::find_sdk(sdk.as_deref())
+                .and_then(|sdk| tool::scaffold(&name, lang, &dir, &sdk));
             match created {
                 Ok(path) => {
-                    println!("Created {}.", path.display());
-                    println!("  cd {} && cargo test", path.display());
-                    println!("  cargo build --release --target wasm32-wasip2");
+                    println!("Created {} ({}).", path.display(), lang.name());
+                    println!("  cd {}", path.display());
+                    if lang == Lang::Js {
+                        println!("  npm install");
+                    }
+                    println!(
+                        "  sluice plugin test     # its tests, then its component on batch.json"
+                    );
+                    println!("  sluice plugin build    # prints the path of the .wasm");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                Err(e) => fail(e),
+            }
+        }
+        PluginCommand::Build { dir, sdk } => {
+            let sdk = tool::find_sdk(sdk.as_deref()).ok();
+            let built = project::build(&dir, sdk.as_deref())
+                .and_then(|wasm| tool::check_component(&wasm, "{}").map(|about| (wasm, about)));
+            match built {
+                Ok((wasm, about)) => {
+                    eprintln!("built {about}");
+                    println!("{}", wasm.display());
+                    ExitCode::SUCCESS
                 }
+                Err(e) => fail(e),
             }
         }
         PluginCommand::Test {
             plugin,
             input,
+            sdk,
             config,
             expect,
             memory_mb,
             timeout_ms,
-        } => match tool::test_command(
-            &plugin,
-            &input,
-            config.as_deref(),
-            expect.as_deref(),
-            memory_mb,
-            std::time::Duration::from_millis(timeout_ms),
-        ) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
+        } => {
+            let (wasm, input) = if plugin.is_dir() {
+                let sdk = tool::find_sdk(sdk.as_deref()).ok();
+                match project::run_tests(&plugin, sdk.as_deref()) {
+                    Ok(true) => {}
+                    Ok(false) => return ExitCode::FAILURE,
+                    Err(e) => return fail(e),
+                }
+                let wasm = match project::build(&plugin, sdk.as_deref()) {
+                    Ok(w) => w,
+                    Err(e) => return fail(e),
+                };
+                eprintln!("built {}", wasm.display());
+                let input = input.or_else(|| {
+                    let default = plugin.join("batch.json");
+                    default.is_file().then_some(default)
+                });
+                match input {
+                    Some(i) => (wasm, i),
+                    None => {
+                        return match tool::check_component(&wasm, "{}") {
+                            Ok(about) => {
+                                eprintln!("loaded {about}; no batch.json to run it on");
+                                ExitCode::SUCCESS
+                            }
+                            Err(e) => fail(e),
+                        };
+                    }
+                }
+            } else {
+                match input {
+                    Some(i) => (plugin, i),
+                    None => {
+                        return fail(format!(
+                            "{} is a component: pass --input BATCH.json to run it on",
+                            plugin.display()
+                        ));
+                    }
+                }
+            };
+            match tool::test_command(
+                &wasm,
+                &input,
+                config.as_deref(),
+                expect.as_deref(),
+                memory_mb,
+                std::time::Duration::from_millis(timeout_ms),
+            ) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
     }
 }
 

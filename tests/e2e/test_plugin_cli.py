@@ -56,7 +56,7 @@ def test_new_refuses_an_existing_directory_and_bad_names(tmp_path):
     r = sluice("plugin", "new", "taken", "--sdk", str(REPO_ROOT / "sdk"), "--dir", str(tmp_path))
     assert r.returncode != 0 and "already exists" in r.stderr
     r = sluice("plugin", "new", "9bad name", "--sdk", str(REPO_ROOT / "sdk"), "--dir", str(tmp_path))
-    assert r.returncode != 0 and "not a valid crate name" in r.stderr
+    assert r.returncode != 0 and "not a valid plugin name" in r.stderr
     r = sluice("plugin", "new", "x", "--sdk", str(tmp_path), "--dir", str(tmp_path))
     assert r.returncode != 0 and "no Cargo.toml" in r.stderr
 

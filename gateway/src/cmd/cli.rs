@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sluice::build_info;
 use sluice::config::{LogFormat, Overrides};
+use sluice::plugins::project::Lang;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,10 +55,13 @@ pub enum SloCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Create a plugin crate that builds with `cargo build --release --target wasm32-wasip2`.
+    /// Create a plugin project (Rust, Python or JavaScript) with a passing test.
     New {
-        /// The crate name, e.g. `my-plugin`.
+        /// The project name, e.g. `my-plugin`.
         name: String,
+        /// The language: rust (cargo), python (componentize-py) or js (componentize-js).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
         /// The SDK directory (`sdk/` of a Sluice checkout); found automatically when run from
         /// a checkout.
         #[arg(long)]
@@ -66,13 +70,31 @@ pub enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Run a plugin over one OTLP/JSON batch under the gateway's engine and limits.
-    Test {
-        /// The plugin's `.wasm` component.
-        plugin: PathBuf,
-        /// An OTLP/JSON batch (traces, metrics or logs).
+    /// Build the plugin project in a directory, whatever its language, and print the path of
+    /// its `.wasm` component.
+    Build {
+        /// The project directory (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The SDK directory (`sdk/` of a Sluice checkout), for Python projects built before
+        /// the SDK is installed; found automatically when run from a checkout.
         #[arg(long)]
-        input: PathBuf,
+        sdk: Option<PathBuf>,
+    },
+    /// Run a plugin over one OTLP/JSON batch under the gateway's engine and limits. Given a
+    /// project directory, first run the project's own tests and build it.
+    Test {
+        /// The plugin's `.wasm` component, or a plugin project's directory (default: the
+        /// current directory).
+        #[arg(default_value = ".")]
+        plugin: PathBuf,
+        /// An OTLP/JSON batch (traces, metrics or logs); for a project, `batch.json` in it by
+        /// default.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The SDK directory, as for `build`.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
         /// The plugin's config, JSON or YAML (default: `{}`).
         #[arg(long)]
         config: Option<PathBuf>,

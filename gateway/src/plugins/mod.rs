@@ -17,6 +17,7 @@
 
 mod engine;
 mod processor;
+pub mod project;
 pub mod tool;
 
 pub use engine::{PluginEngine, PluginError};

@@ -8,6 +8,7 @@ use crate::config::{OnError, ProcessorSpec};
 use crate::model::{Batch, Payload, Signal};
 use crate::telemetry::metrics::SelfMetrics;
 
+use super::project::Lang;
 use super::{Outcome, PluginEngine, Processor};
 
 /// Finds the SDK: `--sdk`, else a `sdk/` beside an ancestor of the current directory or of the
@@ -45,8 +46,18 @@ pub fn find_sdk(explicit: Option<&Path>) -> Result<PathBuf, String> {
     )
 }
 
-/// Creates a plugin crate `name` in `parent`.
-pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+/// Creates a plugin project `name` in `parent`, in `lang`, with a test that passes and a
+/// `batch.json` to try it on.
+pub fn scaffold(name: &str, lang: Lang, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+    match lang {
+        Lang::Rust => scaffold_rust(name, parent, sdk),
+        Lang::Python => scaffold_python(name, parent, sdk),
+        Lang::Js => scaffold_js(name, parent, sdk),
+    }
+}
+
+/// The project directory for `name` in `parent`, if the name is usable and the directory new.
+fn new_project_dir(name: &str, parent: &Path) -> Result<PathBuf, String> {
     let valid = !name.is_empty()
         && name
             .chars()
@@ -54,15 +65,191 @@ pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String
         && name.starts_with(|c: char| c.is_ascii_alphabetic());
     if !valid {
         return Err(format!(
-            "`{name}` is not a valid crate name: use letters, digits, - and _, starting with a letter"
+            "`{name}` is not a valid plugin name: use letters, digits, - and _, starting with a letter"
         ));
     }
     let dir = parent.join(name);
     if dir.exists() {
         return Err(format!("{} already exists", dir.display()));
     }
-    let type_name: String = name
-        .split(['-', '_'])
+    Ok(dir)
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), String> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&path, text))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The batch every scaffold's tests and `sluice plugin test` try.
+const SCAFFOLD_BATCH: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"demo"}}]},"scopeSpans":[{"spans":[
+ {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /health","kind":2},
+ {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175","name":"GET /orders","kind":2}]}]}]}
+"#;
+
+fn scaffold_python(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+    let dir = new_project_dir(name, parent)?;
+    let module = name.replace('-', "_");
+    let class = type_name(name);
+    let sdk_python = sdk.join("python").display().to_string().replace('\\', "/");
+    let pyproject = format!(
+        r#"[project]
+name = "{name}"
+version = "0.1.0"
+description = "A Sluice plugin."
+requires-python = ">=3.11"
+# The SDK is sdk/python in a Sluice checkout: pip install {sdk_python}
+dependencies = ["sluice-plugin"]
+
+[tool.sluice]
+module = "{module}"
+"#
+    );
+    let code = format!(
+        r#""""{name}: a Sluice plugin.
+
+Test:  sluice plugin test          (runs these tests, builds the component, runs it on batch.json)
+Build: sluice plugin build         (prints the path of the .wasm)
+"""
+
+from sluice_plugin import ConfigError, Plugin, Signal, keep_spans
+
+
+class {class}(Plugin):
+    """Drops spans whose name starts with a configured prefix."""
+
+    name = "{name}"
+    version = "0.1.0"
+    signals = [Signal.TRACES]
+
+    def __init__(self, config):
+        unknown = sorted(set(config) - {{"drop_prefix"}})
+        if unknown:
+            raise ConfigError(f"unknown config key `{{unknown[0]}}` (known: drop_prefix)")
+        self.drop_prefix = config.get("drop_prefix", "GET /health")
+
+    def traces(self, batch):
+        return keep_spans(batch, lambda resource, scope, span: not span.name.startswith(self.drop_prefix))
+"#
+    );
+    let test = format!(
+        r#"import pytest
+
+from sluice_plugin import ConfigError, Verdict, testing
+from {module} import {class}
+
+
+def test_drops_spans_with_the_prefix():
+    plugin = {class}({{}})
+    assert plugin.traces(testing.traces(["GET /health", "GET /orders"])) == Verdict.keep([1])
+
+
+def test_unknown_config_keys_are_refused():
+    with pytest.raises(ConfigError):
+        {class}({{"drop": "x"}})
+"#
+    );
+    write_files(
+        &dir,
+        &[
+            ("pyproject.toml", &pyproject),
+            (&format!("{module}.py"), &code),
+            (&format!("test_{module}.py"), &test),
+            ("batch.json", SCAFFOLD_BATCH),
+            (".gitignore", "dist/\n__pycache__/\n"),
+        ],
+    )?;
+    Ok(dir)
+}
+
+fn scaffold_js(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+    let dir = new_project_dir(name, parent)?;
+    let class = type_name(name);
+    let sdk_js = sdk.join("js").display().to_string().replace('\\', "/");
+    let package = format!(
+        r#"{{
+  "name": "{name}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "description": "A Sluice plugin.",
+  "sluice": {{ "entry": "src/plugin.js" }},
+  "scripts": {{
+    "build": "sluice-plugin-build",
+    "test": "node --test"
+  }},
+  "dependencies": {{
+    "@sluice/plugin": "file:{sdk_js}"
+  }}
+}}
+"#
+    );
+    let code = format!(
+        r#"// {name}: a Sluice plugin.
+//
+// Test:  sluice plugin test     (runs these tests, builds the component, runs it on batch.json)
+// Build: sluice plugin build    (prints the path of the .wasm)
+
+import {{ ConfigError, Plugin, keepSpans }} from '@sluice/plugin';
+
+/** Drops spans whose name starts with a configured prefix. */
+export default class {class} extends Plugin {{
+  static info = {{ name: '{name}', version: '0.1.0', signals: ['traces'], stateful: false }};
+
+  constructor(config) {{
+    super(config);
+    const unknown = Object.keys(config).filter((k) => k !== 'dropPrefix');
+    if (unknown.length > 0) {{
+      throw new ConfigError(`unknown config key \`${{unknown[0]}}\` (known: dropPrefix)`);
+    }}
+    this.dropPrefix = config.dropPrefix ?? 'GET /health';
+  }}
+
+  traces(batch) {{
+    return keepSpans(batch, (resource, scope, span) => !span.name.startsWith(this.dropPrefix));
+  }}
+}}
+"#
+    );
+    let test = format!(
+        r#"import {{ test }} from 'node:test';
+import assert from 'node:assert/strict';
+
+import {{ ConfigError, Verdict }} from '@sluice/plugin';
+import {{ traces }} from '@sluice/plugin/testing';
+import {class} from '../src/plugin.js';
+
+test('drops spans with the prefix', () => {{
+  const plugin = new {class}({{}});
+  assert.deepEqual(plugin.traces(traces(['GET /health', 'GET /orders'])), Verdict.keep([1]));
+}});
+
+test('unknown config keys are refused', () => {{
+  assert.throws(() => new {class}({{ drop: 'x' }}), ConfigError);
+}});
+"#
+    );
+    write_files(
+        &dir,
+        &[
+            ("package.json", &package),
+            ("src/plugin.js", &code),
+            ("test/plugin.test.js", &test),
+            ("batch.json", SCAFFOLD_BATCH),
+            (".gitignore", "dist/\nnode_modules/\n"),
+        ],
+    )?;
+    Ok(dir)
+}
+
+/// `my-plugin` as a type name: `MyPlugin`.
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut c = w.chars();
@@ -70,7 +257,12 @@ pub fn scaffold(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String
                 .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
                 .unwrap_or_default()
         })
-        .collect();
+        .collect()
+}
+
+fn scaffold_rust(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+    let dir = new_project_dir(name, parent)?;
+    let type_name = type_name(name);
     let sdk_path = sdk.display().to_string().replace('\\', "/");
     let cargo = format!(
         r#"[package]
@@ -159,17 +351,46 @@ mod tests {{
 "##,
         crate_file = name.replace('-', "_"),
     );
-    let batch = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"demo"}}]},"scopeSpans":[{"spans":[
- {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /health","kind":2},
- {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175","name":"GET /orders","kind":2}]}]}]}
-"#;
-    std::fs::create_dir_all(dir.join("src"))
-        .and_then(|_| std::fs::write(dir.join("Cargo.toml"), cargo))
-        .and_then(|_| std::fs::write(dir.join("src/lib.rs"), lib))
-        .and_then(|_| std::fs::write(dir.join("batch.json"), batch))
-        .and_then(|_| std::fs::write(dir.join(".gitignore"), "target/\n"))
-        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    write_files(
+        &dir,
+        &[
+            ("Cargo.toml", &cargo),
+            ("src/lib.rs", &lib),
+            ("batch.json", SCAFFOLD_BATCH),
+            (".gitignore", "target/\n"),
+        ],
+    )?;
     Ok(dir)
+}
+
+/// Loads a component under the gateway's engine and default limits (64 MiB, 100 ms) and
+/// `init`s it with `config_json`; returns what it says of itself: `name version (signals)`,
+/// and the memory it took.
+pub fn check_component(plugin: &Path, config_json: &str) -> Result<String, String> {
+    let engine = PluginEngine::new(None).map_err(|e| format!("{e:#}"))?;
+    let spec = ProcessorSpec {
+        name: "check".into(),
+        path: plugin.to_path_buf(),
+        builtin: None,
+        embedded: None,
+        config_json: config_json.to_string(),
+        display_config: serde_json::Value::Null,
+        memory_mb: 64,
+        timeout: Duration::from_millis(100),
+        max_batch_bytes: usize::MAX,
+        on_error: OnError::Reject,
+    };
+    let processor =
+        Processor::load(spec, engine, Arc::new(SelfMetrics::new())).map_err(|e| e.to_string())?;
+    let status = processor.status();
+    let signals: Vec<String> = processor.signals().iter().map(|s| s.to_string()).collect();
+    Ok(format!(
+        "{} {} ({}), {:.1} MiB after init",
+        status.plugin,
+        status.version,
+        signals.join(", "),
+        processor.peak_memory() as f64 / (1 << 20) as f64
+    ))
 }
 
 /// What `sluice plugin test` found.
