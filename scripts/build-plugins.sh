@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the built-in plugins (plugins/*) and the test plugins (tests/plugins/*) as
-# wasm32-wasip2 components into target/wasm32-wasip2/release/. The gateway embeds the built-ins
+# Builds the built-in plugins (plugins/*), the test plugins (tests/plugins/*) and the Rust
+# example plugins (examples/plugins/rust/*) as wasm32-wasip2 components into
+# target/wasm32-wasip2/release/. The gateway embeds the built-ins
 # itself (gateway/build.rs); these files are for tests, benchmarks and overriding a built-in:
 # a sluice_plugin_NAME.wasm in SLUICE_PLUGIN_DIR (or plugins/ beside the binary) replaces the
 # embedded builtin/NAME. The build shares target/builtin-plugins with gateway/build.rs, so
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
 packages=()
-for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml examples/plugins/rust/*/Cargo.toml; do
   [ -f "$manifest" ] || continue
   packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
 done
