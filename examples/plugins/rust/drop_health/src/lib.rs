@@ -15,7 +15,7 @@ pub struct DropHealth {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    prefixes: Option<Vec<String>>,
+    prefixes: Option<sluice_sdk::serde_json::Value>,
 }
 
 impl Plugin for DropHealth {
@@ -25,11 +25,12 @@ impl Plugin for DropHealth {
 
     fn new(config: &str) -> Result<Self, Error> {
         let config: Config = sluice_sdk::parse_config(config)?;
-        Ok(DropHealth {
-            prefixes: config
-                .prefixes
-                .unwrap_or_else(|| DEFAULT_PREFIXES.map(String::from).to_vec()),
-        })
+        let prefixes = match config.prefixes {
+            None => DEFAULT_PREFIXES.map(String::from).to_vec(),
+            Some(v) => sluice_sdk::serde_json::from_value(v)
+                .map_err(|_| Error::Config("`prefixes` must be a list of strings".into()))?,
+        };
+        Ok(DropHealth { prefixes })
     }
 
     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {
