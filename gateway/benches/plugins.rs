@@ -56,6 +56,7 @@ fn load(engine: &Arc<PluginEngine>, name: &str, path: PathBuf, config: &str) -> 
         display_config: serde_json::Value::Null,
         memory_mb: 256,
         timeout: Duration::from_secs(5),
+        timeout_is_default: false,
         max_batch_bytes: usize::MAX,
         on_error: OnError::Pass,
     };

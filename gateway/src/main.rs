@@ -302,7 +302,7 @@ fn plugin(command: PluginCommand) -> ExitCode {
                 config.as_deref(),
                 expect.as_deref(),
                 memory_mb,
-                std::time::Duration::from_millis(timeout_ms),
+                timeout_ms.map(std::time::Duration::from_millis),
             ) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,

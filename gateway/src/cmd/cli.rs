@@ -103,8 +103,9 @@ pub enum PluginCommand {
         expect: Option<PathBuf>,
         #[arg(long, default_value_t = 64)]
         memory_mb: usize,
-        #[arg(long, default_value_t = 100)]
-        timeout_ms: u64,
+        /// The deadline per call (default: 100, or 1000 for a Python or JavaScript plugin).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
     },
 }
 

@@ -16,6 +16,7 @@
 //! without calling the plugin for a while. Every outcome is counted.
 
 mod engine;
+pub mod language;
 mod processor;
 pub mod project;
 pub mod tool;

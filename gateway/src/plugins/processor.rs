@@ -192,6 +192,18 @@ fn compile(engine: &PluginEngine, spec: &ProcessorSpec) -> Result<Component, Plu
     }
 }
 
+/// The spec with the deadline of the plugin's language when the config set none (see
+/// [`super::language`]).
+fn with_language_defaults(mut spec: ProcessorSpec) -> ProcessorSpec {
+    if spec.timeout_is_default
+        && spec.embedded.is_none()
+        && let Ok(bytes) = std::fs::read(&spec.path)
+    {
+        spec.timeout = super::language::of_component(&bytes).default_timeout();
+    }
+    spec
+}
+
 /// When and how large the plugin's file is; nothing for an embedded built-in, which never
 /// changes.
 fn fingerprint(spec: &ProcessorSpec) -> Option<(SystemTime, u64)> {
@@ -211,6 +223,7 @@ impl Processor {
         metrics: Arc<SelfMetrics>,
     ) -> Result<Processor, PluginError> {
         let name: Arc<str> = spec.name.as_str().into();
+        let spec = with_language_defaults(spec);
         let component = compile(&engine, &spec)?;
         let quotas = Arc::new(Quotas::new(
             metrics.plugin_log_suppressed.with_label_values(&[&*name]),
@@ -790,6 +803,7 @@ mod tests {
             display_config: serde_json::Value::Null,
             memory_mb: 64,
             timeout: Duration::from_millis(timeout_ms),
+            timeout_is_default: false,
             max_batch_bytes,
             on_error,
         };

@@ -363,7 +363,8 @@ mod tests {{
     Ok(dir)
 }
 
-/// Loads a component under the gateway's engine and default limits (64 MiB, 100 ms) and
+/// Loads a component under the gateway's engine and default limits (64 MiB, the deadline of
+/// its language) and
 /// `init`s it with `config_json`; returns what it says of itself: `name version (signals)`,
 /// and the memory it took.
 pub fn check_component(plugin: &Path, config_json: &str) -> Result<String, String> {
@@ -377,6 +378,7 @@ pub fn check_component(plugin: &Path, config_json: &str) -> Result<String, Strin
         display_config: serde_json::Value::Null,
         memory_mb: 64,
         timeout: Duration::from_millis(100),
+        timeout_is_default: true,
         max_batch_bytes: usize::MAX,
         on_error: OnError::Reject,
     };
@@ -425,7 +427,7 @@ pub fn run_test(
     input: &str,
     config_json: &str,
     memory_mb: usize,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<TestReport, String> {
     let signal = signal_of_json(input).ok_or(
         "the input is not an OTLP/JSON batch (no resourceSpans, resourceMetrics or resourceLogs)",
@@ -440,7 +442,8 @@ pub fn run_test(
         config_json: config_json.to_string(),
         display_config: serde_json::Value::Null,
         memory_mb,
-        timeout,
+        timeout: timeout.unwrap_or(Duration::from_millis(crate::config::DEFAULT_TIMEOUT_MS)),
+        timeout_is_default: timeout.is_none(),
         max_batch_bytes: usize::MAX,
         on_error: OnError::Reject,
     };
@@ -482,7 +485,7 @@ pub fn test_command(
     config: Option<&Path>,
     expect: Option<&Path>,
     memory_mb: usize,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<bool, String> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     let input_text = read(input)?;

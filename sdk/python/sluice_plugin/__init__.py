@@ -31,6 +31,8 @@ import enum
 from . import otlp
 from .otlp import AnyValue, KeyValue
 
+__version__ = "0.1.0"
+
 __all__ = [
     "Plugin",
     "Signal",

@@ -103,7 +103,30 @@ def build(directory: str = ".") -> str:
         raise BuildError(
             f"componentize-py failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
         )
+    mark_language(output)
     return output
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def mark_language(path: str) -> None:
+    """Appends the custom section ``sluice:sdk`` (``python VERSION``) to the component: the
+    gateway gives a Python plugin the deadline of its language when the config sets none."""
+    from . import __version__
+
+    name = b"sluice:sdk"
+    payload = b"python " + __version__.encode()
+    body = _leb(len(name)) + name + payload
+    with open(path, "ab") as f:
+        f.write(b"\x00" + _leb(len(body)) + body)
 
 
 def main(argv=None) -> int:

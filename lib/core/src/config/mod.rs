@@ -31,7 +31,9 @@ pub use auth::*;
 pub use endpoints::is_loopback_endpoint;
 pub use errors::{ConfigError, ConfigErrors, err, nearest};
 pub use exporters::*;
-pub use processors::{BUILTIN_PLUGINS, OnError, PluginLimits, ProcessorConfig, ProcessorSpec};
+pub use processors::{
+    BUILTIN_PLUGINS, DEFAULT_TIMEOUT_MS, OnError, PluginLimits, ProcessorConfig, ProcessorSpec,
+};
 pub use receivers::*;
 pub use secrets::mask_secrets;
 pub use service::*;

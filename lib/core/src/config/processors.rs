@@ -39,8 +39,10 @@ pub enum OnError {
 pub struct PluginLimits {
     #[serde(default = "default_memory_mb")]
     pub memory_mb: usize,
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+    /// Unset: [`DEFAULT_TIMEOUT_MS`], or the default for the plugin's language, found when it
+    /// is loaded (Python and JavaScript plugins run an interpreter).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     /// Larger batches are not given to the plugin; `on_error` applies.
     #[serde(default = "default_max_batch_mb")]
     pub max_batch_mb: usize,
@@ -50,7 +52,7 @@ impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
             memory_mb: default_memory_mb(),
-            timeout_ms: default_timeout_ms(),
+            timeout_ms: None,
             max_batch_mb: default_max_batch_mb(),
         }
     }
@@ -60,9 +62,9 @@ fn default_memory_mb() -> usize {
     64
 }
 
-fn default_timeout_ms() -> u64 {
-    100
-}
+/// A plugin call's deadline when `limits.timeout_ms` is not set and the plugin's language
+/// has no default of its own.
+pub const DEFAULT_TIMEOUT_MS: u64 = 100;
 
 fn default_max_batch_mb() -> usize {
     16
@@ -101,6 +103,9 @@ pub struct ProcessorSpec {
     pub display_config: serde_json::Value,
     pub memory_mb: usize,
     pub timeout: Duration,
+    /// Whether `timeout` is the default rather than set in the config: then the gateway may
+    /// raise it for the plugin's language when it loads the plugin.
+    pub timeout_is_default: bool,
     pub max_batch_bytes: usize,
     pub on_error: OnError,
 }
@@ -169,7 +174,7 @@ pub(super) fn parse(
                 continue;
             }
         };
-        if c.limits.memory_mb == 0 || c.limits.timeout_ms == 0 || c.limits.max_batch_mb == 0 {
+        if c.limits.memory_mb == 0 || c.limits.timeout_ms == Some(0) || c.limits.max_batch_mb == 0 {
             err(
                 errors,
                 format!("{path}.limits"),
@@ -184,7 +189,8 @@ pub(super) fn parse(
             config_json,
             display_config,
             memory_mb: c.limits.memory_mb,
-            timeout: Duration::from_millis(c.limits.timeout_ms),
+            timeout: Duration::from_millis(c.limits.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+            timeout_is_default: c.limits.timeout_ms.is_none(),
             max_batch_bytes: c.limits.max_batch_mb << 20,
             on_error: c.on_error.unwrap_or(if c.plugin == "builtin/redact" {
                 OnError::Reject
