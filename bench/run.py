@@ -88,6 +88,20 @@ def processors_for(scenario: str) -> dict:
             "redact": {"plugin": "builtin/redact", "on_error": "reject"},
             "slo": processors_for("slo")["slo"],
         }
+    if scenario in ("lang_rust", "lang_python", "lang_js"):
+        # The two example plugins (examples/plugins/LANG), written alike in each language:
+        # drop_health reads every span's name, tenant_counter every span's attributes (the
+        # bench batches carry no tenant header) and emits a metric per batch.
+        lang = scenario.removeprefix("lang_")
+        found = {}
+        for name in ("drop_health", "tenant_counter"):
+            path = (PLUGINS / f"example_{name}.wasm" if lang == "rust"
+                    else REPO / "examples" / "plugins" / lang / name / "dist" / f"{name}.wasm")
+            if not path.is_file():
+                raise SystemExit(f"{path} is missing: build it with `sluice plugin build` in its directory"
+                                 " (scripts/build-plugins.sh for the Rust ones)")
+            found[name] = {"plugin": str(path), "limits": {"timeout_ms": 2000}}
+        return found
     raise SystemExit(f"unknown scenario {scenario}")
 
 
@@ -310,7 +324,8 @@ def main() -> None:
         "span counted); spanmetrics_dedupe (repeats skipped as already counted); red_graph "
         "(spanmetrics and servicegraph); plugin1 (one plugin that answers unchanged: the cost of the "
         "plugin hop); plugin1_reject (the same with on_error: reject, so clients wait for it); readers3 (three "
-        "plugins that only read: the test plugin in pass mode); passthrough_gzip (exports "
+        "plugins that only read: the test plugin in pass mode); lang_rust, lang_python, lang_js (the "
+        "example plugins drop_health and tenant_counter in each language); passthrough_gzip (exports "
         "gzip-compressed); rotel, rotel_gzip, rotel_blackhole (the Rotel collector in the "
         "gateway's place: forwarding to the same downstream uncompressed or gzip-compressed, "
         "or discarding)",

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and is missing, on a Debian-like machine with Rust (rustup):
 # Debian's prometheus (and promtool), openssl, chromium and g++; rustfmt, clippy and the
-# wasm32-wasip2 target; the Python packages of tests/requirements.txt. What is present is left
-# alone, so a second run only checks. Run by scripts/test.sh before anything else.
+# wasm32-wasip2 target; the Python packages of tests/requirements.txt (componentize-py among
+# them); the npm packages of the JavaScript plugin SDK and its examples (componentize-js, from
+# their lock files). What is present is left alone, so a second run only checks. Run by
+# scripts/test.sh before anything else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +37,19 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
+
+# The JavaScript plugin SDK and example plugins: their lock files pin componentize-js and the
+# rest; `npm ci` runs again only when a lock file is newer than what it installed.
+if command -v npm >/dev/null 2>&1; then
+  for project in sdk/js examples/plugins/js/*/; do
+    project="${project%/}"
+    [ -f "$project/package-lock.json" ] || continue
+    if [ ! -f "$project/node_modules/.package-lock.json" ] || [ "$project/package-lock.json" -nt "$project/node_modules/.package-lock.json" ]; then
+      echo "== setup: npm ci in $project"
+      (cd "$project" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
+else
+  echo "setup: npm not found: install Node.js 20 or later with npm (the JavaScript plugin SDK's tests need it)" >&2
+  exit 1
+fi

@@ -21,9 +21,14 @@ echo "== cargo test"
 cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
 cargo build -p sluice
-echo "== end-to-end tests"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 export SLUICE_BIN="$target/debug/sluice"
+echo "== plugin SDKs: Python (pytest) and JavaScript (node --test), with their examples"
+PYTHONPATH="$PWD/sdk/python" python3 -m pytest -q -p no:cacheprovider sdk/python/tests examples/plugins/python/*/
+for project in sdk/js examples/plugins/js/*/; do
+  (cd "$project" && npm test --silent)
+done
+echo "== end-to-end tests"
 export SLUICE_TEST_PLUGINS="$target/wasm32-wasip2/release"
 python3 -m pytest tests/e2e -q -p no:cacheprovider "$@"
 echo "== fuzzing (bounded: FUZZ_SECONDS per target, 20 by default)"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,61 @@ def test_examples_run_in_a_gateway(components, gateway, downstream, tmp_path, la
 
     found = wait_until(counted, 15, "tenant.spans on the scrape endpoint")
     assert any(labels.get("tenant") == "acme" and value == 2 for labels, value in found), found
+
+
+HOSTILE_PY = '''
+from sluice_plugin import Plugin, Signal, Verdict
+
+
+class Hostile(Plugin):
+    name = "hostile"
+    signals = [Signal.TRACES]
+
+    def __init__(self, config):
+        self.mode = config.get("mode", "pass")
+
+    def traces(self, batch):
+        if self.mode == "loop":
+            while True:
+                pass
+        if self.mode == "hog":
+            hoard = []
+            while True:
+                hoard.append(bytearray(1 << 20))
+        if self.mode == "recurse":
+            def down(n):
+                return down(n + 1)
+            down(0)
+        return Verdict.UNCHANGED
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile_python(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("hostile") / "hostile"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "hostile"\nversion = "0.1.0"\n')
+    (project / "hostile.py").write_text(HOSTILE_PY)
+    return build(project)
+
+
+@pytest.mark.parametrize(
+    "mode,expect",
+    [("loop", "timeout"), ("hog", "memory"), ("recurse", "RecursionError")],
+)
+def test_a_hostile_python_plugin_is_stopped_by_the_limits(hostile_python, tmp_path, mode, expect):
+    """An endless loop meets the deadline (Python's default, 1000 ms), unbounded allocation
+    meets the memory cap, deep recursion is Python's own error: each a clear failure of that
+    call, reported in time."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mode": mode}))
+    started = time.monotonic()
+    r = sluice("plugin", "test", str(hostile_python), "--input", str(FIXTURE), "--config", str(config), timeout=120)
+    elapsed = time.monotonic() - started
+    assert r.returncode == 1, r.stderr
+    assert "plugin failed" in r.stderr and expect in r.stderr, r.stderr
+    assert elapsed < 60, elapsed
+    if mode == "loop":
+        # The language's default deadline applied: the call ran about 1000 ms, not 100 ms.
+        took = float(r.stderr.split("time: ")[1].split(" ms")[0])
+        assert 900 <= took <= 5000, r.stderr
