@@ -185,6 +185,10 @@ fn scaffold_js(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String>
   }},
   "dependencies": {{
     "@sluice/plugin": "file:{sdk_js}"
+  }},
+  "devDependencies": {{
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }}
 }}
 "#
