@@ -10,7 +10,7 @@
 //   5. runs componentize-js with the WIT shipped in this package. componentize-js
 //      pre-initialises the component with Wizer: the engine start-up, parsing and the module's
 //      top level (the SDK's schema tables, the plugin class) run at build time, not at load;
-//   6. writes dist/<name>.wasm and prints its absolute path as the last line of stdout.
+//   6. writes dist/<package name, - as _>.wasm and prints its absolute path as the last line of stdout.
 //
 // Usage: sluice-plugin-build [--entry FILE] [--out-dir DIR]
 
@@ -140,7 +140,9 @@ async function main() {
   } catch (e) {
     die(`${path.relative(project, entry)} must \`export default\` a class extending Plugin: ${e.message}`);
   }
-  const name = info.name.replace(/[^A-Za-z0-9._-]/g, '_');
+  // The file is named after the package, as the Python build names it after the project:
+  // `drop-health` (or `@org/drop-health`) builds dist/drop_health.wasm.
+  const name = (pkg.name ?? info.name).replace(/^@[^/]+\//, '').replace(/[^A-Za-z0-9._]/g, '_');
 
   // 3. The glue module.
   const glue = path.join(work, 'glue.js');

@@ -7,7 +7,7 @@ import { Plugin, ConfigError, checkConfigKeys, keepSpans } from '@sluice/plugin'
 export const DEFAULT_PREFIXES = ['GET /health', 'GET /ready', 'GET /live'];
 
 export default class DropHealth extends Plugin {
-  static info = { name: 'drop_health', version: '0.1.0', signals: ['traces'], stateful: false };
+  static info = { name: 'drop-health', version: '0.1.0', signals: ['traces'], stateful: false };
 
   constructor(config) {
     super(config);

@@ -49,7 +49,7 @@ function byteOrder(a, b) {
 }
 
 export default class TenantCounter extends Plugin {
-  static info = { name: NAME, version: VERSION, signals: ['traces'], stateful: false };
+  static info = { name: 'tenant-counter', version: VERSION, signals: ['traces'], stateful: false };
 
   constructor(config) {
     super(config);
