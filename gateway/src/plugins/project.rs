@@ -51,7 +51,7 @@ fn python() -> OsString {
 /// project builds and tests against the SDK beside the gateway even before `pip install`.
 fn python_path(sdk: Option<&Path>) -> Option<OsString> {
     let package = sdk?.join("python");
-    if !package.join("sluice_plugin").is_dir() {
+    if !package.join("sluice_plugin/__init__.py").is_file() {
         return None;
     }
     let mut paths = vec![package];
