@@ -114,6 +114,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            // A long-lived gateway keeps what a compiler frees: large plugins are compiled by a
+            // short-lived child instead (when the plugin cache is on).
+            sluice::plugins::compile_large_components_in_a_child();
             let config = match load(&args) {
                 Ok(c) => c,
                 Err(e) => {
@@ -232,6 +235,15 @@ fn plugin(command: PluginCommand) -> ExitCode {
                     println!("  sluice plugin build    # prints the path of the .wasm");
                     ExitCode::SUCCESS
                 }
+                Err(e) => fail(e),
+            }
+        }
+        PluginCommand::Precompile { plugin, cache_dir } => {
+            let compiled = sluice::plugins::PluginEngine::new(Some(cache_dir))
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|engine| engine.compile(&plugin).map_err(|e| e.to_string()));
+            match compiled {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
         }

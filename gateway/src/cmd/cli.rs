@@ -81,6 +81,16 @@ pub enum PluginCommand {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Compile a plugin into the cache (what the gateway runs in a child process for large
+    /// components).
+    #[command(hide = true)]
+    Precompile {
+        /// The plugin's `.wasm` component.
+        plugin: PathBuf,
+        /// The cache directory (`service.plugins.cache_dir`).
+        #[arg(long)]
+        cache_dir: PathBuf,
+    },
     /// Run a plugin over one OTLP/JSON batch under the gateway's engine and limits. Given a
     /// project directory, first run the project's own tests and build it.
     Test {

@@ -21,7 +21,9 @@ mod processor;
 pub mod project;
 pub mod tool;
 
-pub use engine::{PluginEngine, PluginError};
+pub use engine::{
+    CHILD_COMPILE_MIN_BYTES, PluginEngine, PluginError, compile_large_components_in_a_child,
+};
 pub use processor::{Emitted, Outcome, Processor, ProcessorStatus};
 
 /// Host bindings generated from the WIT world, the single source of truth.
