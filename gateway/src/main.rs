@@ -220,8 +220,11 @@ fn plugin(command: PluginCommand) -> ExitCode {
             sdk,
             dir,
         } => {
-            let created = tool::find_sdk(sdk.as_deref())
-                .and_then(|sdk| tool::scaffold(&name, lang, &dir, &sdk));
+            let created = match (tool::find_sdk(sdk.as_deref()), sdk.is_some()) {
+                // An SDK named on the command line must be usable, whatever the language.
+                (Err(e), true) => Err(e),
+                (found, _) => tool::scaffold(&name, lang, &dir, found),
+            };
             match created {
                 Ok(path) => {
                     println!("Created {} ({}).", path.display(), lang.name());

@@ -350,3 +350,20 @@ def test_compiling_interpreters_does_not_stay_in_the_gateways_memory(components,
     assert gw.stderr().count("compiled in a child process") == 3, gw.stderr()[-3000:]
     assert len(list(cache.glob("*.cwasm"))) == 3
     assert rss_mib(gw.pid) < 250, f"{rss_mib(gw.pid):.0f} MiB resident after loading"
+
+
+def test_new_python_needs_no_checkout(tmp_path):
+    """Outside a checkout a Python project is still created (its SDK is a pip package); Rust
+    and JavaScript projects name the SDK by path and ask for it."""
+    exe = tmp_path / "bin" / "sluice"
+    exe.parent.mkdir()
+    exe.write_bytes(SLUICE_BIN.read_bytes())
+    exe.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([str(exe), "plugin", "new", "solo", "--lang", "python"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "pip install PATH/TO/sluice/sdk/python" in (work / "solo" / "pyproject.toml").read_text()
+    for lang in ("rust", "js"):
+        r = subprocess.run([str(exe), "plugin", "new", f"solo-{lang}", "--lang", lang], cwd=work, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "--sdk" in r.stderr, r.stderr

@@ -47,12 +47,18 @@ pub fn find_sdk(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// Creates a plugin project `name` in `parent`, in `lang`, with a test that passes and a
-/// `batch.json` to try it on.
-pub fn scaffold(name: &str, lang: Lang, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+/// `batch.json` to try it on. Rust and JavaScript projects depend on the SDK by its path; a
+/// Python project needs none (the SDK is a package to `pip install`).
+pub fn scaffold(
+    name: &str,
+    lang: Lang,
+    parent: &Path,
+    sdk: Result<PathBuf, String>,
+) -> Result<PathBuf, String> {
     match lang {
-        Lang::Rust => scaffold_rust(name, parent, sdk),
-        Lang::Python => scaffold_python(name, parent, sdk),
-        Lang::Js => scaffold_js(name, parent, sdk),
+        Lang::Rust => scaffold_rust(name, parent, &sdk?),
+        Lang::Python => scaffold_python(name, parent, sdk.ok().as_deref()),
+        Lang::Js => scaffold_js(name, parent, &sdk?),
     }
 }
 
@@ -92,11 +98,13 @@ const SCAFFOLD_BATCH: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"k
  {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175","name":"GET /orders","kind":2}]}]}]}
 "#;
 
-fn scaffold_python(name: &str, parent: &Path, sdk: &Path) -> Result<PathBuf, String> {
+fn scaffold_python(name: &str, parent: &Path, sdk: Option<&Path>) -> Result<PathBuf, String> {
     let dir = new_project_dir(name, parent)?;
     let module = name.replace('-', "_");
     let class = type_name(name);
-    let sdk_python = sdk.join("python").display().to_string().replace('\\', "/");
+    let sdk_python = sdk.map_or("PATH/TO/sluice/sdk/python".to_string(), |s| {
+        s.join("python").display().to_string().replace('\\', "/")
+    });
     let pyproject = format!(
         r#"[project]
 name = "{name}"

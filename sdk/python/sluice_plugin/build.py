@@ -58,16 +58,19 @@ def project(directory: str):
 
 
 def componentize_py() -> list:
-    exe = shutil.which("componentize-py")
-    if exe:
-        return [exe]
+    """The command that runs componentize-py: this interpreter's package, else one on PATH."""
     try:
         import componentize_py  # noqa: F401
     except ImportError:
-        raise BuildError(
-            f"componentize-py is not installed: pip install {COMPONENTIZE_PY}"
-        ) from None
-    return [sys.executable, "-m", "componentize_py"]
+        exe = shutil.which("componentize-py")
+        if exe:
+            return [exe]
+        raise BuildError(f"componentize-py is not installed: pip install {COMPONENTIZE_PY}") from None
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+    ]
 
 
 def build(directory: str = ".") -> str:

@@ -172,3 +172,18 @@ def test_host_log_refuses_unknown_levels():
         host.log("loud", "x")
     with pytest.raises(TypeError):
         host.emit("metrics", b"")
+
+
+def test_the_build_says_what_to_install_and_builds(tmp_path, monkeypatch):
+    from sluice_plugin import build
+
+    with pytest.raises(build.BuildError, match="pyproject.toml not found"):
+        build.build(str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x-y"\n')
+    with pytest.raises(build.BuildError, match="plugin module x_y is not in"):
+        build.build(str(tmp_path))
+    # Without componentize-py in this interpreter or on PATH: the exact install line.
+    monkeypatch.setitem(__import__("sys").modules, "componentize_py", None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(build.BuildError, match=r"pip install componentize-py==0\.25\.1"):
+        build.componentize_py()
