@@ -153,27 +153,43 @@ def test_a_refused_config_is_a_clear_error_in_every_language(components, tmp_pat
     assert "init failed" in r.stderr and "prefixes" in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("lang", ("python", "js"))
+@pytest.mark.parametrize("lang", LANGS)
 def test_new_scaffolds_a_project_that_tests_and_builds(tmp_path, lang):
     r = sluice("plugin", "new", "edge-rule", "--lang", lang, "--sdk", str(REPO / "sdk"), "--dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     project = tmp_path / "edge-rule"
+    env = dict(os.environ)
+    if lang == "rust":
+        # The workspace's target directory: the SDK's dependencies are built there already.
+        env["CARGO_TARGET_DIR"] = str(Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")))
     if lang == "js":
         install = subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--prefer-offline"],
             cwd=project, capture_output=True, text=True, timeout=600,
         )
         assert install.returncode == 0, install.stderr
+
+    def plugin_test():
+        return subprocess.run(
+            [str(SLUICE_BIN), "plugin", "test"], cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
+
     # From inside the project, with no arguments: its tests, the build, the run on batch.json.
-    r = sluice("plugin", "test", cwd=project)
+    r = plugin_test()
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tests passed" in r.stderr and "records in: 2, out: 1" in r.stderr, r.stderr
-    names = span_names(json.loads(r.stdout[r.stdout.index("{"):]))
+    # The test runner's output went to stderr: stdout is the batch alone.
+    names = span_names(json.loads(r.stdout))
     assert names == ["GET /orders"]
     # A failing test fails the command before anything is built.
-    test_file = next(p for p in project.rglob("*test*") if p.is_file() and p.suffix in (".py", ".js") and "node_modules" not in p.parts)
-    test_file.write_text(test_file.read_text().replace("keep([1])", "keep([0])"))
-    r = sluice("plugin", "test", cwd=project)
+    source, before, after = {
+        "rust": (project / "src" / "lib.rs", "Keep(vec![1])", "Keep(vec![0])"),
+        "python": (project / "test_edge_rule.py", "keep([1])", "keep([0])"),
+        "js": (project / "test" / "plugin.test.js", "keep([1])", "keep([0])"),
+    }[lang]
+    assert before in source.read_text()
+    source.write_text(source.read_text().replace(before, after))
+    r = plugin_test()
     assert r.returncode != 0
     assert "tests failed" in r.stderr
 

@@ -177,17 +177,17 @@ pub fn build(dir: &Path, sdk: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-/// Runs the project's own tests (`cargo test`, `pytest`, `npm test`) with their output on
-/// this process's terminal; returns whether they passed.
+/// Runs the project's own tests (`cargo test`, `pytest`, `npm test`) with all their output on
+/// this process's stderr (stdout stays for the batch `sluice plugin test` prints); returns
+/// whether they passed.
 pub fn run_tests(dir: &Path, sdk: Option<&Path>) -> Result<bool, String> {
     let lang = Lang::of_project(dir)?;
-    let (program, status) = match lang {
-        Lang::Rust => (
-            "cargo",
-            command("cargo", dir, sdk)
-                .args(["test", "--quiet"])
-                .status(),
-        ),
+    let (program, mut runner) = match lang {
+        Lang::Rust => {
+            let mut c = command("cargo", dir, sdk);
+            c.args(["test", "--quiet"]);
+            ("cargo", c)
+        }
         Lang::Python => {
             let probe = command(python(), dir, sdk)
                 .args(["-c", "import pytest"])
@@ -198,18 +198,20 @@ pub fn run_tests(dir: &Path, sdk: Option<&Path>) -> Result<bool, String> {
             if !probe.success() {
                 return Err("pytest is not installed: pip install pytest".into());
             }
-            (
-                "python3",
-                command(python(), dir, sdk)
-                    .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-                    .status(),
-            )
+            let mut c = command(python(), dir, sdk);
+            c.args(["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+            ("python3", c)
         }
-        Lang::Js => ("npm", command("npm", dir, sdk).args(["test"]).status()),
+        Lang::Js => {
+            let mut c = command("npm", dir, sdk);
+            c.arg("test");
+            ("npm", c)
+        }
     };
-    let status = status.map_err(|e| missing(lang, program, &e))?;
-    // The test runner's output goes to the terminal, but the result line should be on stderr
-    // like the rest of this command's commentary.
+    let status = runner
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| missing(lang, program, &e))?;
     eprintln!(
         "{} tests {}",
         lang.name(),

@@ -375,25 +375,35 @@ mod tests {{
     Ok(dir)
 }
 
-/// Loads a component under the gateway's engine and default limits (64 MiB, the deadline of
-/// its language) and
-/// `init`s it with `config_json`; returns what it says of itself: `name version (signals)`,
-/// and the memory it took.
-pub fn check_component(plugin: &Path, config_json: &str) -> Result<String, String> {
-    let engine = PluginEngine::new(None).map_err(|e| format!("{e:#}"))?;
-    let spec = ProcessorSpec {
-        name: "check".into(),
+/// A processor spec for trying one plugin file: no cache, no batch cap, failures rejected;
+/// `timeout` `None` takes the default of the plugin's language.
+fn tool_spec(
+    plugin: &Path,
+    config_json: &str,
+    memory_mb: usize,
+    timeout: Option<Duration>,
+) -> ProcessorSpec {
+    ProcessorSpec {
+        name: "test".into(),
         path: plugin.to_path_buf(),
         builtin: None,
         embedded: None,
         config_json: config_json.to_string(),
         display_config: serde_json::Value::Null,
-        memory_mb: 64,
-        timeout: Duration::from_millis(100),
-        timeout_is_default: true,
+        memory_mb,
+        timeout: timeout.unwrap_or(Duration::from_millis(crate::config::DEFAULT_TIMEOUT_MS)),
+        timeout_is_default: timeout.is_none(),
         max_batch_bytes: usize::MAX,
         on_error: OnError::Reject,
-    };
+    }
+}
+
+/// Loads a component under the gateway's engine and default limits (64 MiB, the deadline of
+/// its language) and `init`s it with `config_json`; returns what it says of itself: `name
+/// version (signals)`, and the memory it took.
+pub fn check_component(plugin: &Path, config_json: &str) -> Result<String, String> {
+    let engine = PluginEngine::new(None).map_err(|e| format!("{e:#}"))?;
+    let spec = tool_spec(plugin, config_json, 64, None);
     let processor =
         Processor::load(spec, engine, Arc::new(SelfMetrics::new())).map_err(|e| e.to_string())?;
     let status = processor.status();
@@ -446,19 +456,7 @@ pub fn run_test(
     )?;
     let payload = Payload::decode_json(signal, input.as_bytes()).map_err(|e| e.to_string())?;
     let engine = PluginEngine::new(None).map_err(|e| format!("{e:#}"))?;
-    let spec = ProcessorSpec {
-        name: "test".into(),
-        path: plugin.to_path_buf(),
-        builtin: None,
-        embedded: None,
-        config_json: config_json.to_string(),
-        display_config: serde_json::Value::Null,
-        memory_mb,
-        timeout: timeout.unwrap_or(Duration::from_millis(crate::config::DEFAULT_TIMEOUT_MS)),
-        timeout_is_default: timeout.is_none(),
-        max_batch_bytes: usize::MAX,
-        on_error: OnError::Reject,
-    };
+    let spec = tool_spec(plugin, config_json, memory_mb, timeout);
     let processor =
         Processor::load(spec, engine, Arc::new(SelfMetrics::new())).map_err(|e| e.to_string())?;
     if !processor.signals().contains(&signal) {
