@@ -383,3 +383,64 @@ def test_new_python_needs_no_checkout(tmp_path):
     for lang in ("rust", "js"):
         r = subprocess.run([str(exe), "plugin", "new", f"solo-{lang}", "--lang", lang], cwd=work, capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "--sdk" in r.stderr, r.stderr
+
+
+HOSTILE_JS = """
+import { Plugin, Verdict } from '@sluice/plugin';
+
+export default class Hostile extends Plugin {
+  static info = { name: 'hostile', version: '0.1.0', signals: ['traces'], stateful: false };
+
+  constructor(config) {
+    super(config);
+    this.mode = config.mode ?? 'pass';
+  }
+
+  traces(batch) {
+    if (this.mode === 'loop') {
+      for (;;) {}
+    }
+    if (this.mode === 'hog') {
+      const hoard = [];
+      for (;;) hoard.push(new Uint8Array(1 << 20));
+    }
+    if (this.mode === 'recurse') {
+      const down = (n) => down(n + 1) + 1;
+      down(0);
+    }
+    return Verdict.unchanged();
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_js(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("hostile-js") / "hostile"
+    (project / "src").mkdir(parents=True)
+    (project / "package.json").write_text(json.dumps(
+        {"name": "hostile", "version": "0.1.0", "private": True, "type": "module",
+         "scripts": {"build": "sluice-plugin-build"}}
+    ))
+    (project / "src" / "plugin.js").write_text(HOSTILE_JS)
+    # The SDK as `npm install` links a file: dependency; its own node_modules has the tools.
+    (project / "node_modules" / "@sluice").mkdir(parents=True)
+    (project / "node_modules" / "@sluice" / "plugin").symlink_to(REPO / "sdk" / "js")
+    bin_dir = project / "node_modules" / ".bin"
+    bin_dir.mkdir()
+    (bin_dir / "sluice-plugin-build").symlink_to(REPO / "sdk" / "js" / "bin" / "sluice-plugin-build.js")
+    return build(project)
+
+
+@pytest.mark.parametrize(
+    "mode,expect",
+    [("loop", "timeout"), ("hog", "memory"), ("recurse", "too much recursion")],
+)
+def test_a_hostile_javascript_plugin_is_stopped_by_the_limits(hostile_js, tmp_path, mode, expect):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mode": mode}))
+    started = time.monotonic()
+    r = sluice("plugin", "test", str(hostile_js), "--input", str(FIXTURE), "--config", str(config), timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "plugin failed" in r.stderr and expect in r.stderr.lower(), r.stderr
+    assert time.monotonic() - started < 60
