@@ -74,7 +74,6 @@ class DecodeError(ValueError):
 
 
 # Field kinds. Scalars are decoded to int, float, bool, str or bytes.
-_VARINT_KINDS = {"int32", "int64", "uint32", "uint64", "bool", "enum", "sint32", "sint64"}
 _WIRE = {
     "int32": 0,
     "int64": 0,

@@ -4,7 +4,7 @@ the component (decode, call, encode)."""
 
 from __future__ import annotations
 
-from . import Signal, Verdict, host, otlp
+from . import Signal, host, otlp
 
 __all__ = ["MockHost", "mock_host", "traces", "logs", "run"]
 
