@@ -25,6 +25,7 @@ use super::bindings::{Processor as World, ProcessorPre};
 use super::engine::{
     EPOCH_TICK, HostState, LimitExceeded, PluginEngine, PluginError, Quotas, TrackedLimits,
 };
+use super::language::Language;
 use crate::config::{OnError, ProcessorSpec};
 use crate::model::{Batch, Payload, Signal};
 use crate::telemetry::metrics::SelfMetrics;
@@ -184,24 +185,23 @@ fn failure_kind(e: &wasmtime::Error) -> &'static str {
     }
 }
 
-/// The plugin's component: from its file, or from the binary for an embedded built-in.
-fn compile(engine: &PluginEngine, spec: &ProcessorSpec) -> Result<Component, PluginError> {
+/// The plugin's component, from its file or from the binary for an embedded built-in, and the
+/// language it was written in (read from the same bytes: the file is read once).
+fn compile(
+    engine: &PluginEngine,
+    spec: &ProcessorSpec,
+) -> Result<(Component, Language), PluginError> {
     match spec.embedded {
-        Some(bytes) => engine.compile_bytes(&spec.path, bytes),
-        None => engine.compile(&spec.path),
+        Some(bytes) => Ok((engine.compile_bytes(&spec.path, bytes)?, Language::Compiled)),
+        None => {
+            let bytes = std::fs::read(&spec.path).map_err(|source| PluginError::Read {
+                path: spec.path.clone(),
+                source,
+            })?;
+            let language = super::language::of_component(&bytes);
+            Ok((engine.compile_bytes(&spec.path, &bytes)?, language))
+        }
     }
-}
-
-/// The spec with the deadline of the plugin's language when the config set none (see
-/// [`super::language`]).
-fn with_language_defaults(mut spec: ProcessorSpec) -> ProcessorSpec {
-    if spec.timeout_is_default
-        && spec.embedded.is_none()
-        && let Ok(bytes) = std::fs::read(&spec.path)
-    {
-        spec.timeout = super::language::of_component(&bytes).default_timeout();
-    }
-    spec
 }
 
 /// When and how large the plugin's file is; nothing for an embedded built-in, which never
@@ -223,8 +223,13 @@ impl Processor {
         metrics: Arc<SelfMetrics>,
     ) -> Result<Processor, PluginError> {
         let name: Arc<str> = spec.name.as_str().into();
-        let spec = with_language_defaults(spec);
-        let component = compile(&engine, &spec)?;
+        let (component, language) = compile(&engine, &spec)?;
+        let mut spec = spec;
+        // The deadline of the plugin's language when the config set none (see
+        // [`super::language`]); kept across reloads of the file.
+        if spec.timeout_is_default {
+            spec.timeout = language.default_timeout();
+        }
         let quotas = Arc::new(Quotas::new(
             metrics.plugin_log_suppressed.with_label_values(&[&*name]),
         ));
@@ -649,7 +654,7 @@ impl Processor {
             }
         }
         // Compile outside the lock: batches keep flowing on the old instance meanwhile.
-        let compiled = compile(&self.engine, &self.spec);
+        let compiled = compile(&self.engine, &self.spec).map(|(component, _)| component);
         let mut slot = self.slot();
         let stateful = slot.stateful;
         let last = slot.snapshot.clone();
