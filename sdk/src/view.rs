@@ -270,6 +270,14 @@ impl<'a> AttributesView<'a> {
         self.buf
     }
 
+    /// The number of the field the attributes are in, in the message that has them (9 in a
+    /// span, 6 in a log record, 1 in a resource); `None` for a resource level without a
+    /// resource: what [`crate::wire::Splice::append_message`] needs to add one to that message
+    /// ([`SpanView::encoded`], [`LogView::encoded`], or for a resource [`AttributesView::holder`]).
+    pub fn field_number(&self) -> Option<u32> {
+        (self.field != 0).then_some(self.field)
+    }
+
     /// Whether both views are the same attributes of the same batch (not merely equal ones):
     /// for plugins that look something up once per resource.
     pub fn same(&self, other: &AttributesView<'_>) -> bool {
@@ -553,6 +561,24 @@ fn walk_records<'a>(
     })
 }
 
+/// Calls `f` with each resource-level message of an `Export*ServiceRequest` of any signal
+/// (a `ResourceSpans`, `ResourceMetrics` or `ResourceLogs`, as encoded: the part to name to
+/// [`crate::wire::Splice::append_message`] to give it a resource) and its resource's
+/// attributes (without a [`AttributesView::field_number`] when it has no resource).
+pub fn for_each_resource_level<'a>(
+    request: &'a [u8],
+    mut f: impl FnMut(&'a [u8], AttributesView<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    each_len(request, 1, |resource_level| {
+        let mut attrs = AttributesView::EMPTY;
+        each_len(resource_level, 1, |r| {
+            attrs = AttributesView { buf: r, field: 1 };
+            Ok(())
+        })?;
+        f(resource_level, attrs)
+    })
+}
+
 /// An `ExportTraceServiceRequest`, read in place.
 #[derive(Clone, Copy, Debug)]
 pub struct TracesView<'a> {
@@ -578,14 +604,7 @@ impl<'a> TracesView<'a> {
         &self,
         mut f: impl FnMut(AttributesView<'a>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        each_len(self.buf, 1, |resource_level| {
-            let mut attrs = AttributesView::EMPTY;
-            each_len(resource_level, 1, |r| {
-                attrs = AttributesView { buf: r, field: 1 };
-                Ok(())
-            })?;
-            f(attrs)
-        })
+        for_each_resource_level(self.buf, |_, attrs| f(attrs))
     }
 }
 

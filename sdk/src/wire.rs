@@ -106,9 +106,11 @@ pub fn rewrite_resources(
 /// view lent out: a string value ([`crate::view::ValueView::Str`], a span's `name`), an encoded
 /// attribute ([`crate::view::AttributesView::for_each_encoded`]), a whole record
 /// ([`crate::view::SpanView::encoded`]). [`Splice::replace`] gives that field a new payload,
-/// [`Splice::remove`] takes the field out; every enclosing message gets its new length. Changes
-/// may come in any order but must not overlap; [`Splice::undo_to`] takes back the latest ones
-/// (for a walk that first masks inside an attribute and then decides to drop all of it).
+/// [`Splice::remove`] takes the field out, [`Splice::append_field`] adds a field at the end of a
+/// message (an attribute to a span: [`crate::view::SpanView::encoded`] names the span);
+/// every enclosing message gets its new length. Changes may come in any order but must not
+/// overlap; [`Splice::undo_to`] takes back the latest ones (for a walk that first masks inside an
+/// attribute and then decides to drop all of it).
 ///
 /// ```
 /// use sluice_sdk::view::TracesView;
@@ -138,8 +140,27 @@ pub struct Splice<'a> {
 struct Edit {
     /// The payload's place in the batch.
     at: Range<usize>,
-    /// The new payload's place in `data`, or `None` to remove the field.
+    /// The new payload's place in `data`, or `None` to remove the field. For an append, the
+    /// whole new field (key, length and payload).
     with: Option<Range<usize>>,
+    /// For an append, where the payload of the message it goes into starts (`at` is then the
+    /// empty range at that payload's end).
+    into: Option<usize>,
+}
+
+impl Edit {
+    /// Whether the edit lies in the field whose payload starts at `payload_start` and which
+    /// ends at `field_end`: it starts inside it, or is an empty payload at its very end (an
+    /// empty string ends where its field ends), or appends to a message inside it.
+    fn within(&self, payload_start: usize, field_end: usize, is_len: bool) -> bool {
+        match self.into {
+            Some(target) => is_len && payload_start <= target && self.at.end <= field_end,
+            None => {
+                self.at.start < field_end
+                    || (is_len && self.at.start == field_end && self.at.end == field_end)
+            }
+        }
+    }
 }
 
 impl<'a> Splice<'a> {
@@ -197,7 +218,11 @@ impl<'a> Splice<'a> {
         let start = self.data.len();
         write(&mut self.data);
         let with = Some(start..self.data.len());
-        self.edits.push(Edit { at, with });
+        self.edits.push(Edit {
+            at,
+            with,
+            into: None,
+        });
     }
 
     /// Gives an attribute's value (`part`: an encoded `AnyValue`, as
@@ -213,8 +238,46 @@ impl<'a> Splice<'a> {
     /// Removes the field whose payload is `part` (a record, an attribute), key and length too.
     pub fn remove(&mut self, part: &[u8]) {
         if let Some(at) = self.place(part) {
-            self.edits.push(Edit { at, with: None });
+            self.edits.push(Edit {
+                at,
+                with: None,
+                into: None,
+            });
         }
+    }
+
+    /// Adds field `number` with the payload `payload` at the end of the message whose payload is
+    /// `message` (a record or a resource a view lent out). Appends to one message keep their
+    /// order.
+    pub fn append_field(&mut self, message: &[u8], number: u32, payload: &[u8]) {
+        let Some(at) = self.place(message) else {
+            return;
+        };
+        let start = self.data.len();
+        put_len_field(&mut self.data, number, payload.len());
+        append(&mut self.data, payload);
+        self.edits.push(Edit {
+            at: at.end..at.end,
+            with: Some(start..self.data.len()),
+            into: Some(at.start),
+        });
+    }
+
+    /// [`Splice::append_field`] with an encoded message as the payload (an attribute's
+    /// `KeyValue`).
+    pub fn append_message(&mut self, message: &[u8], number: u32, value: &impl Message) {
+        let Some(at) = self.place(message) else {
+            return;
+        };
+        let start = self.data.len();
+        put_len_field(&mut self.data, number, value.encoded_len());
+        // Encoding into a Vec cannot run out of room.
+        let _ = value.encode(&mut self.data);
+        self.edits.push(Edit {
+            at: at.end..at.end,
+            with: Some(start..self.data.len()),
+            into: Some(at.start),
+        });
     }
 
     /// The batch with the changes: `Unchanged` when none was asked for. Fails when a part was
@@ -228,14 +291,29 @@ impl<'a> Splice<'a> {
         if self.edits.is_empty() {
             return Ok(Rewrite::Unchanged);
         }
-        self.edits
-            .sort_by(|a, b| a.at.start.cmp(&b.at.start).then(a.at.end.cmp(&b.at.end)));
-        if self
-            .edits
-            .windows(2)
-            .any(|w| w[1].at.start < w[0].at.end || w[1].at.start == w[0].at.start)
-        {
-            return Err(Error::Internal("two spliced parts overlap".into()));
+        // By place; at one place, changes before appends, and appends to an inner message
+        // before those to the messages around it (a stable sort keeps appends to one message in
+        // their order).
+        self.edits.sort_by(|a, b| {
+            (a.at.start, a.at.end, a.into.is_some())
+                .cmp(&(b.at.start, b.at.end, b.into.is_some()))
+                .then(b.into.cmp(&a.into))
+        });
+        let mut last: Option<&Range<usize>> = None;
+        for e in &self.edits {
+            match (e.into, last) {
+                // An append into a field that is replaced or removed.
+                (Some(target), Some(l)) if l.start <= target && e.at.end <= l.end => {
+                    return Err(Error::Internal(
+                        "a message appended to is replaced or removed".into(),
+                    ));
+                }
+                (Some(_), _) => {}
+                (None, Some(l)) if e.at.start < l.end || e.at.start == l.start => {
+                    return Err(Error::Internal("two spliced parts overlap".into()));
+                }
+                (None, _) => last = Some(&e.at),
+            }
         }
         let grows: usize = self
             .edits
@@ -272,8 +350,11 @@ fn write(
     let mut rest = edits;
     // What of `msg` is written (or to be copied as it is) up to here.
     let mut copied = 0;
+    let end = base + msg.len();
+    // Appends to `msg` itself come last in `edits`.
+    let own = |e: &Edit| e.into == Some(base) && e.at.start == end;
     for field in fields(msg) {
-        if rest.is_empty() {
+        if rest.first().is_none_or(own) {
             break;
         }
         let field = field.map_err(malformed)?;
@@ -281,20 +362,14 @@ fn write(
         let end = start + field.raw.len();
         let (field_end, payload_start) = (base + end, base + end - field.payload.len());
         let is_len = field.wire_type == WireType::Len;
-        // A change belongs to this field when it starts inside it, or is an empty payload at
-        // its very end (an empty string ends where its field ends). Most fields hold none:
-        // the next change alone says so.
-        let next = &rest[0].at;
-        if next.start > field_end || (next.start == field_end && !(is_len && next.end == field_end))
-        {
+        // Most fields hold no change: the next change alone says so.
+        let next = &rest[0];
+        if next.at.start >= field_end && !next.within(payload_start, field_end, is_len) {
             continue;
         }
         let inside = rest
             .iter()
-            .take_while(|e| {
-                e.at.start < field_end
-                    || (is_len && e.at.start == field_end && e.at.end == field_end)
-            })
+            .take_while(|e| e.within(payload_start, field_end, is_len))
             .count();
         if inside == 0 {
             continue;
@@ -311,8 +386,20 @@ fn write(
         append(out, &msg[copied..start]);
         copied = end;
         match mine {
-            [Edit { at, with: None }] if *at == (payload_start..field_end) => {}
-            [Edit { at, with: Some(w) }] if *at == (payload_start..field_end) => {
+            [
+                Edit {
+                    at,
+                    with: None,
+                    into: None,
+                },
+            ] if *at == (payload_start..field_end) => {}
+            [
+                Edit {
+                    at,
+                    with: Some(w),
+                    into: None,
+                },
+            ] if *at == (payload_start..field_end) => {
                 put_len_field(out, field.number, w.len());
                 append(out, &data[w.clone()]);
             }
@@ -346,10 +433,13 @@ fn write(
             }
         }
     }
-    if !rest.is_empty() {
-        return Err(misplaced());
-    }
     append(out, &msg[copied..]);
+    for e in rest {
+        match &e.with {
+            Some(w) if own(e) => append(out, &data[w.clone()]),
+            _ => return Err(misplaced()),
+        }
+    }
     Ok(())
 }
 
@@ -581,6 +671,116 @@ mod tests {
         splice.replace(&bytes[bytes.len() - 2..], b"x");
         splice.undo_to(mark);
         assert_eq!(splice.finish().expect("nothing to do"), Rewrite::Unchanged);
+    }
+
+    /// The payload of the first field `number` of `msg`, or of the last with `last`.
+    fn payload_of(msg: &[u8], number: u32, last: bool) -> &[u8] {
+        let mut found = fields(msg)
+            .map(|f| f.expect("valid"))
+            .filter(|f| f.number == number)
+            .map(|f| f.payload);
+        let first = found.next().expect("present");
+        if last {
+            found.last().unwrap_or(first)
+        } else {
+            first
+        }
+    }
+
+    #[test]
+    fn appended_fields_land_in_their_message_at_every_depth_and_length() {
+        let mut req = batch();
+        // An empty resource: a message with no payload at all to append to.
+        let mut second = req.resource_spans[0].clone();
+        second.resource = Some(Resource::default());
+        req.resource_spans.push(second);
+        let bytes = req.encode_to_vec();
+        for len in [0, 1, 100, 127, 128, 300, 20_000] {
+            let value = "v".repeat(len);
+            let mut splice = Splice::new(&bytes);
+            let view = crate::view::TracesView::new(&bytes);
+            // To every span (the last span of the batch ends where its scope, its resource
+            // level and the request end: four appends at one place), with a change inside it.
+            view.for_each_span(|_, span| {
+                let attribute = kv("added", &value);
+                splice.append_message(span.encoded(), 9, &attribute);
+                let ip = span
+                    .attributes
+                    .get("client.address")?
+                    .and_then(|v| v.as_str());
+                splice.replace(ip.expect("present").as_bytes(), b"[ip]");
+                Ok(())
+            })
+            .expect("walks");
+            view.for_each_resource(|a| {
+                splice.append_message(a.holder(), 1, &kv("region", &value));
+                Ok(())
+            })
+            .expect("walks");
+            let last_level = payload_of(&bytes, 1, true);
+            let scope_level = payload_of(last_level, 2, true);
+            let mut extra_span = req.resource_spans[0].scope_spans[0].spans[0].clone();
+            extra_span.name = value.clone();
+            splice.append_message(scope_level, 2, &extra_span);
+            let mut extra_level = req.resource_spans[0].clone();
+            extra_level.schema_url = value.clone();
+            splice.append_field(&bytes, 1, &extra_level.encode_to_vec());
+
+            let mut want = req.clone();
+            for rs in &mut want.resource_spans {
+                rs.resource
+                    .as_mut()
+                    .expect("resource")
+                    .attributes
+                    .push(kv("region", &value));
+                for span in &mut rs.scope_spans[0].spans {
+                    span.attributes[0] = kv("client.address", "[ip]");
+                    span.attributes.push(kv("added", &value));
+                }
+            }
+            want.resource_spans[1].scope_spans[0].spans.push(extra_span);
+            want.resource_spans.push(extra_level);
+            assert_eq!(spliced(splice), want, "length {len}");
+        }
+    }
+
+    #[test]
+    fn appends_keep_their_order_are_undone_and_never_go_into_a_removed_message() {
+        let req = batch();
+        let bytes = req.encode_to_vec();
+        let first_span = payload_of(payload_of(payload_of(&bytes, 1, false), 2, false), 2, false);
+        let mut splice = Splice::new(&bytes);
+        splice.append_message(first_span, 9, &kv("one", "1"));
+        let mark = splice.len();
+        splice.append_message(first_span, 9, &kv("dropped", "x"));
+        splice.undo_to(mark);
+        splice.append_message(first_span, 9, &kv("two", "2"));
+        let mut want = req.clone();
+        let span = &mut want.resource_spans[0].scope_spans[0].spans[0];
+        span.attributes.push(kv("one", "1"));
+        span.attributes.push(kv("two", "2"));
+        assert_eq!(spliced(splice), want);
+
+        for replace in [false, true] {
+            let mut splice = Splice::new(&bytes);
+            if replace {
+                splice.replace(first_span, b"");
+            } else {
+                splice.remove(first_span);
+            }
+            splice.append_message(first_span, 9, &kv("one", "1"));
+            match splice.finish() {
+                Err(Error::Internal(m)) => {
+                    assert_eq!(m, "a message appended to is replaced or removed")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // An append to a message that is not in the batch.
+        let elsewhere = bytes.clone();
+        let mut splice = Splice::new(&bytes);
+        splice.append_field(&elsewhere, 1, b"");
+        assert!(matches!(splice.finish(), Err(Error::Internal(_))));
     }
 
     #[test]
