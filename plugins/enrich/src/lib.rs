@@ -10,8 +10,10 @@
 //! 3. `attributes`: `insert`, `update`, `upsert`, `delete`, `copy`, `rename`, in the order
 //!    written, so they can also clean up (delete the `url.path` a route was derived from).
 //!
-//! The batch is re-encoded (`Verdict::Modified`) only when something changed; with resource
-//! steps only, only the resources are (`Plugin::rewrite`).
+//! Traces and logs are never decoded (`Plugin::rewrite`): the steps run on attributes read in
+//! place, and only what they change is spliced into the batch (`sluice_sdk::wire::Splice`), so
+//! adding an attribute to a span costs one append. Metrics are too with resource steps only;
+//! with record steps they are decoded, and encoded again only when something changed.
 
 mod config;
 mod template;
@@ -22,7 +24,9 @@ use sluice_sdk::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use sluice_sdk::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_sdk::otlp::metrics::v1::{Metric, metric};
 use sluice_sdk::otlp::resource::v1::Resource;
-use sluice_sdk::wire::{self, Rewrite};
+use sluice_sdk::prost::Message;
+use sluice_sdk::view::{self, AttributesView, LogsView, TracesView, ValueView};
+use sluice_sdk::wire::{Rewrite, Splice};
 use sluice_sdk::{Error, Info, Plugin, Signal, Verdict};
 
 pub use config::Config;
@@ -36,25 +40,72 @@ pub struct Enrich {
 
 // ---- attribute primitives; each returns whether it changed something --------------------
 
-fn position(attrs: &[KeyValue], key: &str) -> Option<usize> {
-    attrs.iter().position(|kv| kv.key == key)
+/// One attribute as the steps see it: as it came in the batch (still encoded), or set by a
+/// step.
+#[derive(Debug, Clone)]
+enum Attr<'a> {
+    /// `encoded` is the whole `KeyValue`, `value` its `AnyValue` (`None`: no value).
+    Kept {
+        key: &'a str,
+        value: Option<&'a [u8]>,
+        encoded: &'a [u8],
+    },
+    Set(KeyValue),
 }
 
-/// The value of the first attribute named `key` (an attribute without a value reads as an
-/// empty value).
-fn get(attrs: &[KeyValue], key: &str) -> Option<AnyValue> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .map(|kv| kv.value.clone().unwrap_or_default())
+impl Attr<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Attr::Kept { key, .. } => key,
+            Attr::Set(kv) => &kv.key,
+        }
+    }
+
+    /// The value (an attribute without a value, or one that does not decode, reads as an
+    /// empty value).
+    fn value(&self) -> AnyValue {
+        match self {
+            Attr::Kept { value, .. } => value
+                .and_then(|v| AnyValue::decode(v).ok())
+                .unwrap_or_default(),
+            Attr::Set(kv) => kv.value.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The value if it is a string, without copying an encoded one.
+    fn str_value(&self) -> Option<&str> {
+        match self {
+            Attr::Kept { value, .. } => ValueView::from_encoded((*value)?).ok()?.as_str(),
+            Attr::Set(kv) => match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The attributes of a resource or record, in order.
+type Attrs<'a> = Vec<Attr<'a>>;
+
+fn position(attrs: &Attrs<'_>, key: &str) -> Option<usize> {
+    attrs.iter().position(|a| a.key() == key)
+}
+
+/// The value of the first attribute named `key`.
+fn get(attrs: &Attrs<'_>, key: &str) -> Option<AnyValue> {
+    attrs.iter().find(|a| a.key() == key).map(Attr::value)
 }
 
 /// Sets `key` to `value`, replacing the first attribute of that name or adding one.
-fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) -> bool {
+fn upsert(attrs: &mut Attrs<'_>, key: &str, value: AnyValue) -> bool {
     match position(attrs, key) {
-        Some(i) if attrs[i].value.as_ref() == Some(&value) => false,
+        Some(i) if attrs[i].value() == value => false,
         Some(i) => {
-            attrs[i].value = Some(value);
+            attrs[i] = Attr::Set(KeyValue {
+                key: key.to_string(),
+                value: Some(value),
+                ..Default::default()
+            });
             true
         }
         None => insert(attrs, key, value),
@@ -62,22 +113,22 @@ fn upsert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) -> bool {
 }
 
 /// Adds `key` unless it is present.
-fn insert(attrs: &mut Vec<KeyValue>, key: &str, value: AnyValue) -> bool {
+fn insert(attrs: &mut Attrs<'_>, key: &str, value: AnyValue) -> bool {
     if position(attrs, key).is_some() {
         return false;
     }
-    attrs.push(KeyValue {
+    attrs.push(Attr::Set(KeyValue {
         key: key.to_string(),
         value: Some(value),
         ..Default::default()
-    });
+    }));
     true
 }
 
 /// Removes every attribute named `key`.
-fn delete(attrs: &mut Vec<KeyValue>, key: &str) -> bool {
+fn delete(attrs: &mut Attrs<'_>, key: &str) -> bool {
     let before = attrs.len();
-    attrs.retain(|kv| kv.key != key);
+    attrs.retain(|a| a.key() != key);
     attrs.len() != before
 }
 
@@ -92,7 +143,7 @@ fn text(v: &AnyValue) -> Option<String> {
     }
 }
 
-fn apply_action(attrs: &mut Vec<KeyValue>, action: &Action) -> bool {
+fn apply_action(attrs: &mut Attrs<'_>, action: &Action) -> bool {
     match action {
         Action::Insert { key, value } => insert(attrs, key, value.clone()),
         Action::Update { key, value } => {
@@ -112,29 +163,29 @@ fn apply_action(attrs: &mut Vec<KeyValue>, action: &Action) -> bool {
     }
 }
 
-fn apply_derive(attrs: &mut Vec<KeyValue>, derive: &Derive) -> bool {
+fn apply_derive(attrs: &mut Attrs<'_>, derive: &Derive) -> bool {
     if position(attrs, &derive.to).is_some() {
         return false;
     }
-    let Some(AnyValue {
-        value: Some(any_value::Value::StringValue(path)),
-    }) = get(attrs, &derive.from)
+    let Some(path) = attrs
+        .iter()
+        .find(|a| a.key() == derive.from)
+        .and_then(Attr::str_value)
     else {
         return false;
     };
-    match derive.templates.iter().find(|t| t.matches(&path)) {
-        Some(t) => insert(
-            attrs,
-            &derive.to,
-            AnyValue {
+    match derive.templates.iter().find(|t| t.matches(path)) {
+        Some(t) => {
+            let value = AnyValue {
                 value: Some(any_value::Value::StringValue(t.text().to_string())),
-            },
-        ),
+            };
+            insert(attrs, &derive.to, value)
+        }
         None => false,
     }
 }
 
-fn apply_lookup(attrs: &mut Vec<KeyValue>, lookup: &Lookup) -> bool {
+fn apply_lookup(attrs: &mut Attrs<'_>, lookup: &Lookup) -> bool {
     let entry = get(attrs, &lookup.key)
         .and_then(|v| text(&v))
         .and_then(|k| lookup.table.get(&k))
@@ -148,7 +199,7 @@ fn apply_lookup(attrs: &mut Vec<KeyValue>, lookup: &Lookup) -> bool {
     changed
 }
 
-fn apply(attrs: &mut Vec<KeyValue>, steps: &Steps) -> bool {
+fn apply(attrs: &mut Attrs<'_>, steps: &Steps) -> bool {
     let mut changed = false;
     for d in &steps.derive {
         changed |= apply_derive(attrs, d);
@@ -162,6 +213,93 @@ fn apply(attrs: &mut Vec<KeyValue>, steps: &Steps) -> bool {
     changed
 }
 
+fn into_key_values(attrs: Attrs<'_>) -> Vec<KeyValue> {
+    attrs
+        .into_iter()
+        .map(|a| match a {
+            Attr::Set(kv) => kv,
+            Attr::Kept { key, value, .. } => KeyValue {
+                key: key.to_string(),
+                value: value.and_then(|v| AnyValue::decode(v).ok()),
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// Runs `steps` on decoded attributes.
+fn apply_decoded(attrs: &mut Vec<KeyValue>, steps: &Steps) -> bool {
+    let mut list: Attrs<'_> = std::mem::take(attrs).into_iter().map(Attr::Set).collect();
+    let changed = apply(&mut list, steps);
+    *attrs = into_key_values(list);
+    changed
+}
+
+/// The attributes of a resource or record as they came, and as the steps leave them.
+#[derive(Default)]
+struct Scratch<'a> {
+    originals: Vec<&'a [u8]>,
+    attrs: Attrs<'a>,
+}
+
+impl<'a> Scratch<'a> {
+    /// Reads the attributes of `view`, still encoded.
+    fn read(&mut self, view: &AttributesView<'a>) -> Result<(), Error> {
+        self.originals.clear();
+        self.attrs.clear();
+        view.for_each_encoded(|encoded| {
+            let (key, value) = AttributesView::split_encoded(encoded)?;
+            self.originals.push(encoded);
+            self.attrs.push(Attr::Kept {
+                key,
+                value,
+                encoded,
+            });
+            Ok(())
+        })
+    }
+
+    /// Runs `steps` on the attributes of `view`, in the message `holder` (the record, or the
+    /// resource), and splices what they changed into the batch.
+    /// The attributes from the first that differs on are removed and the new list's rest
+    /// appended: an added attribute costs one append, and those before a change are not
+    /// touched. Returns the attributes when `view` has no holder (a resource level without a
+    /// resource) and the steps added some.
+    fn run(
+        &mut self,
+        view: &AttributesView<'a>,
+        holder: &'a [u8],
+        steps: &Steps,
+        splice: &mut Splice<'a>,
+    ) -> Result<Option<Vec<KeyValue>>, Error> {
+        self.read(view)?;
+        if !apply(&mut self.attrs, steps) {
+            return Ok(None);
+        }
+        let Some(field) = view.field_number() else {
+            return Ok(Some(into_key_values(std::mem::take(&mut self.attrs))));
+        };
+        let same = self
+            .originals
+            .iter()
+            .zip(&self.attrs)
+            .take_while(
+                |(o, a)| matches!(a, Attr::Kept { encoded, .. } if std::ptr::eq(*encoded, **o)),
+            )
+            .count();
+        for o in &self.originals[same..] {
+            splice.remove(o);
+        }
+        for a in &self.attrs[same..] {
+            match a {
+                Attr::Kept { encoded, .. } => splice.append_field(holder, field, encoded),
+                Attr::Set(kv) => splice.append_message(holder, field, kv),
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Enrich {
     /// Applies the resource steps to a resource, creating it only if that adds something.
     fn resource(&self, resource: &mut Option<Resource>) -> bool {
@@ -170,7 +308,7 @@ impl Enrich {
         }
         let existed = resource.is_some();
         let mut r = resource.take().unwrap_or_default();
-        let changed = apply(&mut r.attributes, &self.config.resource);
+        let changed = apply_decoded(&mut r.attributes, &self.config.resource);
         if existed || changed {
             *resource = Some(r);
         }
@@ -178,7 +316,7 @@ impl Enrich {
     }
 
     fn record(&self, attrs: &mut Vec<KeyValue>) -> bool {
-        !self.config.record.is_empty() && apply(attrs, &self.config.record)
+        !self.config.record.is_empty() && apply_decoded(attrs, &self.config.record)
     }
 
     fn is_empty(&self) -> bool {
@@ -238,19 +376,49 @@ impl Plugin for Enrich {
         })
     }
 
-    /// With resource steps only (the common case: add a region, look up a team), only the
-    /// resources are decoded and written again; spans, data points and log records are copied
-    /// byte for byte.
-    fn rewrite(&mut self, _signal: Signal, batch: &[u8]) -> Result<Option<Rewrite>, Error> {
-        if self.is_empty() || !self.config.record.is_empty() {
+    /// Nothing is decoded: the steps run on each resource's and record's attributes read in
+    /// place, and what they change is spliced into the batch, which is otherwise copied byte
+    /// for byte. Metrics with record steps (attributes of data points, five kinds deep) take
+    /// the decoded path.
+    fn rewrite(&mut self, signal: Signal, batch: &[u8]) -> Result<Option<Rewrite>, Error> {
+        let records = !self.config.record.is_empty();
+        if records && matches!(signal, Signal::Metrics) {
             return Ok(None);
         }
-        Ok(Some(
-            match wire::rewrite_resources(batch, |r| self.resource(r))? {
-                Some(bytes) => Rewrite::Replace(bytes),
-                None => Rewrite::Unchanged,
-            },
-        ))
+        let mut splice = Splice::new(batch);
+        let mut scratch = Scratch::default();
+        if !self.config.resource.is_empty() {
+            let steps = &self.config.resource;
+            view::for_each_resource_level(batch, |level, resource| {
+                if let Some(attributes) =
+                    scratch.run(&resource, resource.holder(), steps, &mut splice)?
+                {
+                    let resource = Resource {
+                        attributes,
+                        ..Default::default()
+                    };
+                    splice.append_message(level, 1, &resource);
+                }
+                Ok(())
+            })?;
+        }
+        if records {
+            let steps = &self.config.record;
+            match signal {
+                Signal::Traces => TracesView::new(batch).for_each_span(|_, span| {
+                    scratch
+                        .run(&span.attributes, span.encoded(), steps, &mut splice)
+                        .map(drop)
+                })?,
+                Signal::Logs => LogsView::new(batch).for_each_log(|_, log| {
+                    scratch
+                        .run(&log.attributes, log.encoded(), steps, &mut splice)
+                        .map(drop)
+                })?,
+                _ => return Ok(None),
+            }
+        }
+        splice.finish().map(Some)
     }
 
     fn traces(&mut self, batch: &mut ExportTraceServiceRequest) -> Result<Verdict, Error> {

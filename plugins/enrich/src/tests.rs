@@ -5,6 +5,8 @@ use sluice_sdk::otlp::metrics::v1::{
 };
 use sluice_sdk::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
+use sluice_sdk::prost::Message;
+
 use super::*;
 
 // ---- builders ----------------------------------------------------------------------------
@@ -81,11 +83,53 @@ fn config_error(config: &str) -> String {
     }
 }
 
+/// The value of the first attribute named `key`.
+fn value_of(attrs: &[KeyValue], key: &str) -> Option<AnyValue> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| kv.value.clone().unwrap_or_default())
+}
+
+/// Checks that the wire path (what the gateway runs) and the decoded path agree.
+fn agree<T: Message + Default + PartialEq + std::fmt::Debug>(
+    verdict: &Verdict,
+    wire: Option<Rewrite>,
+    decoded: &T,
+) {
+    match (verdict, wire) {
+        (Verdict::Unchanged, Some(Rewrite::Unchanged)) => {}
+        (Verdict::Modified, Some(Rewrite::Replace(out))) => {
+            assert_eq!(&T::decode(out.as_slice()).expect("valid OTLP"), decoded)
+        }
+        (verdict, wire) => panic!("decoded: {verdict:?}, wire: {wire:?}"),
+    }
+}
+
+/// Runs `p` on `batch` by the decoded path, and checks the wire path gives the same batch.
+fn traces_both(p: &mut Enrich, batch: &mut ExportTraceServiceRequest) -> Verdict {
+    let wire = p
+        .rewrite(Signal::Traces, &batch.encode_to_vec())
+        .expect("rewrites");
+    let verdict = p.traces(batch).expect("processes");
+    agree(&verdict, wire, batch);
+    verdict
+}
+
+fn logs_both(p: &mut Enrich, batch: &mut ExportLogsServiceRequest) -> Verdict {
+    let wire = p
+        .rewrite(Signal::Logs, &batch.encode_to_vec())
+        .expect("rewrites");
+    let verdict = p.logs(batch).expect("processes");
+    agree(&verdict, wire, batch);
+    verdict
+}
+
 /// Runs `config` on one span with `before` and returns the verdict and the span's attributes.
 fn on_span(config: &str, before: Vec<KeyValue>) -> (Verdict, Vec<KeyValue>) {
     let mut p = enrich(config);
     let mut batch = traces(None, vec![before]);
-    let verdict = p.traces(&mut batch).expect("processes");
+    let verdict = traces_both(&mut p, &mut batch);
     (verdict, span_attrs(&batch, 0).to_vec())
 }
 
@@ -242,7 +286,7 @@ fn resource_target() {
             "kept: record attributes are not the target",
         )])],
     );
-    assert_eq!(p.traces(&mut batch), Ok(Verdict::Modified));
+    assert_eq!(traces_both(&mut p, &mut batch), Verdict::Modified);
     assert_eq!(
         resource_attrs(&batch),
         attrs(&[
@@ -254,7 +298,7 @@ fn resource_target() {
 
     // A missing resource is created only when something is added to it.
     let mut none = traces(None, vec![vec![]]);
-    assert_eq!(p.traces(&mut none), Ok(Verdict::Modified));
+    assert_eq!(traces_both(&mut p, &mut none), Verdict::Modified);
     assert_eq!(
         resource_attrs(&none),
         attrs(&[("deployment.environment.name", "prod")])
@@ -262,7 +306,7 @@ fn resource_target() {
     let mut q =
         enrich(r#"{"attributes": [{"action": "delete", "target": "resource", "key": "x"}]}"#);
     let mut none = traces(None, vec![vec![]]);
-    assert_eq!(q.traces(&mut none), Ok(Verdict::Unchanged));
+    assert_eq!(traces_both(&mut q, &mut none), Verdict::Unchanged);
     assert!(none.resource_spans[0].resource.is_none());
 }
 
@@ -333,14 +377,14 @@ fn derive_from_full_urls_and_several_derivations() {
         attrs(&[("url.full", "https://api.example.com/users/9?x=1")]),
     );
     assert_eq!(v, Verdict::Modified);
-    assert_eq!(get(&a, "http.route"), Some(sv("/users/{id}")));
+    assert_eq!(value_of(&a, "http.route"), Some(sv("/users/{id}")));
     let (_, a) = on_span(
         config,
         attrs(&[("url.path", "/users/1"), ("url.full", "https://h/other")]),
     );
-    assert_eq!(get(&a, "http.route"), Some(sv("/users/{id}")));
+    assert_eq!(value_of(&a, "http.route"), Some(sv("/users/{id}")));
     let (_, a) = on_span(config, attrs(&[("url.full", "https://h/other")]));
-    assert_eq!(get(&a, "http.route"), Some(sv("/{any}")));
+    assert_eq!(value_of(&a, "http.route"), Some(sv("/{any}")));
 }
 
 #[test]
@@ -373,7 +417,7 @@ fn lookup(config: &str, resource: Option<Vec<KeyValue>>) -> (Verdict, Vec<KeyVal
         resource,
         vec![attrs(&[("service.name", "not the resource")])],
     );
-    let v = p.traces(&mut batch).expect("processes");
+    let v = traces_both(&mut p, &mut batch);
     // Record attributes are never looked up or changed.
     assert_eq!(
         span_attrs(&batch, 0),
@@ -401,7 +445,7 @@ fn lookup_adds_the_mapped_attributes() {
         ]
     );
     let (_, a) = lookup(TEAMS, Some(attrs(&[("service.name", "search")])));
-    assert_eq!(get(&a, "tier"), Some(iv(2)));
+    assert_eq!(value_of(&a, "tier"), Some(iv(2)));
 }
 
 #[test]
@@ -422,8 +466,8 @@ fn lookup_default_and_insert_semantics() {
         Some(attrs(&[("service.name", "search"), ("team", "platform")])),
     );
     assert_eq!(v, Verdict::Modified);
-    assert_eq!(get(&a, "team"), Some(sv("platform")));
-    assert_eq!(get(&a, "tier"), Some(iv(2)));
+    assert_eq!(value_of(&a, "team"), Some(sv("platform")));
+    assert_eq!(value_of(&a, "tier"), Some(iv(2)));
     // Nothing new: unchanged.
     let (v, _) = lookup(
         TEAMS,
@@ -441,7 +485,7 @@ fn lookup_matches_non_string_keys_as_text() {
     let config = r#"{"lookup": {"key": "k8s.cluster.id", "table": {"7": {"region": "eu"}}}}"#;
     let (v, a) = lookup(config, Some(vec![kv("k8s.cluster.id", iv(7))]));
     assert_eq!(v, Verdict::Modified);
-    assert_eq!(get(&a, "region"), Some(sv("eu")));
+    assert_eq!(value_of(&a, "region"), Some(sv("eu")));
 }
 
 // ---- the three signals -------------------------------------------------------------------
@@ -478,19 +522,19 @@ fn traces_logs_and_every_kind_of_data_point() {
             ..Default::default()
         }],
     };
-    assert_eq!(p.logs(&mut logs), Ok(Verdict::Modified));
+    assert_eq!(logs_both(&mut p, &mut logs), Verdict::Modified);
     let rl = &logs.resource_logs[0];
     assert_eq!(
         rl.resource
             .as_ref()
-            .and_then(|r| get(&r.attributes, "team")),
+            .and_then(|r| value_of(&r.attributes, "team")),
         Some(sv("core"))
     );
     for l in &rl.scope_logs[0].log_records {
         assert_eq!(l.attributes, vec![enriched()]);
     }
     // A second pass finds nothing to do.
-    assert_eq!(p.logs(&mut logs), Ok(Verdict::Unchanged));
+    assert_eq!(logs_both(&mut p, &mut logs), Verdict::Unchanged);
 
     let metric = |data| Metric {
         name: "m".into(),
@@ -531,7 +575,7 @@ fn traces_logs_and_every_kind_of_data_point() {
     assert_eq!(
         rm.resource
             .as_ref()
-            .and_then(|r| get(&r.attributes, "team")),
+            .and_then(|r| value_of(&r.attributes, "team")),
         Some(sv("core"))
     );
     let mut points = Vec::new();
@@ -565,17 +609,17 @@ fn traces_logs_and_every_kind_of_data_point() {
         Some(attrs(&[("service.name", "api")])),
         vec![vec![], vec![]],
     );
-    assert_eq!(p.traces(&mut spans), Ok(Verdict::Modified));
-    assert_eq!(get(resource_attrs(&spans), "team"), Some(sv("core")));
+    assert_eq!(traces_both(&mut p, &mut spans), Verdict::Modified);
+    assert_eq!(value_of(resource_attrs(&spans), "team"), Some(sv("core")));
     assert_eq!(span_attrs(&spans, 1), &[enriched()]);
-    assert_eq!(p.traces(&mut spans), Ok(Verdict::Unchanged));
+    assert_eq!(traces_both(&mut p, &mut spans), Verdict::Unchanged);
 }
 
 #[test]
 fn empty_config_changes_nothing() {
     let mut p = enrich("");
     let mut batch = traces(Some(attrs(&[("a", "b")])), vec![vec![]]);
-    assert_eq!(p.traces(&mut batch), Ok(Verdict::Unchanged));
+    assert_eq!(traces_both(&mut p, &mut batch), Verdict::Unchanged);
     let info = Enrich::describe();
     assert_eq!(info.name, "enrich");
     assert!(!info.stateful);
@@ -737,10 +781,125 @@ fn resource_only_steps_rewrite_at_the_wire_level_like_the_decoded_path() {
         enrich(TEAMS).rewrite(Signal::Traces, &bytes).expect("ok"),
         Some(Rewrite::Replace(_))
     ));
-    // Record steps need the decoded batch.
+    // Record steps on data points take the decoded path.
     let records = r#"{"attributes": [{"action": "upsert", "key": "a", "value": "b"}]}"#;
     assert_eq!(
-        enrich(records).rewrite(Signal::Traces, &bytes).expect("ok"),
+        enrich(records)
+            .rewrite(
+                Signal::Metrics,
+                &ExportMetricsServiceRequest::default().encode_to_vec()
+            )
+            .expect("ok"),
         None
     );
+}
+
+#[test]
+fn record_steps_splice_only_what_they_change_and_agree_with_the_decoded_path() {
+    use sluice_sdk::otlp::trace::v1::{Status, span::Event};
+    let config = r#"{
+        "derive": {"from": "url.path", "to": "http.route", "templates": ["/users/{id}"]},
+        "attributes": [
+            {"action": "delete", "key": "secret"},
+            {"action": "rename", "from": "old", "to": "new"},
+            {"action": "upsert", "key": "tier", "value": 1},
+            {"action": "upsert", "key": "deployment.region", "target": "resource", "value": "eu"}
+        ]}"#;
+    let spans: Vec<Vec<KeyValue>> = vec![
+        // Every step applies.
+        attrs(&[
+            ("url.path", "/users/7"),
+            ("secret", "x"),
+            ("old", "o"),
+            ("keep", "k"),
+        ]),
+        // Only the upsert: one attribute appended, the others untouched.
+        attrs(&[("url.path", "/other"), ("keep", "k")]),
+        // Nothing to change.
+        vec![kv("tier", iv(1)), kv("http.route", sv("/r"))],
+        // The upsert changes a value in the middle.
+        vec![kv("a", sv("1")), kv("tier", sv("one")), kv("b", sv("2"))],
+        vec![],
+    ];
+    let mut batch = traces(Some(attrs(&[("service.name", "api")])), spans);
+    for (i, span) in batch.resource_spans[0].scope_spans[0]
+        .spans
+        .iter_mut()
+        .enumerate()
+    {
+        // Fields after the attributes, so appended ones land after them.
+        span.events = vec![Event {
+            name: format!("e{i}"),
+            attributes: attrs(&[("secret", "in an event")]),
+            ..Default::default()
+        }];
+        span.status = Some(Status {
+            message: "m".into(),
+            code: 2,
+        });
+    }
+    let mut p = enrich(config);
+    let before = batch.clone();
+    assert_eq!(traces_both(&mut p, &mut batch), Verdict::Modified);
+    assert_eq!(
+        span_attrs(&batch, 0),
+        vec![
+            kv("url.path", sv("/users/7")),
+            kv("keep", sv("k")),
+            kv("http.route", sv("/users/{id}")),
+            kv("new", sv("o")),
+            kv("tier", iv(1)),
+        ]
+    );
+    assert_eq!(span_attrs(&batch, 2), span_attrs(&before, 2));
+    // Event attributes are not a record's.
+    assert_eq!(
+        batch.resource_spans[0].scope_spans[0].spans[0].events,
+        before.resource_spans[0].scope_spans[0].spans[0].events
+    );
+    // A second run has nothing left to do, on either path.
+    assert_eq!(traces_both(&mut p, &mut batch), Verdict::Unchanged);
+
+    let mut logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: None,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        attributes: attrs(&[("secret", "x"), ("old", "o")]),
+                        body: Some(sv("body")),
+                        ..Default::default()
+                    },
+                    LogRecord::default(),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    // No resource: the wire path adds one.
+    assert_eq!(logs_both(&mut p, &mut logs), Verdict::Modified);
+    assert_eq!(
+        logs.resource_logs[0]
+            .resource
+            .as_ref()
+            .map(|r| &r.attributes),
+        Some(&attrs(&[("deployment.region", "eu")]))
+    );
+}
+
+#[test]
+fn malformed_batches_are_input_errors_on_the_wire_path() {
+    let mut p = enrich(r#"{"attributes": [{"action": "insert", "key": "a", "value": "b"}]}"#);
+    let bytes = traces(None, vec![attrs(&[("k", "v")])]).encode_to_vec();
+    for cut in 1..bytes.len() {
+        match p.rewrite(Signal::Traces, &bytes[..cut]) {
+            Err(Error::Input(_)) | Ok(Some(Rewrite::Unchanged)) => {}
+            // A cut at a field boundary can leave a shorter valid batch.
+            Ok(Some(Rewrite::Replace(out))) => {
+                ExportTraceServiceRequest::decode(out.as_slice()).expect("valid OTLP");
+            }
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
 }
