@@ -19,10 +19,12 @@ echo "== plugins (wasm32-wasip2; the example configs that use builtin/* need the
 ./scripts/build-plugins.sh
 echo "== cargo test"
 cargo test --workspace
-echo "== cargo build (binary for the end-to-end tests)"
-cargo build -p sluice
+# cargo test built the binary for the gateway's integration tests: the end-to-end tests run it.
+# (A separate `cargo build -p sluice` would build much of it again, with the features of one
+# package instead of the workspace's.)
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 export SLUICE_BIN="$target/debug/sluice"
+test -x "$SLUICE_BIN"
 echo "== plugin SDKs: Python (pytest) and JavaScript (node --test), with their examples"
 PYTHONPATH="$PWD/sdk/python" python3 -m pytest -q -p no:cacheprovider sdk/python/tests examples/plugins/python/*/
 for project in sdk/js examples/plugins/js/*/; do
