@@ -58,7 +58,7 @@ def start(config: dict, workdir: Path, name: str) -> subprocess.Popen:
         [str(BIN), "run", "--config", str(path), "--log-level", "warn"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "SLUICE_PLUGIN_DIR": str(PLUGINS)},
+        env={"SLUICE_PLUGIN_DIR": str(PLUGINS), **os.environ},
     )
     admin = config["service"]["admin"]["endpoint"]
     deadline = time.time() + 20

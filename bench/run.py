@@ -11,7 +11,9 @@ only), spans per gateway CPU-second, peak RSS, wrk latency percentiles, refusals
 
 Needs: a release build (`cargo build --release -p sluice`), the plugins
 (`scripts/build-plugins.sh`) for the plugin scenarios, `wrk`, and the Python packages in
-tests/requirements.txt. Loopback only; every process is stopped by PID.
+tests/requirements.txt. Loopback only; every process is stopped by PID. The plugins come from
+target/wasm32-wasip2/release, or from SLUICE_PLUGIN_DIR when it is set (another revision's
+build, for a before/after in one session: a built-in missing there is the binary's own).
 
 The `rotel` scenarios run the same load through Rotel, a Rust OTLP collector, in place of
 the gateway (its own defaults, which batch up to 8192 spans or 200 ms): `rotel` forwards over
@@ -292,7 +294,7 @@ def startup_ms(workdir: Path, cache: Path, name: str) -> float:
     proc = subprocess.Popen(
         [str(BIN), "run", "--config", str(path), "--log-level", "warn"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "SLUICE_PLUGIN_DIR": str(PLUGINS)},
+        env={"SLUICE_PLUGIN_DIR": str(PLUGINS), **os.environ},
     )
     try:
         while time.perf_counter() - t0 < 30:

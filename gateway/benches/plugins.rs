@@ -94,6 +94,14 @@ fn bench(c: &mut Criterion) {
         "enrich",
         r#"{"attributes": [{"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}]}"#,
     );
+    // A record step too (the route derived from `url.path` on every span), as `bench/run.py`'s
+    // `enrich` scenario.
+    let enrich_records = builtin(
+        &engine,
+        "enrich",
+        r#"{"attributes": [{"action": "upsert", "target": "resource", "key": "deployment.region", "value": "eu-1"}],
+            "derive": {"from": "url.path", "to": "http.target_route", "templates": ["/api/v1/orders/{id}"]}}"#,
+    );
     let chain = [
         processor(&engine, "a", "pass"),
         processor(&engine, "b", "pass"),
@@ -156,6 +164,13 @@ fn bench(c: &mut Criterion) {
             b.iter_batched(
                 fresh,
                 |batch| forward(&enrich, batch).encoded().len(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("enrich_records", |b| {
+            b.iter_batched(
+                fresh,
+                |batch| forward(&enrich_records, batch).encoded().len(),
                 BatchSize::SmallInput,
             )
         });
