@@ -72,12 +72,10 @@ fn command(program: impl Into<OsString>, dir: &Path, sdk: Option<&Path>) -> Comm
 
 /// What to install when `program` cannot be started.
 fn missing(lang: Lang, program: &str, e: &std::io::Error) -> String {
-    let hint = match (lang, program) {
-        (Lang::Rust, _) => {
-            "install Rust (https://rustup.rs), then `rustup target add wasm32-wasip2`"
-        }
-        (Lang::Python, _) => "install Python 3.11 or later (`python3`), or set SLUICE_PYTHON",
-        (Lang::Js, _) => "install Node.js 20 or later with npm",
+    let hint = match lang {
+        Lang::Rust => "install Rust (https://rustup.rs), then `rustup target add wasm32-wasip2`",
+        Lang::Python => "install Python 3.11 or later (`python3`), or set SLUICE_PYTHON",
+        Lang::Js => "install Node.js 20 or later with npm",
     };
     format!("cannot run `{program}` ({e}): {hint}")
 }
